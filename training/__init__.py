@@ -1,0 +1,1 @@
+"""vgpt.training: next-clip-diffusion training, video data and vgpt-train (training issue)."""

@@ -1,0 +1,92 @@
+"""vgpt-predict: next-clip prediction in latent space with both reference predictors.
+
+Runs the released-style `full` predictor and our KV-cached predictor on the same history and
+seed, and reports how far apart they are and how long each took per clip.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import click
+import numpy as np
+import torch
+
+from vgpt.checkpoint import load_checkpoint
+from vgpt.config import PRESETS, Layout, get_preset
+from vgpt.model import VideoGPT
+from vgpt.predictors import CachedPredictor, FullPredictor
+from vgpt.sampler import SamplerConfig
+
+log = logging.getLogger("vgpt")
+_SAMPLER = SamplerConfig()
+
+
+def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected HxW latents, e.g. 8x8") from None
+    return h, w
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="small",
+    show_default=True,
+    help="Model preset with seeded random weights (used when no --checkpoint is given).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A vgpt or released Video-GPT checkpoint folder.",
+)
+@click.option("--allow-pickle", is_flag=True, help="Allow .bin/.pt weights (loaded with weights_only=True).")
+@click.option("--history", "history_frames", default=8, show_default=True, help="History frames M.")
+@click.option("--clip", "clip_frames", default=4, show_default=True, help="Frames per predicted clip G.")
+@click.option(
+    "--latent-size", default="8x8", show_default=True, callback=_parse_size, help="Latent height x width (pixels / 8)."
+)
+@click.option("--clips", default=2, show_default=True, help="Clips to predict autoregressively.")
+@click.option("--steps", default=20, show_default=True, help="Denoising steps per clip.")
+@click.option("--guidance", default=_SAMPLER.guidance, show_default=True, help="Guidance scale; 1 = off.")
+@click.option("--shift", default=_SAMPLER.shift, show_default=True, help="Schedule shift.")
+@click.option("--seed", default=0, show_default=True, help="Seed of weights, history and noise.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the latents to this .npz.")
+def predict_main(preset, checkpoint, allow_pickle, history_frames, clip_frames, latent_size, clips, steps,
+                 guidance, shift, seed, out) -> None:  # fmt: skip
+    """Predict the next clips of a latent history with the `full` and `cached` predictors."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.manual_seed(seed)
+    if checkpoint:
+        model = load_checkpoint(checkpoint, allow_pickle=allow_pickle).model
+    else:
+        log.info("no --checkpoint: preset %r with seeded random weights (predictions are not meaningful)", preset)
+        model = VideoGPT(get_preset(preset)).eval()
+    config = model.config
+    layout = Layout.for_model(config, history_frames, clip_frames, *latent_size)
+    sampler = SamplerConfig(steps=steps, shift=shift, guidance=guidance)
+    gen = torch.Generator().manual_seed(seed)
+    history = torch.randn((1, layout.history_frames, config.latent_channels, *latent_size), generator=gen)
+
+    results = {}
+    for name, cls in (("full", FullPredictor), ("cached", CachedPredictor)):
+        predictor = cls(model, sampler, window=layout.history_frames)
+        start = time.perf_counter()
+        results[name] = predictor.predict(history, clips, clip_frames, torch.Generator().manual_seed(seed + 1))
+        per_clip = (time.perf_counter() - start) / clips
+        results[name + "_s"] = per_clip
+        click.echo(f"{name:>6}: {per_clip * 1000:9.1f} ms per clip ({clips} clips x {clip_frames} frames, "
+                   f"{steps} steps, guidance {guidance})")  # fmt: skip
+    diff = (results["full"] - results["cached"]).abs().max().item()
+    speedup = results["full_s"] / results["cached_s"]
+    click.echo(f"cached vs full: max abs difference {diff:.3g}, speed-up {speedup:.2f}x "
+               f"(model {config.name}, {config.num_parameters() / 1e6:.1f}M parameters, history {history_frames}, "
+               f"{layout.block} tokens per frame)")  # fmt: skip
+    if out:
+        np.savez(out, history=history.numpy(), prediction=results["cached"].numpy())
+        click.echo(f"wrote {out}")

@@ -1,0 +1,39 @@
+"""The latent codec interface: frames in [-1, 1] <-> scaled latents.
+
+latent = encoder(frames) * scaling_factor; decode divides by it (reference section 1).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+class LatentCodec(ABC):
+    latent_channels: int
+    downsample: int  # pixels per latent along each side
+    scaling_factor: float
+
+    @abstractmethod
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in [-1, 1] -> scaled latents [B, C, H/ds, W/ds]."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents [B, C, h, w] -> frames [B, 3, h*ds, w*ds] in about [-1, 1]."""
+
+    def encode_video(self, frames: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """[B, F, 3, H, W] -> [B, F, C, h, w], `batch` frames per codec call."""
+        return self._per_frame(self.encode, frames, batch)
+
+    def decode_video(self, latents: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """[B, F, C, h, w] -> [B, F, 3, H, W]."""
+        return self._per_frame(self.decode, latents, batch)
+
+    @staticmethod
+    def _per_frame(fn, x: torch.Tensor, batch: int) -> torch.Tensor:
+        B, F = x.shape[:2]
+        flat = x.reshape(B * F, *x.shape[2:])  # [B*F, ...]
+        out = torch.cat([fn(flat[i : i + batch]) for i in range(0, flat.shape[0], batch)])
+        return out.reshape(B, F, *out.shape[1:])  # [B, F, ...]

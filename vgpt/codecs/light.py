@@ -1,0 +1,128 @@
+"""A light convolutional autoencoder of our own: 8x down-sampling to 4 channels, torch only.
+
+It stands in for the SDXL VAE where that is too heavy (tests, the bundled CPU model). It is
+deterministic: encode returns the latent itself, no sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vgpt.atomic import atomic_dir
+from vgpt.checkpoint import CheckpointError, content_hash
+from vgpt.codecs.base import LatentCodec
+
+FORMAT = "vgpt-light-codec"
+
+
+@dataclass(frozen=True)
+class LightCodecConfig:
+    # Channels after each of the three 2x down-samplings (8x in all).
+    channels: tuple[int, int, int] = (32, 64, 64)
+    latent_channels: int = 4
+    # Set after training so that latents have about unit variance, like the SDXL VAE's 0.13025.
+    scaling_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 3 or any(c < 1 for c in self.channels):
+            raise ValueError(f"LightCodecConfig.channels={self.channels}: three positive widths")
+        if self.latent_channels < 1:
+            raise ValueError(f"LightCodecConfig.latent_channels={self.latent_channels}: must be positive")
+        if not self.scaling_factor > 0:
+            raise ValueError(f"LightCodecConfig.scaling_factor={self.scaling_factor}: must be > 0")
+        object.__setattr__(self, "channels", tuple(self.channels))
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class LightCodec(nn.Module, LatentCodec):
+    downsample = 8
+
+    def __init__(self, config: LightCodecConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or LightCodecConfig()
+        c1, c2, c3 = self.config.channels
+        lc = self.config.latent_channels
+        self.latent_channels = lc
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, c1, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c2),  # H/2
+            nn.Conv2d(c2, c3, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c3),  # H/4
+            nn.Conv2d(c3, c3, 4, stride=2, padding=1), nn.SiLU(),  # H/8
+            nn.Conv2d(c3, lc, 3, padding=1),
+        )  # fmt: skip
+        self.decoder = nn.Sequential(
+            nn.Conv2d(lc, c3, 3, padding=1), nn.SiLU(), _ResBlock(c3),
+            nn.ConvTranspose2d(c3, c3, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c3),  # H/4
+            nn.ConvTranspose2d(c3, c2, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c2),  # H/2
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.SiLU(),  # H
+            nn.Conv2d(c1, 3, 3, padding=1),
+        )  # fmt: skip
+
+    @property
+    def scaling_factor(self) -> float:
+        return self.config.scaling_factor
+
+    def _check(self, x: torch.Tensor, channels: int, multiple: int, what: str) -> None:
+        if x.ndim != 4 or x.shape[1] != channels or x.shape[-2] % multiple or x.shape[-1] % multiple:
+            raise ValueError(
+                f"{what} must be [B, {channels}, H, W] with H, W multiples of {multiple}, got {tuple(x.shape)}"
+            )
+
+    def encode_unscaled(self, frames: torch.Tensor) -> torch.Tensor:
+        self._check(frames, 3, self.downsample, "frames")
+        return self.encoder(frames.to(self.encoder[0].weight.dtype))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.encode_unscaled(frames) * self.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        self._check(latents, self.latent_channels, 1, "latents")
+        return self.decoder(latents.to(self.decoder[0].weight.dtype) / self.scaling_factor)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Reconstruction, for training."""
+        return self.decode(self.encode(frames))
+
+    def with_scaling_factor(self, scaling_factor: float) -> LightCodec:
+        self.config = dataclasses.replace(self.config, scaling_factor=float(scaling_factor))
+        return self
+
+    def save(self, path: str | Path, extra: dict | None = None, overwrite: bool = False) -> Path:
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        manifest = {"format": FORMAT, "weights": "codec.safetensors", "weights_sha256": content_hash(state),
+                    "config": dataclasses.asdict(self.config), "extra": extra or {}}  # fmt: skip
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            save_file(state, str(tmp / "codec.safetensors"))
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LightCodec:
+        path = Path(path)
+        manifest_file = path / "manifest.json"
+        if not manifest_file.is_file():
+            raise CheckpointError(f"{path}: no manifest.json; not a light codec folder")
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("format") != FORMAT:
+            raise CheckpointError(f"{manifest_file}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        state = load_file(str(path / manifest["weights"]))
+        if content_hash(state) != manifest["weights_sha256"]:
+            raise CheckpointError(f"{path}: codec weights do not match the manifest's hash; re-save them")
+        codec = cls(LightCodecConfig(**manifest["config"]))
+        codec.load_state_dict(state, strict=True)
+        return codec.eval()

@@ -1,0 +1,342 @@
+"""Model configuration, named presets and the layout value object.
+
+`ModelConfig` holds everything that changes the weights or the arithmetic of the model; `Layout`
+holds the shape of one inference problem (history frames, clip frames, latent size). Every later
+stage (export, calibration, engines, runtime) reads both from an artifact's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RopeFactorPolicy = Literal["long", "length"]
+Prediction = Literal["x", "velocity"]
+
+# LongRoPE factors of the released model (OmniGen-v1's Phi-3 backbone, head_dim 96 -> 48 each).
+# A released checkpoint's own config.json is authoritative and overrides these on load.
+OMNIGEN_V1_LONG_FACTOR = (
+    1.0299999713897705, 1.0499999523162842, 1.0499999523162842, 1.0799999237060547,
+    1.2299998998641968, 1.2299998998641968, 1.2999999523162842, 1.4499999284744263,
+    1.5999999046325684, 1.6499998569488525, 1.8999998569488525, 2.859999895095825,
+    3.68999981880188, 5.419999599456787, 5.489999771118164, 5.489999771118164,
+    9.09000015258789, 11.579999923706055, 15.65999984741211, 15.769999504089355,
+    15.789999961853027, 18.360000610351562, 21.989999771118164, 23.079999923706055,
+    30.009998321533203, 32.35000228881836, 32.590003967285156, 35.56000518798828,
+    39.95000457763672, 53.840003967285156, 56.20000457763672, 57.95000457763672,
+    59.29000473022461, 59.77000427246094, 59.920005798339844, 61.190006256103516,
+    61.96000671386719, 62.50000762939453, 63.3700065612793, 63.48000717163086,
+    63.48000717163086, 63.66000747680664, 63.850006103515625, 64.08000946044922,
+    64.760009765625, 64.80001068115234, 64.81001281738281, 64.81001281738281,
+)  # fmt: skip
+OMNIGEN_V1_SHORT_FACTOR = (
+    1.05, 1.05, 1.05, 1.1, 1.1, 1.1, 1.2500000000000002, 1.2500000000000002,
+    1.4000000000000004, 1.4500000000000004, 1.5500000000000005, 1.8500000000000008,
+    1.9000000000000008, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+    2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+    2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+    2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+    2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+    2.1000000000000005, 2.1000000000000005, 2.2, 2.3499999999999996,
+    2.3499999999999996, 2.3499999999999996, 2.3499999999999996, 2.3999999999999995,
+    2.3999999999999995, 2.6499999999999986, 2.6999999999999984, 2.8999999999999977,
+    2.9499999999999975, 3.049999999999997, 3.049999999999997, 3.049999999999997,
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A configuration or layout value that the model cannot take."""
+
+
+def _geometric_factors(n: int, top: float) -> tuple[float, ...]:
+    """Monotone LongRoPE-like factors from 1 to `top` for our small presets.
+
+    The small models are trained from scratch, so any positive factors are valid; rising factors
+    stretch the low frequencies most, like the released ones, so every code path is exercised.
+    """
+    if n == 1:
+        return (1.0,)
+    return tuple(round(top ** (i / (n - 1)), 6) for i in range(n))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The Video-GPT transformer. Field names follow the released Phi-3 config where one exists."""
+
+    name: str = "custom"
+    # Backbone width; the released model is Phi-3-mini (3072).
+    hidden_size: int = 3072
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    # Phi-3-mini uses as many key/value heads as query heads; fewer would be grouped-query attention.
+    num_key_value_heads: int = 32
+    intermediate_size: int = 8192
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    # LongRoPE ("su"/"longrope"): one factor per rotary frequency (head_dim / 2 of each).
+    rope_long_factor: tuple[float, ...] = OMNIGEN_V1_LONG_FACTOR
+    rope_short_factor: tuple[float, ...] = OMNIGEN_V1_SHORT_FACTOR
+    original_max_position_embeddings: int = 4096
+    max_position_embeddings: int = 131072
+    # "long": the released inference (long factors at every length). "length": stock Phi-3
+    # (long factors only when the largest position id reaches original_max_position_embeddings).
+    rope_factor_policy: RopeFactorPolicy = "long"
+    # Token table of the backbone; only the three special tokens below are ever looked up. A
+    # released checkpoint's ids are read from its tokenizer files on load; the defaults here only
+    # serve random-weight models of the released dimensions (benchmarks, export sizing).
+    vocab_size: int = 32064
+    diffusion_token_id: int = 32011
+    image_start_token_id: int = 32012
+    image_end_token_id: int = 32013
+    # VAE latent channels (SDXL VAE: 4) and the patch size on the latent (one token = p x p latents).
+    latent_channels: int = 4
+    patch_size: int = 2
+    # The fixed 2-D sin-cos table covers a pos_embed_max_size^2 patch grid; coordinates are
+    # index * pos_embed_base_size / pos_embed_max_size (released: 64 / 192).
+    pos_embed_max_size: int = 192
+    pos_embed_base_size: int = 64
+    # Width of the sinusoid fed to the timestep MLPs.
+    timestep_freq_dim: int = 256
+    # What the output head predicts: the released model predicts the clean latent x; a legacy
+    # model.pt checkpoint predicts the flow velocity.
+    prediction: Prediction = "x"
+
+    def __post_init__(self) -> None:
+        positive = (
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "intermediate_size", "vocab_size", "latent_channels", "patch_size", "pos_embed_max_size",
+            "pos_embed_base_size", "timestep_freq_dim", "original_max_position_embeddings",
+            "max_position_embeddings",
+        )  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"ModelConfig.{name}={value!r}: must be a positive integer")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"ModelConfig.hidden_size={self.hidden_size} is not divisible by "
+                f"num_attention_heads={self.num_attention_heads}; pick a head count that divides it"
+            )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ConfigError(
+                f"ModelConfig.num_key_value_heads={self.num_key_value_heads} must divide "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+        if self.head_dim % 2:
+            raise ConfigError(f"ModelConfig: head_dim={self.head_dim} must be even for rotary embeddings")
+        if self.hidden_size % 4:
+            raise ConfigError(
+                f"ModelConfig.hidden_size={self.hidden_size} must be divisible by 4 for the 2-D sin-cos table"
+            )
+        for name in ("rope_long_factor", "rope_short_factor"):
+            factors = getattr(self, name)
+            if len(factors) != self.head_dim // 2:
+                raise ConfigError(
+                    f"ModelConfig.{name} has {len(factors)} values; head_dim={self.head_dim} needs "
+                    f"{self.head_dim // 2} (one per rotary frequency)"
+                )
+            if any(f <= 0 for f in factors):
+                raise ConfigError(f"ModelConfig.{name} must be positive, got {factors}")
+        if self.max_position_embeddings < self.original_max_position_embeddings:
+            raise ConfigError(
+                f"ModelConfig.max_position_embeddings={self.max_position_embeddings} is below "
+                f"original_max_position_embeddings={self.original_max_position_embeddings}"
+            )
+        if self.rope_factor_policy not in ("long", "length"):
+            raise ConfigError(
+                f"ModelConfig.rope_factor_policy={self.rope_factor_policy!r}: use 'long' (released "
+                "inference) or 'length' (stock Phi-3)"
+            )
+        if self.prediction not in ("x", "velocity"):
+            raise ConfigError(f"ModelConfig.prediction={self.prediction!r}: use 'x' or 'velocity'")
+        ids = (self.diffusion_token_id, self.image_start_token_id, self.image_end_token_id)
+        if len(set(ids)) != 3 or not all(0 <= i < self.vocab_size for i in ids):
+            raise ConfigError(
+                f"ModelConfig special token ids {ids} must be distinct and in [0, vocab_size={self.vocab_size})"
+            )
+        # JSON round trips give lists; keep the dataclass hashable.
+        object.__setattr__(self, "rope_long_factor", tuple(float(f) for f in self.rope_long_factor))
+        object.__setattr__(self, "rope_short_factor", tuple(float(f) for f in self.rope_short_factor))
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def patch_dim(self) -> int:
+        """Values per output token: p * p * C."""
+        return self.patch_size * self.patch_size * self.latent_channels
+
+    @property
+    def rope_attention_factor(self) -> float:
+        """LongRoPE's cos/sin multiplier sqrt(1 + ln(max/orig) / ln(orig)) (about 1.19 released)."""
+        scale = self.max_position_embeddings / self.original_max_position_embeddings
+        if scale <= 1.0:
+            return 1.0
+        return math.sqrt(1.0 + math.log(scale) / math.log(self.original_max_position_embeddings))
+
+    def num_parameters(self) -> int:
+        """Parameter count from the shapes alone (no tensors are built)."""
+        d, hd = self.hidden_size, self.head_dim
+        qkv = d * (self.num_attention_heads + 2 * self.num_key_value_heads) * hd
+        per_layer = qkv + d * d + d * 2 * self.intermediate_size + self.intermediate_size * d + 2 * d
+        patch = 2 * (d * self.latent_channels * self.patch_size**2 + d)
+        timestep = 2 * (self.timestep_freq_dim * d + d + d * d + d)
+        head = d * 2 * d + 2 * d + d * self.patch_dim + self.patch_dim
+        return self.num_hidden_layers * per_layer + d + self.vocab_size * d + patch + timestep + head
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["rope_long_factor"] = list(self.rope_long_factor)
+        out["rope_short_factor"] = list(self.rope_short_factor)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"ModelConfig: unknown fields {unknown}; known fields are {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _small_preset(name: str, *, d: int, layers: int, heads: int, mlp: int, orig: int, vocab: int) -> ModelConfig:
+    hd = d // heads
+    return ModelConfig(
+        name=name,
+        hidden_size=d,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=mlp,
+        rope_long_factor=_geometric_factors(hd // 2, 8.0),
+        rope_short_factor=_geometric_factors(hd // 2, 1.5),
+        # A short original context lets the tests cross the short/long switch with small layouts.
+        original_max_position_embeddings=orig,
+        max_position_embeddings=orig * 32,
+        vocab_size=vocab,
+        diffusion_token_id=vocab - 3,
+        image_start_token_id=vocab - 2,
+        image_end_token_id=vocab - 1,
+        # 32 x 32 patches = 256 x 256 pixels: ample for our 64 px videos, and a small table.
+        pos_embed_max_size=32,
+        pos_embed_base_size=32,
+    )
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Every code path on a CPU in seconds: 2 layers, 4 heads of 8, LongRoPE factors of length 4.
+    "tiny": _small_preset("tiny", d=32, layers=2, heads=4, mlp=64, orig=64, vocab=16),
+    # The model we train and bundle: about 3.9M parameters (15.6 MB fp32), trainable on a CPU.
+    "small": _small_preset("small", d=256, layers=4, heads=8, mlp=768, orig=4096, vocab=16),
+    # Over 2 GB of fp32 weights (about 600M parameters), for exporting with external data.
+    "medium": _small_preset("medium", d=1536, layers=20, heads=16, mlp=4096, orig=4096, vocab=16),
+    # The released Video-GPT dimensions (Phi-3-mini backbone), about 3.76B parameters.
+    "videogpt-3.8b": ModelConfig(name="videogpt-3.8b"),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The static shape of one inference problem: M history frames, G clip frames, latent h x w.
+
+    Export, calibration, engine builds and the runtime agree on it through the artifact manifest.
+    """
+
+    history_frames: int  # M
+    clip_frames: int  # G
+    latent_height: int  # h (pixels / 8)
+    latent_width: int  # w
+    patch_size: int = 2
+    pos_embed_max_size: int = 192
+    vae_downsample: int = field(default=8)
+
+    def __post_init__(self) -> None:
+        for name in ("history_frames", "clip_frames", "latent_height", "latent_width", "patch_size",
+                     "pos_embed_max_size", "vae_downsample"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"Layout.{name}={value!r}: must be a positive integer")
+        p = self.patch_size
+        for name in ("latent_height", "latent_width"):
+            value = getattr(self, name)
+            if value % p:
+                px = self.vae_downsample * p
+                raise ConfigError(
+                    f"Layout.{name}={value} is not divisible by the patch size {p}; use "
+                    f"{value - value % p} or {value + p - value % p} (frames a multiple of {px} px)"
+                )
+            if value // p > self.pos_embed_max_size:
+                limit = self.pos_embed_max_size * p
+                raise ConfigError(
+                    f"Layout.{name}={value} gives {value // p} patches, beyond the "
+                    f"{self.pos_embed_max_size}x{self.pos_embed_max_size} patch grid of the position "
+                    f"table; use at most {limit} latents ({limit * self.vae_downsample} px)"
+                )
+
+    @classmethod
+    def for_model(
+        cls, config: ModelConfig, history_frames: int, clip_frames: int, latent_height: int, latent_width: int
+    ) -> Layout:
+        return cls(
+            history_frames,
+            clip_frames,
+            latent_height,
+            latent_width,
+            patch_size=config.patch_size,
+            pos_embed_max_size=config.pos_embed_max_size,
+        )
+
+    @classmethod
+    def from_pixels(cls, config: ModelConfig, history_frames: int, clip_frames: int, height: int, width: int) -> Layout:
+        multiple = 8 * config.patch_size
+        for name, value in (("height", height), ("width", width)):
+            if value % multiple:
+                raise ConfigError(
+                    f"frame {name}={value} px is not a multiple of {multiple} (VAE 8x times patch "
+                    f"{config.patch_size}); crop or resize to {value - value % multiple} px"
+                )
+        return cls.for_model(config, history_frames, clip_frames, height // 8, width // 8)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (h/p, w/p)."""
+        return self.latent_height // self.patch_size, self.latent_width // self.patch_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """N: image tokens per frame."""
+        gh, gw = self.grid
+        return gh * gw
+
+    @property
+    def block(self) -> int:
+        """Tokens per frame in the sequence: N image tokens plus two special tokens."""
+        return self.tokens_per_frame + 2
+
+    @property
+    def pixel_size(self) -> tuple[int, int]:
+        return self.latent_height * self.vae_downsample, self.latent_width * self.vae_downsample
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Layout:
+        return cls(**data)

@@ -1,0 +1,189 @@
+"""Reference predictors for autoregressive next-clip prediction over latents.
+
+- `FullPredictor`: the released behaviour. Every denoising step recomputes the whole conditional
+  sequence (history + noisy clip) and, with guidance, the unconditional one (noisy clip alone).
+- `CachedPredictor`: the history runs once into a preallocated per-layer KV cache; each step runs
+  only the noisy clip against it (the unconditional branch attends nothing). Exact, because clean
+  keys never depend on noisy tokens (reference section 5).
+
+Both draw the same initial noise from the same generator, so with one seed they agree to fp32
+round-off. After each clip the prediction joins the history, which is cut to the newest `window`
+frames (reference section 7).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from vgpt.config import ModelConfig
+from vgpt.kv_cache import KVCache
+from vgpt.layout import build_sequence, conditional_frames, history_frames, unconditional_frames
+from vgpt.model import VideoGPT
+from vgpt.plan import ForwardPlan, make_plan
+from vgpt.rope import FactorSet, select_factor_set
+from vgpt.sampler import SamplerConfig, sample
+
+
+@dataclass(frozen=True)
+class InferencePlans:
+    """The constant plans of one (history, clip, tokens-per-frame) inference layout."""
+
+    full: ForwardPlan  # history + noisy clip, recomputed whole
+    prefill: ForwardPlan  # the history alone, into the cache
+    denoise: ForwardPlan  # the noisy clip against the cached history
+    uncond: ForwardPlan  # the noisy clip alone, positions from 0
+
+    @property
+    def factor_set(self) -> FactorSet:
+        return self.full.factor_set
+
+
+@lru_cache(maxsize=64)
+def inference_plans(config: ModelConfig, history: int, clip: int, tokens_per_frame: int) -> InferencePlans:
+    cond = build_sequence(conditional_frames(history, clip), tokens_per_frame)
+    # One factor set for the whole step, chosen by the conditional sequence's largest position,
+    # as a batched call of both branches would choose it.
+    factor_set = select_factor_set(config, int(cond.positions.max()))
+    uncond = build_sequence(unconditional_frames(clip), tokens_per_frame)
+    return InferencePlans(
+        full=make_plan(config, cond, factor_set=factor_set),
+        prefill=make_plan(config, cond, 0, history, factor_set=factor_set),
+        denoise=make_plan(config, cond, history, history + clip, factor_set=factor_set),
+        uncond=make_plan(config, uncond, factor_set=factor_set),
+    )
+
+
+def append_plan(config: ModelConfig, cached: int, total: int, tokens_per_frame: int, factor_set: FactorSet):
+    """Clean frames [cached, total) on top of `cached` frames already in the cache."""
+    seq = build_sequence(history_frames(total), tokens_per_frame)
+    return make_plan(config, seq, cached, total, factor_set=factor_set)
+
+
+class Predictor(ABC):
+    def __init__(self, model: VideoGPT, sampler: SamplerConfig | None = None, window: int | None = None):
+        self.model = model
+        self.sampler = sampler or SamplerConfig()
+        if window is not None and window < 1:
+            raise ValueError(f"window={window}: must be a positive number of frames")
+        self.window = window
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @torch.no_grad()
+    def predict(
+        self,
+        history: torch.Tensor,
+        num_clips: int,
+        clip_frames: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """history [B, M, C, h, w] -> the next num_clips * clip_frames latents [B, F, C, h, w]."""
+        if history.ndim != 5 or history.shape[1] < 1:
+            raise ValueError(f"history must be [B, M>=1, C, h, w], got {tuple(history.shape)}")
+        frames = history.to(torch.float32)
+        B, _, C, h, w = frames.shape
+        start = frames.shape[1]
+        self.reset()
+        for _ in range(num_clips):
+            first = 0 if self.window is None else max(0, frames.shape[1] - self.window)
+            z = torch.randn((B, clip_frames, C, h, w), generator=generator, device=frames.device)
+            clip = self.denoise_clip(frames, first, z)
+            frames = torch.cat([frames, clip], dim=1)
+        return frames[:, start:]
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Forget any state kept between clips."""
+
+    @abstractmethod
+    def denoise_clip(self, frames: torch.Tensor, first: int, z: torch.Tensor) -> torch.Tensor:
+        """Denoise z [B, G, ...] conditioned on the history frames[:, first:]."""
+
+    def _t(self, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return sigma.expand(z.shape[0], z.shape[1])  # [B, G]
+
+
+class FullPredictor(Predictor):
+    """Recomputes history + noisy clip (and the unconditional branch) at every step."""
+
+    def denoise_clip(self, frames, first, z):
+        context = frames[:, first:]
+        plans = inference_plans(self.config, context.shape[1], z.shape[1], self._tokens(z))
+        guided = self.sampler.guided
+
+        def denoise(zt, sigma):
+            t = self._t(sigma, zt)
+            cond = self.model(plans.full, clean=context, noisy=zt, t=t)
+            uncond = self.model(plans.uncond, noisy=zt, t=t) if guided else None
+            return cond, uncond
+
+        return sample(denoise, z, self.sampler, self.config.prediction)
+
+    def _tokens(self, z: torch.Tensor) -> int:
+        p = self.config.patch_size
+        return (z.shape[-2] // p) * (z.shape[-1] // p)
+
+
+class CachedPredictor(FullPredictor):
+    """Runs the history once into a static KV cache; each step runs only the noisy clip."""
+
+    def __init__(self, model, sampler=None, window=None):
+        super().__init__(model, sampler, window)
+        self.cache: KVCache | None = None
+        self._cached_first = -1  # index (into the frames of predict()) of the first cached frame
+        self._cached_count = 0  # frames in the cache
+
+    def reset(self) -> None:
+        if self.cache is not None:
+            self.cache.reset()
+        self._cached_first, self._cached_count = -1, 0
+
+    def _ensure_cache(self, batch: int, frames: int, tokens: int, device) -> KVCache:
+        capacity = frames * (tokens + 2)
+        c = self.cache
+        if c is None or c.k.shape[1] != batch or c.capacity < capacity or c.k.device != torch.device(device):
+            self.cache = KVCache(self.config, batch, capacity, self.model.dtype, device)
+        return self.cache
+
+    def fill(self, frames: torch.Tensor, first: int, plans: InferencePlans, tokens: int) -> KVCache:
+        """Bring the cache to hold frames[:, first:] exactly, appending when that is exact."""
+        total = frames.shape[1]
+        count = total - first
+        # The cache must hold at least the window (or, without one, every frame) plus nothing else.
+        capacity_frames = count if self.window is None else max(self.window, count)
+        cache = self._ensure_cache(frames.shape[0], capacity_frames, tokens, frames.device)
+        reusable = (
+            self._cached_first == first
+            and cache.factor_set == plans.factor_set
+            and cache.length == self._cached_count * (tokens + 2)
+            and self._cached_count <= count
+        )
+        if not reusable:
+            cache.reset()
+            self._cached_first, self._cached_count = first, 0
+        if self._cached_count == 0:
+            self.model(plans.prefill, clean=frames[:, first:], cache=cache, write_cache=True)
+        elif self._cached_count < count:
+            plan = append_plan(self.config, self._cached_count, count, tokens, plans.factor_set)
+            self.model(plan, clean=frames[:, first + self._cached_count :], cache=cache, write_cache=True)
+        self._cached_count = count
+        return cache
+
+    def denoise_clip(self, frames, first, z):
+        tokens = self._tokens(z)
+        plans = inference_plans(self.config, frames.shape[1] - first, z.shape[1], tokens)
+        cache = self.fill(frames, first, plans, tokens)
+        guided = self.sampler.guided
+
+        def denoise(zt, sigma):
+            t = self._t(sigma, zt)
+            cond = self.model(plans.denoise, noisy=zt, t=t, cache=cache)
+            uncond = self.model(plans.uncond, noisy=zt, t=t) if guided else None
+            return cond, uncond
+
+        return sample(denoise, z, self.sampler, self.config.prediction)
