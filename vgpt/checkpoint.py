@@ -243,13 +243,13 @@ def _read_released_weights(path: Path, allow_pickle: bool) -> tuple[str, dict[st
         return str(path / "model.safetensors"), _read_safetensors(path / "model.safetensors"), False
     st_shards = sorted(p for p in path.glob("*.safetensors") if _SHARD.match(p.name))
     if st_shards:
-        return _merge_shards(path, st_shards, _read_safetensors), False
+        return (*_merge_shards(path, st_shards, _read_safetensors), False)
     if (path / "pytorch_model.bin").is_file():
         file = path / "pytorch_model.bin"
         return str(file), _read_pickle(file, allow_pickle), False
     bin_shards = sorted(p for p in path.glob("*.bin") if _SHARD.match(p.name))
     if bin_shards:
-        return _merge_shards(path, bin_shards, lambda f: _read_pickle(f, allow_pickle)), False
+        return (*_merge_shards(path, bin_shards, lambda f: _read_pickle(f, allow_pickle)), False)
     if (path / "model.pt").is_file():
         file = path / "model.pt"
         state = _read_pickle(file, allow_pickle)

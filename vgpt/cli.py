@@ -13,8 +13,8 @@ import click
 import numpy as np
 import torch
 
-from vgpt.checkpoint import load_checkpoint
-from vgpt.config import PRESETS, Layout, get_preset
+from vgpt.checkpoint import CheckpointError, load_checkpoint
+from vgpt.config import PRESETS, ConfigError, Layout, get_preset
 from vgpt.model import VideoGPT
 from vgpt.predictors import CachedPredictor, FullPredictor
 from vgpt.sampler import SamplerConfig
@@ -57,10 +57,17 @@ def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
 @click.option("--shift", default=_SAMPLER.shift, show_default=True, help="Schedule shift.")
 @click.option("--seed", default=0, show_default=True, help="Seed of weights, history and noise.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the latents to this .npz.")
-def predict_main(preset, checkpoint, allow_pickle, history_frames, clip_frames, latent_size, clips, steps,
-                 guidance, shift, seed, out) -> None:  # fmt: skip
+def predict_main(**options) -> None:
     """Predict the next clips of a latent history with the `full` and `cached` predictors."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        _predict(**options)
+    except (ConfigError, CheckpointError) as err:
+        raise click.ClickException(str(err)) from err
+
+
+def _predict(preset, checkpoint, allow_pickle, history_frames, clip_frames, latent_size, clips, steps, guidance,
+             shift, seed, out) -> None:  # fmt: skip
     torch.manual_seed(seed)
     if checkpoint:
         model = load_checkpoint(checkpoint, allow_pickle=allow_pickle).model

@@ -89,7 +89,7 @@ class Predictor(ABC):
         frames = history.to(torch.float32)
         B, _, C, h, w = frames.shape
         start = frames.shape[1]
-        self.reset()
+        self.prepare(frames, num_clips, clip_frames)
         for _ in range(num_clips):
             first = 0 if self.window is None else max(0, frames.shape[1] - self.window)
             z = torch.randn((B, clip_frames, C, h, w), generator=generator, device=frames.device)
@@ -97,8 +97,8 @@ class Predictor(ABC):
             frames = torch.cat([frames, clip], dim=1)
         return frames[:, start:]
 
-    def reset(self) -> None:  # noqa: B027 - optional hook
-        """Forget any state kept between clips."""
+    def prepare(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> None:  # noqa: B027
+        """Hook run before the first clip of predict(): allocate, forget earlier state."""
 
     @abstractmethod
     def denoise_clip(self, frames: torch.Tensor, first: int, z: torch.Tensor) -> torch.Tensor:
@@ -138,25 +138,23 @@ class CachedPredictor(FullPredictor):
         self._cached_first = -1  # index (into the frames of predict()) of the first cached frame
         self._cached_count = 0  # frames in the cache
 
-    def reset(self) -> None:
-        if self.cache is not None:
-            self.cache.reset()
-        self._cached_first, self._cached_count = -1, 0
-
-    def _ensure_cache(self, batch: int, frames: int, tokens: int, device) -> KVCache:
-        capacity = frames * (tokens + 2)
+    def prepare(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> None:
+        """Allocate the cache once for the longest history this prediction will hold."""
+        B, M = history.shape[:2]
+        longest = M + (num_clips - 1) * clip_frames
+        if self.window is not None:
+            longest = min(longest, max(self.window, M))
+        capacity = longest * (self._tokens(history) + 2)
         c = self.cache
-        if c is None or c.k.shape[1] != batch or c.capacity < capacity or c.k.device != torch.device(device):
-            self.cache = KVCache(self.config, batch, capacity, self.model.dtype, device)
-        return self.cache
+        if c is None or c.k.shape[1] != B or c.capacity < capacity or c.k.device != history.device:
+            self.cache = KVCache(self.config, B, capacity, self.model.dtype, history.device)
+        self.cache.reset()
+        self._cached_first, self._cached_count = -1, 0
 
     def fill(self, frames: torch.Tensor, first: int, plans: InferencePlans, tokens: int) -> KVCache:
         """Bring the cache to hold frames[:, first:] exactly, appending when that is exact."""
-        total = frames.shape[1]
-        count = total - first
-        # The cache must hold at least the window (or, without one, every frame) plus nothing else.
-        capacity_frames = count if self.window is None else max(self.window, count)
-        cache = self._ensure_cache(frames.shape[0], capacity_frames, tokens, frames.device)
+        count = frames.shape[1] - first
+        cache = self.cache
         reusable = (
             self._cached_first == first
             and cache.factor_set == plans.factor_set

@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny models and released-format checkpoint folders generated from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vgpt.config import ModelConfig, get_preset
+from vgpt.model import VideoGPT
+
+
+def random_model(config: ModelConfig, seed: int = 0) -> VideoGPT:
+    """A model whose every parameter is random and O(1): default init leaves the adaLN and output
+    layers at scales where bugs in the head could hide, so draw everything afresh."""
+    torch.manual_seed(seed)
+    model = VideoGPT(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif p.ndim == 1:
+                p.copy_(0.1 * torch.randn_like(p))
+            elif name == "llm.embed_tokens.weight":
+                p.copy_(torch.randn_like(p))
+            else:  # unit-variance outputs for unit-variance inputs
+                p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
+    return model
+
+
+@pytest.fixture
+def tiny_config() -> ModelConfig:
+    return get_preset("tiny")
+
+
+@pytest.fixture
+def tiny_model(tiny_config) -> VideoGPT:
+    return random_model(tiny_config)
+
+
+def hf_config(config: ModelConfig) -> dict:
+    """The Phi-3 config.json a released checkpoint of this config carries."""
+    return {
+        "architectures": ["Phi3ForCausalLM"],
+        "model_type": "phi3",
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "num_key_value_heads": config.num_key_value_heads,
+        "rms_norm_eps": config.rms_norm_eps,
+        "rope_theta": config.rope_theta,
+        "rope_scaling": {
+            "type": "su",
+            "long_factor": list(config.rope_long_factor),
+            "short_factor": list(config.rope_short_factor),
+        },
+        "original_max_position_embeddings": config.original_max_position_embeddings,
+        "max_position_embeddings": config.max_position_embeddings,
+        "vocab_size": config.vocab_size,
+        "torch_dtype": "bfloat16",
+    }
+
+
+def write_released(model: VideoGPT, path: Path, weights: str = "safetensors", tokenizer: str = "tokenizer.json"):
+    """Write `model` as a released Video-GPT folder with the weights in the named form."""
+    path.mkdir(parents=True, exist_ok=True)
+    c = model.config
+    (path / "config.json").write_text(json.dumps(hf_config(c)))
+    tokens = {"<|diffusion|>": c.diffusion_token_id, "<img>": c.image_start_token_id, "</img>": c.image_end_token_id}
+    if tokenizer == "tokenizer.json":
+        added = [{"id": i, "content": s, "special": True} for s, i in tokens.items()]
+        (path / "tokenizer.json").write_text(json.dumps({"version": "1.0", "added_tokens": added}))
+    elif tokenizer == "added_tokens.json":
+        (path / "added_tokens.json").write_text(json.dumps(tokens))
+    elif tokenizer == "tokenizer_config.json":
+        decoder = {str(i): {"content": s, "special": True} for s, i in tokens.items()}
+        (path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": decoder}))
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    if weights == "safetensors":
+        save_file(state, str(path / "model.safetensors"))
+    elif weights == "bin":
+        torch.save(state, path / "pytorch_model.bin")
+    elif weights in ("bin-shards", "safetensors-shards"):
+        keys = sorted(state)
+        halves = [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
+        index = {"metadata": {}, "weight_map": {}}
+        for i, part in enumerate(halves, 1):
+            ext = "bin" if weights == "bin-shards" else "safetensors"
+            prefix = "pytorch_model" if ext == "bin" else "model"
+            name = f"{prefix}-{i:05d}-of-00002.{ext}"
+            shard = {k: state[k] for k in part}
+            torch.save(shard, path / name) if ext == "bin" else save_file(shard, str(path / name))
+            index["weight_map"].update(dict.fromkeys(part, name))
+        (path / f"{prefix}.{ext}.index.json").write_text(json.dumps(index))
+    elif weights == "pt":
+        torch.save({"state_dict": state}, path / "model.pt")
+    else:
+        raise ValueError(weights)
+    return path

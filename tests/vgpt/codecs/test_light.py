@@ -1,0 +1,51 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vgpt.checkpoint import CheckpointError
+from vgpt.codecs import LightCodec, LightCodecConfig, load_codec
+
+
+def test_shapes_and_scaling():
+    torch.manual_seed(0)
+    codec = LightCodec(LightCodecConfig(scaling_factor=0.5)).eval()
+    frames = torch.rand(2, 3, 64, 48) * 2 - 1
+    with torch.no_grad():
+        z = codec.encode(frames)
+        assert z.shape == (2, 4, 8, 6)  # 8x down-sampling, 4 channels
+        assert torch.allclose(z, codec.encode_unscaled(frames) * 0.5)
+        assert codec.decode(z).shape == (2, 3, 64, 48)
+        video = torch.rand(1, 5, 3, 16, 16) * 2 - 1
+        assert codec.encode_video(video, batch=2).shape == (1, 5, 4, 2, 2)
+
+
+def test_wrong_sizes_are_refused():
+    codec = LightCodec()
+    with pytest.raises(
+        ValueError, match=r"frames must be \[B, 3, H, W\] with H, W multiples of 8, got \(1, 3, 60, 64\)"
+    ):
+        codec.encode(torch.zeros(1, 3, 60, 64))
+    with pytest.raises(ValueError, match=r"latents must be \[B, 4, H, W\]"):
+        codec.decode(torch.zeros(1, 3, 8, 8))
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    codec = LightCodec().with_scaling_factor(0.7).eval()
+    path = codec.save(tmp_path / "codec")
+    loaded = load_codec(path)
+    assert isinstance(loaded, LightCodec) and loaded.scaling_factor == 0.7
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        # Same weights; 1e-5 covers alignment-dependent CPU kernel paths.
+        torch.testing.assert_close(loaded.encode(x), codec.encode(x), atol=1e-5, rtol=0)
+    state = dict(loaded.state_dict())
+    state["decoder.0.bias"] = state["decoder.0.bias"] + 1
+    save_file(state, str(path / "codec.safetensors"))
+    with pytest.raises(CheckpointError, match="do not match the manifest's hash"):
+        LightCodec.load(path)
+
+
+def test_load_codec_rejects_other_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a codec folder"):
+        load_codec(tmp_path)

@@ -1,0 +1,83 @@
+import math
+
+import pytest
+
+from vgpt.config import PRESETS, ConfigError, Layout, ModelConfig, get_preset
+
+
+def test_presets_are_valid_and_sized_as_promised():
+    assert set(PRESETS) == {"tiny", "small", "medium", "videogpt-3.8b"}
+    tiny = get_preset("tiny")
+    assert tiny.num_hidden_layers > 1 and tiny.num_attention_heads > 1
+    assert len(tiny.rope_long_factor) == tiny.head_dim // 2 and len(set(tiny.rope_long_factor)) > 1
+    assert tiny.num_parameters() < 100_000
+    assert 1e6 < get_preset("small").num_parameters() < 1e7  # "a few million"
+    assert get_preset("medium").num_parameters() * 4 > 2 * 2**30  # over 2 GiB of fp32: ONNX external data
+    released = get_preset("videogpt-3.8b")
+    assert abs(released.num_parameters() / 1e9 - 3.76) < 0.01
+    assert (released.hidden_size, released.num_hidden_layers, released.head_dim) == (3072, 32, 96)
+    assert len(released.rope_long_factor) == 48
+
+
+def test_longrope_attention_factor_of_the_released_model():
+    # sqrt(1 + ln(131072 / 4096) / ln(4096)), "about 1.19" in the reference.
+    expected = math.sqrt(1 + math.log(32) / math.log(4096))
+    assert get_preset("videogpt-3.8b").rope_attention_factor == pytest.approx(expected)
+    assert expected == pytest.approx(1.1902, abs=1e-4)
+
+
+def test_config_round_trips_through_json():
+    c = get_preset("tiny")
+    assert ModelConfig.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"hidden_size": 30}, "hidden_size=30 is not divisible by num_attention_heads=4"),
+        ({"num_key_value_heads": 3}, "num_key_value_heads=3 must divide num_attention_heads=4"),
+        ({"rope_long_factor": (1.0, 2.0)}, "rope_long_factor has 2 values; head_dim=8 needs 4"),
+        ({"rope_factor_policy": "auto"}, "rope_factor_policy='auto'"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers=0: must be a positive integer"),
+        ({"image_end_token_id": 13}, "must be distinct"),
+    ],
+)
+def test_config_errors_name_the_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        get_preset("tiny").replace(**changes)
+
+
+def test_unknown_preset_and_fields():
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; choose one of"):
+        get_preset("huge")
+    with pytest.raises(ConfigError, match=r"unknown fields \['colour'\]"):
+        ModelConfig.from_dict({**get_preset("tiny").to_dict(), "colour": 1})
+
+
+def test_layout_counts_tokens():
+    layout = Layout(56, 24, 22, 40)  # the released inference layout at 176 x 320
+    assert layout.grid == (11, 20)
+    assert layout.tokens_per_frame == 220 and layout.block == 222
+    assert layout.pixel_size == (176, 320)
+    assert Layout.from_pixels(get_preset("videogpt-3.8b"), 56, 24, 176, 320) == layout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((8, 4, 7, 8), r"Layout.latent_height=7 is not divisible by the patch size 2; use 6 or 8"),
+        ((8, 4, 8, 386), r"Layout.latent_width=386 gives 193 patches, beyond the 192x192 patch grid"),
+        ((0, 4, 8, 8), r"Layout.history_frames=0: must be a positive integer"),
+    ],
+)
+def test_layout_errors_name_the_field_and_fix(args, message):
+    with pytest.raises(ConfigError, match=message):
+        Layout(*args)
+
+
+def test_layout_for_a_model_uses_its_grid():
+    tiny = get_preset("tiny")
+    with pytest.raises(ConfigError, match="beyond the 32x32 patch grid"):
+        Layout.for_model(tiny, 2, 2, 8, 66)
+    with pytest.raises(ConfigError, match="frame width=100 px is not a multiple of 16"):
+        Layout.from_pixels(tiny, 2, 2, 64, 100)

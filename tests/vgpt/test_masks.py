@@ -1,0 +1,105 @@
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vgpt.layout import Role, build_sequence, conditional_frames, training_frames, unconditional_frames
+from vgpt.masks import attention_bias, hierarchical_mask
+
+
+def spelled(rows: list[str]) -> torch.Tensor:
+    return torch.tensor([[c == "1" for c in r.replace(" ", "")] for r in rows])
+
+
+# Columns in groups of one frame (4 tokens): noisy a, noisy b | clean c, clean d | noisy e, noisy f.
+# Roles per frame: noisy S T X X, clean B I I E.
+TRAINING_2x2x2 = [
+    "1000 1000 0000 0000 0000 0000",  # a S: the S keys of its clip
+    "1100 1100 0000 0000 0000 0000",  # a T: S and T keys
+    "1111 1111 0000 0000 0000 0000",  # a X: S, T, X keys (both frames)
+    "1111 1111 0000 0000 0000 0000",  # a X
+    "1000 1000 0000 0000 0000 0000",  # b S
+    "1100 1100 0000 0000 0000 0000",  # b T
+    "1111 1111 0000 0000 0000 0000",  # b X
+    "1111 1111 0000 0000 0000 0000",  # b X
+    "0000 0000 1000 0000 0000 0000",  # c B: itself only
+    "0000 0000 1110 0000 0000 0000",  # c I: B and all I of its frame
+    "0000 0000 1110 0000 0000 0000",  # c I
+    "0000 0000 1111 0000 0000 0000",  # c E
+    "0000 0000 1111 1000 0000 0000",  # d B: frame c, then itself
+    "0000 0000 1111 1110 0000 0000",  # d I
+    "0000 0000 1111 1110 0000 0000",  # d I
+    "0000 0000 1111 1111 0000 0000",  # d E
+    "0000 0000 1111 1111 1000 1000",  # e S: clean clip 1, S keys of its clip
+    "0000 0000 1111 1111 1100 1100",  # e T
+    "0000 0000 1111 1111 1111 1111",  # e X
+    "0000 0000 1111 1111 1111 1111",  # e X
+    "0000 0000 1111 1111 1000 1000",  # f S
+    "0000 0000 1111 1111 1100 1100",  # f T
+    "0000 0000 1111 1111 1111 1111",  # f X
+    "0000 0000 1111 1111 1111 1111",  # f X
+]
+
+
+def test_training_mask_spelled_out():
+    seq = build_sequence(training_frames([2, 2]), tokens_per_frame=2)
+    assert torch.equal(hierarchical_mask(seq), spelled(TRAINING_2x2x2))
+
+
+def test_inference_masks_spelled_out():
+    # History of 1 frame (B I E), clip of 2 frames (S T X each), one image token per frame.
+    cond = build_sequence(conditional_frames(1, 2), tokens_per_frame=1)
+    expected = spelled([
+        "100 000 000",
+        "110 000 000",
+        "111 000 000",
+        "111 100 100",
+        "111 110 110",
+        "111 111 111",
+        "111 100 100",
+        "111 110 110",
+        "111 111 111",
+    ])  # fmt: skip
+    assert torch.equal(hierarchical_mask(cond), expected)
+    uncond = build_sequence(unconditional_frames(2), tokens_per_frame=1)
+    expected = spelled(["100 100", "110 110", "111 111", "100 100", "110 110", "111 111"])
+    assert torch.equal(hierarchical_mask(uncond), expected)
+
+
+def test_bias_is_zero_or_dtype_min():
+    mask = torch.tensor([[True, False]])
+    assert attention_bias(mask, torch.float32).tolist() == [[0.0, torch.finfo(torch.float32).min]]
+    assert attention_bias(mask, torch.bfloat16)[0, 1].item() == torch.finfo(torch.bfloat16).min
+
+
+partitions = st.lists(st.integers(1, 3), min_size=1, max_size=4)
+_RANK = {Role.DIFFUSION: 0, Role.TIME: 1, Role.NOISY: 2}
+
+
+@settings(max_examples=60, deadline=None)
+@given(partitions, st.integers(1, 3))
+def test_mask_properties_over_random_partitions(sizes, n):
+    seq = build_sequence(training_frames(sizes), tokens_per_frame=n)
+    mask = hierarchical_mask(seq)
+    block = seq.block
+    frames = seq.frames
+    assert mask.diagonal().all(), "every token sees itself, so no attention row is empty"
+    for q in range(len(seq)):
+        fq, rq = frames[q // block], Role(int(seq.roles[q]))
+        for k in range(len(seq)):
+            fk, rk = frames[k // block], Role(int(seq.roles[k]))
+            if fk.clean:
+                if fq.clean:
+                    # Earlier clean frames fully; inside a frame B -> I -> E, the I tokens fully.
+                    if k // block < q // block:
+                        expected = True
+                    elif k // block == q // block:
+                        expected = {Role.IMG_START: True, Role.IMAGE: rq != Role.IMG_START}.get(rk, rq == rk)
+                    else:
+                        expected = False
+                else:
+                    # A noisy clip sees the clean frames of earlier clips, all of them, and no others.
+                    expected = fk.clip < fq.clip
+            else:
+                # Clean never sees noisy; noisy sees exactly its own clip, by role.
+                expected = (not fq.clean) and fk.clip == fq.clip and _RANK[rk] <= _RANK[rq]
+            assert bool(mask[q, k]) == expected, (sizes, n, q, k)
