@@ -14,6 +14,7 @@ frames (reference section 7).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -100,36 +101,40 @@ class Predictor(ABC):
     def prepare(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> None:  # noqa: B027
         """Hook run before the first clip of predict(): allocate, forget earlier state."""
 
-    @abstractmethod
     def denoise_clip(self, frames: torch.Tensor, first: int, z: torch.Tensor) -> torch.Tensor:
         """Denoise z [B, G, ...] conditioned on the history frames[:, first:]."""
+        tokens = self._tokens(z)
+        plans = inference_plans(self.config, frames.shape[1] - first, z.shape[1], tokens)
+        conditional = self.conditional(frames, first, plans, tokens)
+        guided = self.sampler.guided
 
-    def _t(self, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return sigma.expand(z.shape[0], z.shape[1])  # [B, G]
+        def denoise(zt, sigma):
+            t = sigma.expand(zt.shape[0], zt.shape[1])  # [B, G]
+            cond = conditional(zt, t)
+            return cond, (self.model(plans.uncond, noisy=zt, t=t) if guided else None)
+
+        return sample(denoise, z, self.sampler, self.config.prediction)
+
+    @abstractmethod
+    def conditional(
+        self, frames: torch.Tensor, first: int, plans: InferencePlans, tokens: int
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The conditional branch for one clip: (noisy clip, t) -> model output."""
+
+    def _tokens(self, x: torch.Tensor) -> int:
+        p = self.config.patch_size
+        return (x.shape[-2] // p) * (x.shape[-1] // p)
 
 
 class FullPredictor(Predictor):
     """Recomputes history + noisy clip (and the unconditional branch) at every step."""
 
-    def denoise_clip(self, frames, first, z):
+    def conditional(self, frames, first, plans, tokens):
         context = frames[:, first:]
-        plans = inference_plans(self.config, context.shape[1], z.shape[1], self._tokens(z))
-        guided = self.sampler.guided
-
-        def denoise(zt, sigma):
-            t = self._t(sigma, zt)
-            cond = self.model(plans.full, clean=context, noisy=zt, t=t)
-            uncond = self.model(plans.uncond, noisy=zt, t=t) if guided else None
-            return cond, uncond
-
-        return sample(denoise, z, self.sampler, self.config.prediction)
-
-    def _tokens(self, z: torch.Tensor) -> int:
-        p = self.config.patch_size
-        return (z.shape[-2] // p) * (z.shape[-1] // p)
+        return lambda zt, t: self.model(plans.full, clean=context, noisy=zt, t=t)
 
 
-class CachedPredictor(FullPredictor):
+class CachedPredictor(Predictor):
     """Runs the history once into a static KV cache; each step runs only the noisy clip."""
 
     def __init__(self, model, sampler=None, window=None):
@@ -172,16 +177,6 @@ class CachedPredictor(FullPredictor):
         self._cached_count = count
         return cache
 
-    def denoise_clip(self, frames, first, z):
-        tokens = self._tokens(z)
-        plans = inference_plans(self.config, frames.shape[1] - first, z.shape[1], tokens)
+    def conditional(self, frames, first, plans, tokens):
         cache = self.fill(frames, first, plans, tokens)
-        guided = self.sampler.guided
-
-        def denoise(zt, sigma):
-            t = self._t(sigma, zt)
-            cond = self.model(plans.denoise, noisy=zt, t=t, cache=cache)
-            uncond = self.model(plans.uncond, noisy=zt, t=t) if guided else None
-            return cond, uncond
-
-        return sample(denoise, z, self.sampler, self.config.prediction)
+        return lambda zt, t: self.model(plans.denoise, noisy=zt, t=t, cache=cache)
