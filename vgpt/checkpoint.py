@@ -69,24 +69,34 @@ def save_checkpoint(
     model: VideoGPT, path: str | Path, extra: dict[str, Any] | None = None, overwrite: bool = False
 ) -> Path:
     """Write our format atomically; returns the folder."""
+    return save_state(model.config, model.state_dict(), path, extra, overwrite)
+
+
+def save_state(
+    config: ModelConfig,
+    state: dict[str, torch.Tensor],
+    path: str | Path,
+    extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a state dict of `config`'s model in our format (e.g. one gathered from sharded ranks)."""
     import vgpt
 
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    digest = content_hash(state)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "weights": "model.safetensors",
-        "weights_sha256": digest,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": str(model.dtype).removeprefix("torch."),
+        "weights_sha256": content_hash(state),
+        "parameters": sum(v.numel() for k, v in state.items() if k != "pos_embed"),
+        "dtype": str(state["x_embedder.proj.weight"].dtype).removeprefix("torch."),
         "vgpt_version": vgpt.__version__,
         "torch_version": torch.__version__,
         "extra": extra or {},
     }
     with atomic_dir(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
-        (tmp / "config.json").write_text(model.config.to_json())
+        (tmp / "config.json").write_text(config.to_json())
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return Path(path)
 

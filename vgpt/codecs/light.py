@@ -25,7 +25,7 @@ FORMAT = "vgpt-light-codec"
 @dataclass(frozen=True)
 class LightCodecConfig:
     # Channels after each of the three 2x down-samplings (8x in all).
-    channels: tuple[int, int, int] = (32, 64, 64)
+    channels: tuple[int, int, int] = (16, 32, 64)
     latent_channels: int = 4
     # Set after training so that latents have about unit variance, like the SDXL VAE's 0.13025.
     scaling_factor: float = 1.0

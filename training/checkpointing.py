@@ -1,0 +1,125 @@
+"""Periodic, atomic training checkpoints and exact resume.
+
+out_dir/checkpoints/step-0000500/ holds `model/` (a vgpt checkpoint: safetensors + manifest) and
+`trainer.pt` (optimizer, scheduler, RNG states, step, data position, the training config), loaded
+with weights_only=True. `out_dir/checkpoints/latest` names the newest complete one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from vgpt.atomic import atomic_dir, atomic_file
+from vgpt.checkpoint import CheckpointError, load_checkpoint, save_state
+from vgpt.model import VideoGPT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerState:
+    step: int  # optimizer steps done
+    data_position: int  # samples this rank has drawn from its sampler
+
+
+def rng_states() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    random.setstate((states["python_version"], tuple(states["python"]), None))
+
+
+def checkpoint_root(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def save_training_checkpoint(
+    out_dir: str | Path,
+    model: torch.nn.Module,
+    bare: VideoGPT,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainerState,
+    config: dict[str, Any],
+    main: bool,
+    keep: int,
+) -> Path | None:
+    """Gather the full state (every rank takes part), write it from the main rank, atomically."""
+    model_sd, optim_sd = get_state_dict(
+        model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    if not main:
+        return None
+    root = checkpoint_root(out_dir)
+    name = f"step-{state.step:07d}"
+    with atomic_dir(root / name, overwrite=True) as tmp:
+        save_state(bare.config, model_sd, tmp / "model", extra={"step": state.step, "train_config": config})
+        torch.save(
+            {
+                "optimizer": optim_sd,
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_states(),
+                "step": state.step,
+                "data_position": state.data_position,
+                "config": config,
+            },
+            tmp / "trainer.pt",
+        )
+    with atomic_file(root / "latest", "w") as f:
+        f.write(name + "\n")
+    old = sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    log.info("saved %s", root / name)
+    return root / name
+
+
+def find_resume(resume: str, out_dir: str | Path) -> Path | None:
+    """'auto': the latest complete checkpoint in out_dir (None if there is none); else the folder."""
+    if resume == "auto":
+        latest = checkpoint_root(out_dir) / "latest"
+        if not latest.is_file():
+            return None
+        path = checkpoint_root(out_dir) / latest.read_text().strip()
+    else:
+        path = Path(resume)
+    if not (path / "trainer.pt").is_file() or not (path / "model").is_dir():
+        raise CheckpointError(f"{path} is not a training checkpoint (needs model/ and trainer.pt)")
+    return path
+
+
+def load_training_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer, scheduler, device: torch.device
+) -> TrainerState:
+    """Restore weights, optimizer, scheduler and RNG states into an already wrapped model."""
+    weights = load_checkpoint(path / "model").model.state_dict()
+    trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=weights,
+        optim_state_dict=trainer["optimizer"],
+        options=StateDictOptions(full_state_dict=True),
+    )
+    scheduler.load_state_dict(trainer["scheduler"])
+    set_rng_states(trainer["rng"])
+    return TrainerState(step=trainer["step"], data_position=trainer["data_position"])

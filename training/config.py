@@ -1,0 +1,100 @@
+"""Training configuration: one dataclass, loadable from the stage files shipped in `stages/`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vgpt.config import PRESETS, ConfigError
+from vgpt.training.data import DataConfig
+
+STAGES_DIR = Path(__file__).parent / "stages"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig
+    out_dir: str = "runs/train"
+    # The model: a preset name, or `init` (a checkpoint to start from, e.g. the previous stage's).
+    preset: str = "small"
+    init: str | None = None
+    rope_factor_policy: Literal["long", "length"] = "long"
+    # The codec that turns frames into latents (a light codec or a diffusers AutoencoderKL folder).
+    codec: str | None = None
+    latent_cache: str | None = None  # folder for encoded latents, so the codec runs once per video
+    # Objective (reference section 6): random clip partition, or one frame per clip (stage 1).
+    partition: Literal["random", "per_frame"] = "random"
+    context_noise_beta: float = 0.9
+    # Optimiser: AdamW with the reference hyper-parameters.
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-5
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    warmup_steps: int = 1000
+    steps: int = 10000
+    batch_size: int = 8  # per process and micro-batch
+    grad_accum: int = 1
+    # "auto": bf16 autocast on CUDA, fp32 elsewhere.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # with several processes (torchrun)
+    workers: int = 0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    resume: str | None = None  # "auto" (latest in out_dir), a checkpoint folder, or None
+    tensorboard: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.data, dict):
+            object.__setattr__(self, "data", DataConfig(**self.data))
+        if self.init is None and self.preset not in PRESETS:
+            raise ConfigError(f"TrainConfig.preset={self.preset!r}: choose one of {sorted(PRESETS)} or give init")
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
+        if self.warmup_steps < 0 or self.lr <= 0:
+            raise ConfigError(f"TrainConfig: lr={self.lr} must be > 0 and warmup_steps={self.warmup_steps} >= 0")
+        if self.data.num_frames < 2:
+            raise ConfigError(f"TrainConfig.data.num_frames={self.data.num_frames}: need >= 2 to split into clips")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config fields {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """A JSON config file, or a stage name shipped with vgpt (stage1 ... stage4, bundled)."""
+    file = Path(path)
+    if not file.is_file():
+        file = STAGES_DIR / f"{path}.json"
+    if not file.is_file():
+        shipped = sorted(p.stem for p in STAGES_DIR.glob("*.json"))
+        raise ConfigError(f"{path}: no such config file or shipped stage (shipped: {shipped})")
+    data = json.loads(file.read_text())
+    data.pop("//", None)  # a comment field
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key.startswith("data."):
+            data.setdefault("data", {})[key[5:]] = value
+        else:
+            data[key] = value
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,203 @@
+"""The training loop: `train(config)`; `vgpt-train` is a thin CLI over it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from vgpt.checkpoint import content_hash, load_checkpoint
+from vgpt.codecs import LatentCodec, load_codec
+from vgpt.config import ConfigError, get_preset
+from vgpt.model import VideoGPT
+from vgpt.training import distributed
+from vgpt.training.checkpointing import (
+    TrainerState,
+    find_resume,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
+from vgpt.training.config import TrainConfig
+from vgpt.training.data import LatentCache, StreamSampler, VideoClipDataset
+from vgpt.training.objective import next_clip_loss
+
+log = logging.getLogger(__name__)
+
+
+def step_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+def resolve_init(path: str) -> Path:
+    """A model checkpoint folder, a training checkpoint (its model/), or a training run folder (its
+    latest checkpoint's model/): "start from the previous stage" names the previous stage's run."""
+    p = Path(path)
+    if (p / "checkpoints" / "latest").is_file():
+        p = p / "checkpoints" / (p / "checkpoints" / "latest").read_text().strip()
+    return p / "model" if (p / "model").is_dir() else p
+
+
+def build_model(config: TrainConfig) -> VideoGPT:
+    if config.init:
+        model = load_checkpoint(resolve_init(config.init)).model
+        if model.config.rope_factor_policy != config.rope_factor_policy:
+            model.config = model.config.replace(rope_factor_policy=config.rope_factor_policy)
+        return model.train()
+    torch.manual_seed(config.seed)
+    return VideoGPT(get_preset(config.preset).replace(rope_factor_policy=config.rope_factor_policy)).train()
+
+
+def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (norm scales, biases and tables are not decayed)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        (decay if p.ndim >= 2 and p.shape[0] != 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+
+
+def warmup_then_constant(optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
+
+
+def _codec_id(path: str) -> str:
+    manifest = Path(path) / "manifest.json"
+    if manifest.is_file():
+        import json
+
+        return json.loads(manifest.read_text()).get("weights_sha256", str(path))
+    return str(Path(path).resolve())
+
+
+def train(config: TrainConfig) -> Path:
+    """Train; returns the folder of the last checkpoint."""
+    info = distributed.setup()
+    try:
+        return _train(config, info)
+    finally:
+        distributed.teardown()
+
+
+def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
+    out = Path(config.out_dir)
+    codec: LatentCodec | None = load_codec(config.codec) if config.codec else None
+    if codec is None and config.latent_cache is None:
+        raise ConfigError("TrainConfig: give a codec (frames -> latents) or a filled latent_cache")
+    if isinstance(codec, torch.nn.Module):
+        codec = codec.to(info.device).eval()
+    cache = None
+    if config.latent_cache:
+        cache = LatentCache(config.latent_cache, codec, _codec_id(config.codec) if config.codec else "", config.data)
+    dataset = VideoClipDataset(config.data, cache)
+
+    bare = build_model(config).to(info.device)
+    optimizer_model = distributed.wrap(bare, config.strategy, info)
+    optimizer = optimizer_for(optimizer_model, config)
+    scheduler = warmup_then_constant(optimizer, config.warmup_steps)
+    state = TrainerState(step=0, data_position=0)
+    resume = find_resume(config.resume, out) if config.resume else None
+    if resume is not None:
+        state = load_training_checkpoint(resume, optimizer_model, optimizer, scheduler, info.device)
+        log.info("resumed from %s at step %d", resume, state.step)
+
+    sampler = StreamSampler(len(dataset), config.data.seed, info.rank, info.world, start=state.data_position)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+    )
+    batches = iter(loader)
+    autocast = _autocast(config, info)
+    writer = _tensorboard(config, out) if info.main else None
+    bar = _progress(config, info, state.step)
+    last = None
+    tokens_seen, tick = 0, time.perf_counter()
+    while state.step < config.steps:
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(config.grad_accum):
+            batch = next(batches).to(info.device)
+            state.data_position += len(batch)
+            latents = batch if cache is not None else _encode(codec, batch)
+            # Every draw of this micro-step comes from (seed, step, rank, micro): exact on resume.
+            gen = torch.Generator().manual_seed(step_seed(config.seed, state.step, info.rank, micro))
+            sync = micro == config.grad_accum - 1 or not info.enabled or config.strategy != "ddp"
+            with contextlib.nullcontext() if sync else optimizer_model.no_sync(), autocast:
+                loss, tokens = next_clip_loss(
+                    optimizer_model, latents, gen, config.partition, config.context_noise_beta
+                )
+                (loss / config.grad_accum).backward()
+            total += loss.item() / config.grad_accum
+            tokens_seen += tokens
+        torch.nn.utils.clip_grad_norm_(optimizer_model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.4f}")
+        if state.step % config.log_every == 0 or state.step == config.steps:
+            elapsed = time.perf_counter() - tick
+            rate = tokens_seen * info.world / max(elapsed, 1e-9)
+            lr = scheduler.get_last_lr()[0]
+            if info.main:
+                log.info("step %d loss %.5f lr %.2e tokens/s %.0f", state.step, total, lr, rate)
+                if writer is not None:
+                    writer.add_scalar("train/loss", total, state.step)
+                    writer.add_scalar("train/lr", lr, state.step)
+                    writer.add_scalar("train/tokens_per_s", rate, state.step)
+            tokens_seen, tick = 0, time.perf_counter()
+        if state.step % config.checkpoint_every == 0 or state.step == config.steps:
+            last = save_training_checkpoint(
+                out, optimizer_model, bare, optimizer, scheduler, state, config.to_dict(), info.main,
+                config.keep_checkpoints,
+            )  # fmt: skip
+            distributed.barrier(info)
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    if info.enabled and config.strategy == "ddp":
+        # DDP keeps replicas identical; each rank records a digest of its parameters to show it.
+        (out / f"rank-{info.rank}.digest").write_text(content_hash(bare.state_dict()) + "\n")
+    if last is None:  # resumed at or past the last step: point at what is there
+        last = find_resume("auto", out)
+    return last
+
+
+@torch.no_grad()
+def _encode(codec: LatentCodec, frames: torch.Tensor) -> torch.Tensor:
+    """[B, n, 3, H, W] frames -> [B, n, C, h, w] latents."""
+    return codec.encode_video(frames, batch=64)
+
+
+def _autocast(config: TrainConfig, info: distributed.DistInfo):
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and info.device.type == "cuda")
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=info.device.type, dtype=torch.bfloat16)
+
+
+def _tensorboard(config: TrainConfig, out: Path):
+    if not config.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError("tensorboard logging needs the tensorboard package: pip install tensorboard") from err
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _progress(config: TrainConfig, info: distributed.DistInfo, start: int):
+    if not (config.progress and info.main):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)

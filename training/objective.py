@@ -1,0 +1,74 @@
+"""The next-clip-diffusion training objective (reference section 6).
+
+A sample of n frames is split into K clips; each clip gets one noise level t ~ U[0, 1]; the sequence
+is [noisy clip 1, clean clip 1, ..., noisy clip K] under the hierarchical mask; clean context frames
+are lightly noised (s ~ U[beta, 1]); the model predicts the clean latents and the loss is the mean
+squared error on the noisy frames (mean per frame, then over frames).
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+from typing import Literal
+
+import torch
+
+from vgpt.config import ModelConfig
+from vgpt.layout import build_sequence, training_frames
+from vgpt.model import VideoGPT
+from vgpt.plan import ForwardPlan, make_plan
+
+PartitionMode = Literal["random", "per_frame"]
+
+
+def sample_partition(n: int, generator: torch.Generator, mode: PartitionMode = "random") -> tuple[int, ...]:
+    """Clip sizes: K uniform in {2..n} and K-1 distinct cut points uniform in {1..n-1} (the paper's
+    GenerateRandomList); "per_frame" gives one frame per clip (stage 1)."""
+    if n < 2:
+        raise ValueError(f"a training sample needs at least 2 frames to split into clips, got {n}")
+    if mode == "per_frame":
+        return (1,) * n
+    k = int(torch.randint(2, n + 1, (1,), generator=generator))
+    cuts = sorted((torch.randperm(n - 1, generator=generator)[: k - 1] + 1).tolist())
+    bounds = [0, *cuts, n]
+    return tuple(b - a for a, b in itertools.pairwise(bounds))
+
+
+@lru_cache(maxsize=256)
+def training_plan(config: ModelConfig, sizes: tuple[int, ...], tokens_per_frame: int) -> ForwardPlan:
+    return make_plan(config, build_sequence(training_frames(sizes), tokens_per_frame))
+
+
+def next_clip_loss(
+    model: VideoGPT,
+    latents: torch.Tensor,
+    generator: torch.Generator,
+    mode: PartitionMode = "random",
+    beta: float = 0.9,
+) -> tuple[torch.Tensor, int]:
+    """Loss of one batch of clean latents [B, n, C, h, w]; returns (loss, tokens in the sequence).
+
+    All random draws come from `generator` (on the CPU), so a step is reproducible from its seed.
+    """
+    B, n, C, h, w = latents.shape
+    config = getattr(model, "module", model).config  # DDP wraps the model; FSDP2 shards it in place
+    p = config.patch_size
+    sizes = sample_partition(n, generator, mode)
+    plan = training_plan(config, sizes, (h // p) * (w // p))
+    x = latents.to(torch.float32)
+    dev = x.device
+    # One noise level per clip, repeated over the clip's frames.
+    t_clip = torch.rand(B, len(sizes), generator=generator)
+    t = t_clip.repeat_interleave(torch.tensor(sizes), dim=1).to(dev)  # [B, n]
+    eps = torch.randn(x.shape, generator=generator).to(dev)
+    tt = t[:, :, None, None, None]
+    noisy = tt * x + (1 - tt) * eps  # t = 1 clean, t = 0 pure noise
+    # Clean context: clips 1..K-1, each frame noised with its own s ~ U[beta, 1].
+    context = n - sizes[-1]
+    s = (beta + (1 - beta) * torch.rand(B, context, generator=generator)).to(dev)[:, :, None, None, None]
+    eps_ctx = torch.randn((B, context, C, h, w), generator=generator).to(dev)
+    clean = s * x[:, :context] + (1 - s) * eps_ctx
+    pred = model(plan, clean=clean, noisy=noisy, t=t)  # [B, n, C, h, w], x-prediction
+    per_frame = (pred.to(torch.float32) - x).pow(2).mean(dim=(2, 3, 4))  # [B, n]
+    return per_frame.mean(), B * len(plan.frames) * plan.block

@@ -1,0 +1,201 @@
+"""Video files in and out (optional extra `video`: OpenCV and PyAV, imported lazily).
+
+Reading uses OpenCV and falls back to PyAV for what OpenCV cannot decode; writing uses PyAV's H.264
+(OpenCV's wheels cannot write it) and falls back to OpenCV's mp4v. Frames are uint8 RGB [F, H, W, 3].
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be opened, decoded or written."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int
+    height: int
+    width: int
+    fps: float
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as err:
+        raise ImportError("reading video needs OpenCV: pip install 'vgpt[video]'") from err
+    return cv2
+
+
+def _av():
+    try:
+        import av
+    except ImportError as err:
+        raise ImportError("writing H.264 needs PyAV: pip install 'vgpt[video]'") from err
+    return av
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise VideoError(f"video {path} does not exist")
+    if not path.is_file():
+        raise VideoError(f"video {path} is not a file")
+
+
+def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Decode frames one by one (uint8 RGB [H, W, 3]); OpenCV first, PyAV if OpenCV yields nothing."""
+    path = Path(path)
+    _check_exists(path)
+    cv2 = _cv2()
+    cap = cv2.VideoCapture(str(path))
+    produced = 0
+    try:
+        while cap.isOpened():
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            produced += 1
+            yield bgr[:, :, ::-1].copy()
+    finally:
+        cap.release()
+    if produced:
+        return
+    try:
+        av = _av()
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+    except ImportError:
+        raise VideoError(f"OpenCV cannot decode {path}, and PyAV is not installed to try") from None
+    except Exception as err:  # PyAV raises FFmpeg errors of many types for broken files
+        raise VideoError(f"cannot decode {path}: {err}") from err
+
+
+def read_frames(path: str | os.PathLike, indices: Iterable[int] | None = None) -> np.ndarray:
+    """The frames at `indices` (all frames if None) as uint8 [F, H, W, 3], decoding sequentially."""
+    wanted = None if indices is None else sorted(set(indices))
+    last = None if wanted is None else wanted[-1]
+    keep = None if wanted is None else set(wanted)
+    frames: dict[int, np.ndarray] = {}
+    decoded = 0
+    for i, frame in enumerate(iter_frames(path)):
+        decoded = i + 1
+        if keep is None or i in keep:
+            frames[i] = frame
+        if last is not None and i >= last:
+            break
+    order = list(frames) if indices is None else list(indices)
+    missing = [i for i in order if i not in frames]
+    if missing or not order:
+        raise VideoError(f"{path}: has {decoded} decodable frames, needed frame {missing[:1] or [0]}")
+    return np.stack([frames[i] for i in order])
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count (counted by decoding when the container does not say), size and rate."""
+    path = Path(path)
+    _check_exists(path)
+    cv2 = _cv2()
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"cannot open {path} as a video")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        ok, first = cap.read()
+        if not ok:
+            raise VideoError(f"{path}: no decodable frame")
+        h, w = first.shape[:2]
+    finally:
+        cap.release()
+    if count <= 0:
+        count = sum(1 for _ in iter_frames(path))
+    return VideoInfo(frames=count, height=h, width=w, fps=fps)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float = 10.0,
+                crf: int = 18) -> Path:  # fmt: skip
+    """Write uint8 RGB frames as H.264 (PyAV; OpenCV mp4v as fallback), atomically."""
+    path = Path(path)
+    frames = np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise VideoError(f"frames must be a non-empty uint8 [F, H, W, 3] array, got {frames.shape} {frames.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
+    os.close(fd)
+    try:
+        try:
+            _write_pyav(tmp, frames, fps, crf)
+        except ImportError:
+            log.warning("PyAV is not installed: writing %s as mp4v through OpenCV", path)
+            _write_opencv(tmp, frames, fps)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_pyav(path: str, frames: np.ndarray, fps: float, crf: int) -> None:
+    av = _av()
+    from fractions import Fraction
+
+    h, w = frames.shape[1:3]
+    # yuv420p halves the chroma planes, so H.264 needs even sizes: pad by one pixel where odd.
+    ph, pw = h + h % 2, w + w % 2
+    if (ph, pw) != (h, w):
+        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    with av.open(path, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def _write_opencv(path: str, frames: np.ndarray, fps: float) -> None:
+    cv2 = _cv2()
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise VideoError(f"OpenCV cannot open {path} for writing")
+    try:
+        for rgb in frames:
+            writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
+    finally:
+        writer.release()
+
+
+def list_videos(source: str | os.PathLike) -> list[Path]:
+    """Videos from a folder (recursively), a glob pattern, or a text file listing one path a line."""
+    text = str(source)
+    path = Path(text)
+    if any(c in text for c in "*?["):
+        found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+    elif path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    elif path.is_file() and path.suffix.lower() in (".txt", ".lst", ".list"):
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        found = [path.parent / ln for ln in lines if ln and not ln.startswith("#")]  # absolute ln stays absolute
+    elif path.is_file():
+        found = [path]
+    else:
+        raise VideoError(f"{source}: no such folder, file or glob pattern")
+    if not found:
+        raise VideoError(f"{source}: no videos found (looked for {', '.join(VIDEO_SUFFIXES)})")
+    return found
