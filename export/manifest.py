@@ -1,0 +1,99 @@
+"""Reading an export bundle back: its manifest, layouts and graph files, checked before use."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vgpt.config import Layout, ModelConfig
+from vgpt.export.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_sha256
+from vgpt.export.spec import GraphSpec
+
+
+class BundleError(RuntimeError):
+    """A bundle that is incomplete, altered or made for something else; the message says how to rebuild."""
+
+
+REBUILD = "re-export it with vgpt-export (add --force to replace the folder)"
+
+
+@dataclass(frozen=True)
+class LayoutEntry:
+    name: str
+    layout: Layout
+    folder: Path
+    graphs: dict[str, dict[str, Any]]
+
+    def spec(self, graph: str) -> GraphSpec:
+        return GraphSpec.from_dict(self.graphs[graph])
+
+    def path(self, graph: str) -> Path:
+        return self.folder / self.graphs[graph]["file"]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    manifest: dict[str, Any]
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.manifest["model_config"])
+
+    @property
+    def layouts(self) -> list[LayoutEntry]:
+        return [
+            LayoutEntry(e["name"], Layout.from_dict(e["layout"]), self.root / e["name"], e["graphs"])
+            for e in self.manifest["layouts"]
+        ]
+
+    def layout(self, name: str | None = None) -> LayoutEntry:
+        entries = self.layouts
+        if name is None:
+            return entries[0]
+        for e in entries:
+            if e.name == name:
+                return e
+        raise BundleError(f"{self.root} has no layout {name!r}; it has {[e.name for e in entries]}")
+
+
+def find_manifest(path: str | Path) -> Path:
+    """The bundle folder for a bundle folder, a layout folder, or a graph file inside one."""
+    p = Path(path)
+    if not p.exists():
+        raise BundleError(f"{p} does not exist")
+    for candidate in (p, p.parent, p.parent.parent) if p.is_file() else (p, p.parent):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    raise BundleError(f"no {MANIFEST} at or above {p}: the export is incomplete or this is not a bundle; {REBUILD}")
+
+
+def load_bundle(path: str | Path, verify_hashes: bool = False) -> Bundle:
+    """Read and check a bundle: format, every graph file present with its recorded size (and sha256 when
+    `verify_hashes`)."""
+    root = find_manifest(path)
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except json.JSONDecodeError as err:
+        raise BundleError(f"{root / MANIFEST} is not valid JSON ({err}); {REBUILD}") from err
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{root / MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise BundleError(f"{root} was exported by a newer vgpt (format {manifest['format_version']}); upgrade vgpt")
+    bundle = Bundle(root, manifest)
+    for entry in bundle.layouts:
+        for meta in entry.graphs.values():
+            for name, info in meta["files"].items():
+                file = entry.folder / name
+                if not file.is_file():
+                    raise BundleError(f"{file} is missing from the bundle; {REBUILD}")
+                size = file.stat().st_size
+                if size != info["bytes"]:
+                    raise BundleError(
+                        f"{file} has {size} bytes, the manifest says {info['bytes']}: truncated or replaced; {REBUILD}"
+                    )
+                if verify_hashes and file_sha256(file) != info["sha256"]:
+                    raise BundleError(f"{file} does not match the manifest's sha256; {REBUILD}")
+    return bundle

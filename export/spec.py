@@ -1,0 +1,100 @@
+"""Each network described once: its tensors' names, static shapes and dtypes.
+
+One `GraphSpec` per graph drives the ONNX export (input/output names), the verification inputs,
+TensorRT profiles (min = opt = max = the static shape) and runtime buffer allocation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vgpt.config import Layout, ModelConfig
+
+# Graph names, in the order a bundle holds them.
+ENCODER, PREFILL, DENOISE, DECODER = "encoder", "prefill", "denoise", "decoder"
+GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name: float32, float16, bfloat16, int64
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * (2 if self.dtype in ("float16", "bfloat16") else np.dtype(self.dtype).itemsize)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        return cls(d["name"], tuple(d["shape"]), d["dtype"])
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.onnx"
+
+    def tensor(self, name: str) -> TensorSpec:
+        for t in (*self.inputs, *self.outputs):
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.name} has no tensor {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file, "inputs": [t.to_dict() for t in self.inputs],
+                "outputs": [t.to_dict() for t in self.outputs]}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GraphSpec:
+        return cls(
+            d["name"],
+            tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
+            tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+        )
+
+
+def kv_cache_shape(config: ModelConfig, layout: Layout) -> tuple[int, ...]:
+    """[layers, 2 (k, v), B=1, nkv, M * block, hd]: one buffer that prefill writes and denoise reads."""
+    c = config
+    return (c.num_hidden_layers, 2, 1, c.num_key_value_heads, layout.history_frames * layout.block, c.head_dim)
+
+
+def graph_specs(config: ModelConfig, layout: Layout, dtype: str = "float32") -> dict[str, GraphSpec]:
+    """The four graphs of one layout. Latents and z stay fp32 (the sampler computes in fp32); the KV
+    cache is in the model's dtype."""
+    M, G = layout.history_frames, layout.clip_frames
+    C, h, w = config.latent_channels, layout.latent_height, layout.latent_width
+    H, W = layout.pixel_size
+    kv = TensorSpec("kv_cache", kv_cache_shape(config, layout), dtype)
+    return {
+        ENCODER: GraphSpec(ENCODER, (TensorSpec("frames", (1, 3, H, W), "float32"),),
+                           (TensorSpec("latents", (1, C, h, w), "float32"),)),
+        PREFILL: GraphSpec(PREFILL, (TensorSpec("history", (1, M, C, h, w), "float32"),), (kv,)),
+        DENOISE: GraphSpec(
+            DENOISE,
+            (TensorSpec("z", (1, G, C, h, w), "float32"), kv, TensorSpec("step", (1,), "int64")),
+            (TensorSpec("z_next", (1, G, C, h, w), "float32"), TensorSpec("step_next", (1,), "int64")),
+        ),
+        DECODER: GraphSpec(DECODER, (TensorSpec("latents", (G, C, h, w), "float32"),),
+                           (TensorSpec("frames", (G, 3, H, W), "float32"),)),
+    }  # fmt: skip
+
+
+def layout_name(layout: Layout) -> str:
+    return f"m{layout.history_frames}-g{layout.clip_frames}-{layout.latent_height}x{layout.latent_width}"
