@@ -84,13 +84,13 @@ def compare_with_eager(
     """Run the graph in ONNX Runtime (CPU) and `module` eagerly on each feed; per output, the largest
     absolute and relative error over all feeds, judged by Polygraphy's simple comparison."""
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.comparator import Comparator, SimpleCompareFunc
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.ERROR
     ort_runner = OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"]))
     results = Comparator.run([ort_runner, _eager_runner(module, spec)], data_loader=feeds)
-    accuracy = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol))
+    accuracy = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(atol=atol, rtol=rtol))
     ((_, iterations),) = accuracy[0].items()  # one compare function, one runner pair
     (_, ort_iters), (_, eager_iters) = results.items()
     errors = []

@@ -1,0 +1,120 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from vgpt.config import Layout
+from vgpt.export.bundle import TOLERANCES, ExportConfig, export_bundle
+from vgpt.export.manifest import BundleError, load_bundle
+from vgpt.export.spec import DENOISE, PREFILL
+from vgpt.export.verify import VerificationError
+from vgpt.predictors import CachedPredictor
+
+from .conftest import SAMPLER
+
+
+def run_bundle_loop(entry, history: np.ndarray, z: np.ndarray, steps: int) -> np.ndarray:
+    """Prefill once, then `steps` denoise steps feeding each step's outputs to the next."""
+    prefill = ort.InferenceSession(str(entry.path(PREFILL)), providers=["CPUExecutionProvider"])
+    denoise = ort.InferenceSession(str(entry.path(DENOISE)), providers=["CPUExecutionProvider"])
+    (kv,) = prefill.run(None, {"history": history})
+    step = np.zeros(1, np.int64)
+    for _ in range(steps):
+        z, step = denoise.run(None, {"z": z, "kv_cache": kv, "step": step})
+    assert step.item() == steps
+    return z
+
+
+def test_bundle_reproduces_the_cached_predictor(tiny_parts, tiny_bundle):
+    model, _ = tiny_parts
+    bundle = load_bundle(tiny_bundle, verify_hashes=True)
+    for entry in bundle.layouts:
+        lay = entry.layout
+        gen = torch.Generator().manual_seed(4)
+        history = torch.randn(1, lay.history_frames, 4, lay.latent_height, lay.latent_width, generator=gen)
+        expected = CachedPredictor(model, SAMPLER, window=lay.history_frames).predict(
+            history, 1, lay.clip_frames, torch.Generator().manual_seed(9)
+        )
+        z0 = torch.randn(expected.shape, generator=torch.Generator().manual_seed(9))
+        got = run_bundle_loop(entry, history.numpy(), z0.numpy(), SAMPLER.steps)
+        # fp32 kernels of ONNX Runtime vs PyTorch (~1e-6 per op) through 4 steps whose velocity divides
+        # by (1 - sigma) <= 4x; seen ~1e-5 on O(1) latents.
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=0)
+
+
+def test_manifest_describes_the_bundle(tiny_bundle):
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert [e["name"] for e in manifest["layouts"]] == ["m3-g2-4x4", "m2-g3-4x6"]
+    assert manifest["sampler"]["steps"] == 4 and manifest["sampler"]["guidance"] == 2.0
+    assert len(manifest["sampler"]["schedule"]) == 5
+    assert manifest["rope_factor_set"] == {"m3-g2-4x4": "long", "m2-g3-4x6": "long"}
+    assert manifest["opset"] == 23 and manifest["precision"] == "fp32" and manifest["verified"]
+    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "vgpt"}
+    denoise = manifest["layouts"][0]["graphs"]["denoise"]
+    assert [t["name"] for t in denoise["inputs"]] == ["z", "kv_cache", "step"]
+    assert denoise["inputs"][1]["shape"] == [2, 2, 1, 4, 3 * 6, 8]  # layers, k/v, B, nkv, M*block, hd
+    assert all(len(f["sha256"]) == 64 for f in denoise["files"].values())
+    assert {e["name"] for e in denoise["verification"]} == {"z_next", "step_next"}
+
+
+def test_graphs_are_static_and_plain(tiny_bundle):
+    for path in tiny_bundle.rglob("*.onnx"):
+        model = onnx.load(str(path))
+        ops = {n.op_type for n in model.graph.node}
+        assert not ops & {"If", "Loop", "Scan"}, path
+        assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}, path
+        for value in (*model.graph.input, *model.graph.output):
+            assert all(d.HasField("dim_value") and d.dim_value > 0 for d in value.type.tensor_type.shape.dim)
+        if path.name == "denoise.onnx":
+            assert "Attention" in ops, "opset 23 uses ONNX's fused Attention"
+
+
+def test_opset_18_form_and_external_data_threshold(tiny_parts, tmp_path, monkeypatch):
+    model, codec = tiny_parts
+    layout = Layout.for_model(model.config, 2, 1, 2, 2)
+    # Force external data on this small model to exercise the >2 GB path cheaply.
+    monkeypatch.setattr("vgpt.export.onnx_export.EXTERNAL_DATA_BYTES", 0)
+    export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,), sampler=SAMPLER, opset=18))
+    denoise = tmp_path / "b" / "m2-g1-2x2" / "denoise.onnx"
+    assert denoise.with_name("denoise.onnx.data").is_file()
+    ops = {n.op_type for n in onnx.load(str(denoise)).graph.node}
+    assert "Attention" not in ops and "Softmax" in ops
+    assert load_bundle(tmp_path / "b").manifest["layouts"][0]["graphs"]["denoise"]["tensorrt"]["ready"]
+
+
+def test_failed_verification_leaves_no_bundle(tiny_parts, tmp_path, monkeypatch):
+    model, codec = tiny_parts
+    monkeypatch.setitem(TOLERANCES["float32"], DENOISE, (0.0, 0.0))
+    layout = Layout.for_model(model.config, 2, 1, 2, 2)
+    with pytest.raises(VerificationError, match=r"denoise.onnx: ONNX Runtime disagrees with PyTorch: z_next"):
+        export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,), sampler=SAMPLER))
+    assert not (tmp_path / "b").exists() and not list(tmp_path.iterdir())
+
+
+def test_existing_folder_needs_force(tiny_parts, tmp_path):
+    model, codec = tiny_parts
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "keep.txt").write_text("x")
+    config = ExportConfig(layouts=(Layout.for_model(model.config, 2, 1, 2, 2),), sampler=SAMPLER, verify=False)
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        export_bundle(model, codec, tmp_path / "b", config)
+    export_bundle(model, codec, tmp_path / "b", config, overwrite=True)
+    assert not (tmp_path / "b" / "keep.txt").exists()
+
+
+def test_damaged_bundles_are_refused(tiny_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bundle, copy)
+    graph = copy / "m3-g2-4x4" / "denoise.onnx"
+    assert load_bundle(graph).root == copy, "a graph path finds the manifest above it"
+    graph.write_bytes(graph.read_bytes()[:-10])
+    with pytest.raises(BundleError, match=r"denoise.onnx has .* bytes, the manifest says .*truncated or replaced"):
+        load_bundle(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(BundleError, match=r"no manifest.json at or above .*incomplete"):
+        load_bundle(copy)

@@ -1,0 +1,70 @@
+import json
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import random_model, write_released
+from vgpt.checkpoint import save_checkpoint
+from vgpt.codecs import LightCodec
+from vgpt.config import get_preset
+from vgpt.export.cli import export_main
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    model = random_model(get_preset("tiny"))
+    save_checkpoint(model, root / "model")
+    LightCodec().eval().save(root / "codec")
+    return root
+
+
+def test_export_cli_and_check_only(tiny_files, tmp_path):
+    out = tmp_path / "bundle"
+    args = ["--checkpoint", str(tiny_files / "model"), "--codec", str(tiny_files / "codec"), "--out", str(out),
+            "--layout", "2,2,32x32px", "--steps", "3", "--guidance", "2", "--opset", "18"]  # fmt: skip
+    result = CliRunner().invoke(export_main, args)
+    assert result.exit_code == 0, result.output
+    assert "m2-g2-4x4/denoise.onnx:" in result.output and "TensorRT >= 10.0" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sampler"]["steps"] == 3 and manifest["opset"] == 18
+    check = CliRunner().invoke(export_main, ["--check-only", str(out)])
+    assert check.exit_code == 0 and check.output.count("ready for TensorRT") == 4
+    # Polygraphy's own CLI accepts every graph.
+    if shutil.which("polygraphy") is None:
+        pytest.skip("polygraphy CLI not on PATH")
+    for graph in sorted(out.rglob("*.onnx")):
+        for cmd in (["inspect", "model", str(graph)], ["run", str(graph), "--onnxrt"]):
+            run = subprocess.run(["polygraphy", *cmd], capture_output=True, text=True)
+            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    again = CliRunner().invoke(export_main, args)
+    assert again.exit_code == 1 and "exists and is not empty" in again.output
+
+
+def test_export_cli_errors(tiny_files, tmp_path):
+    common = ["--codec", str(tiny_files / "codec"), "--out", str(tmp_path / "b")]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "weights.npz").write_bytes(b"")
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(tmp_path / "junk"), *common])
+    assert result.exit_code == 1 and "unknown checkpoint format" in result.output
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(tiny_files / "model"), *common,
+                                              "--layout", "2,2,40x40px"])  # fmt: skip
+    assert result.exit_code == 1 and "frame height=40 px is not a multiple of 16" in result.output
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(tiny_files / "model"), *common,
+                                              "--layout", "2,2,4x70"])  # fmt: skip
+    assert result.exit_code == 1 and "beyond the 32x32 patch grid" in result.output
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(tiny_files / "model"), *common, "--layout", "x"])
+    assert result.exit_code == 2 and "expected M,G,HxW" in result.output
+
+
+def test_export_cli_takes_a_released_checkpoint(tiny_files, tmp_path):
+    released = write_released(random_model(get_preset("tiny")), tmp_path / "released")
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(released), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1 and "has no vae/ folder; pass --codec" in result.output
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(released), "--codec", str(tiny_files / "codec"),
+                                              "--out", str(tmp_path / "b"), "--layout", "1,1,2x2", "--steps", "2",
+                                              "--no-verify"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["verified"] is False
