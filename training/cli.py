@@ -81,7 +81,8 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--eval-count", default=64, show_default=True, help="Held-out synthetic scenes for the PSNR.")
-def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count) -> None:
+@click.option("--save-every", default=0, show_default=True, help="Also save every N steps (0: at the end only).")
+def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every) -> None:
     """Train the light codec (8x down-sampling, 4 channels) and report its reconstruction PSNR."""
     import torch
 
@@ -92,7 +93,8 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
 
     _logging()
     config = CodecTrainConfig(data=DataConfig(source=data, num_frames=frames, height=size, width=size, seed=seed),
-                              out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)  # fmt: skip
+                              out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                              save_every=save_every)  # fmt: skip
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)
     held_out = torch.cat([fit_frames(render_video(s, scene), size, size)

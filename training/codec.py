@@ -26,6 +26,7 @@ class CodecTrainConfig:
     lr: float = 1e-3
     seed: int = 0
     workers: int = 0
+    save_every: int = 0  # also save the codec every this many steps (0: only at the end)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -54,13 +55,22 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
         sched.step()
         if step % 100 == 0 or step == config.steps:
             log.info("codec step %d loss %.5f psnr %.2f dB", step, loss.item(), psnr(recon.detach(), frames))
-    codec.eval()
-    # Scale latents to unit variance, as the SDXL VAE's scaling factor does for its latents.
-    with torch.no_grad():
-        sample = torch.cat([next(batches).flatten(0, 1) for _ in range(8)])
-        std = codec.encode_unscaled(sample).std().item()
-    codec.with_scaling_factor(1.0 / std)
+        if config.save_every and step % config.save_every == 0 and step < config.steps:
+            _calibrate_scale(codec, batches)
+            codec.save(config.out, extra={"steps": step, "partial": True}, overwrite=True)
+            codec.train()
+    std = _calibrate_scale(codec, batches)
     return codec, {"latent_std_unscaled": std}
+
+
+@torch.no_grad()
+def _calibrate_scale(codec: LightCodec, batches) -> float:
+    """Scale latents to unit variance, as the SDXL VAE's scaling factor does for its latents."""
+    codec.eval()
+    sample = torch.cat([next(batches).flatten(0, 1) for _ in range(8)])
+    std = codec.encode_unscaled(sample).std().item()
+    codec.with_scaling_factor(1.0 / std)
+    return std
 
 
 @torch.no_grad()

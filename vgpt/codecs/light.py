@@ -43,13 +43,20 @@ class LightCodecConfig:
 class _ResBlock(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
+        groups = 8 if c % 8 == 0 else 1
+        self.body = nn.Sequential(
+            nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+            nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+        )  # fmt: skip
 
     def forward(self, x):
         return x + self.body(x)
 
 
 class LightCodec(nn.Module, LatentCodec):
+    """Encoder: three stride-2 convolutions with residual blocks; decoder: nearest up-sampling and
+    convolutions (no transposed convolutions, so no checkerboard artefacts). GroupNorm throughout."""
+
     downsample = 8
 
     def __init__(self, config: LightCodecConfig | None = None) -> None:
@@ -59,18 +66,18 @@ class LightCodec(nn.Module, LatentCodec):
         lc = self.config.latent_channels
         self.latent_channels = lc
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, c1, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c2),  # H/2
-            nn.Conv2d(c2, c3, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c3),  # H/4
-            nn.Conv2d(c3, c3, 4, stride=2, padding=1), nn.SiLU(),  # H/8
-            nn.Conv2d(c3, lc, 3, padding=1),
+            nn.Conv2d(3, c1, 3, padding=1), _ResBlock(c1),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), _ResBlock(c2),  # H/2
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1), _ResBlock(c3),  # H/4
+            nn.Conv2d(c3, c3, 3, stride=2, padding=1), _ResBlock(c3),  # H/8
+            nn.GroupNorm(8 if c3 % 8 == 0 else 1, c3), nn.SiLU(), nn.Conv2d(c3, lc, 3, padding=1),
         )  # fmt: skip
         self.decoder = nn.Sequential(
-            nn.Conv2d(lc, c3, 3, padding=1), nn.SiLU(), _ResBlock(c3),
-            nn.ConvTranspose2d(c3, c3, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c3),  # H/4
-            nn.ConvTranspose2d(c3, c2, 4, stride=2, padding=1), nn.SiLU(), _ResBlock(c2),  # H/2
-            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.SiLU(),  # H
-            nn.Conv2d(c1, 3, 3, padding=1),
+            nn.Conv2d(lc, c3, 3, padding=1), _ResBlock(c3), _ResBlock(c3),
+            nn.Upsample(scale_factor=2), nn.Conv2d(c3, c3, 3, padding=1), _ResBlock(c3),  # H/4
+            nn.Upsample(scale_factor=2), nn.Conv2d(c3, c2, 3, padding=1), _ResBlock(c2),  # H/2
+            nn.Upsample(scale_factor=2), nn.Conv2d(c2, c1, 3, padding=1), _ResBlock(c1),  # H
+            nn.GroupNorm(8 if c1 % 8 == 0 else 1, c1), nn.SiLU(), nn.Conv2d(c1, 3, 3, padding=1),
         )  # fmt: skip
 
     @property

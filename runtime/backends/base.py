@@ -1,0 +1,40 @@
+"""The backend interface: what the predictor asks of an engine.
+
+A backend owns every buffer it needs, allocated once: the KV cache (written by prefill, read by every
+denoising step), the latent clip (two buffers that the steps alternate between) and the I/O of the
+codec graphs. `denoise` runs the whole S-step loop inside the backend, so that an engine can run it
+with no host work per step (ONNX Runtime: bound OrtValues; TensorRT: one CUDA graph).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from vgpt.config import Layout
+
+
+class Backend(ABC):
+    name: str
+    layout: Layout
+    steps: int
+
+    @abstractmethod
+    def encode(self, frame: np.ndarray) -> np.ndarray:
+        """One frame [1, 3, H, W] float32 in [-1, 1] -> latents [1, C, h, w]."""
+
+    @abstractmethod
+    def prefill(self, history: np.ndarray) -> None:
+        """History latents [1, M, C, h, w] -> the backend's KV cache."""
+
+    @abstractmethod
+    def denoise(self, z: np.ndarray) -> np.ndarray:
+        """Noise [1, G, C, h, w] -> the denoised clip after all S steps, against the current cache."""
+
+    @abstractmethod
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Latents [G, C, h, w] -> frames [G, 3, H, W] float32 in about [-1, 1]."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release what the backend holds."""

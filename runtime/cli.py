@@ -1,0 +1,72 @@
+"""vgpt-run: predict the next clips of a video, a camera or a stream."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from vgpt.runtime.run import RunConfig
+
+_RUN = RunConfig(input="")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--input", "input_", required=True, help="A video file, a camera index (0), a stream URL or a folder of images."
+)
+@click.option(
+    "--engine",
+    default=None,
+    help="An export bundle folder (or an .onnx inside one), or a checkpoint folder with its codec/. "
+    "Default: the bundled model, exported on first use into a cache.",
+)
+@click.option(
+    "--output",
+    default=_RUN.output,
+    show_default=True,
+    help="Side-by-side video (observed | predicted), H.264 through PyAV (mp4v through OpenCV otherwise).",
+)
+@click.option("--frames-dir", default=None, help="Also write the predicted frames as PNGs here.")
+@click.option("--latents", default=None, help="Also write the predicted latents to this .npz.")
+@click.option("--clips", default=_RUN.clips, show_default=True, help="Clips to predict (offline mode).")
+@click.option("--steps", type=int, default=None, help="Denoising steps (must match the bundle's schedule).")
+@click.option("--guidance", type=float, default=None, help="Guidance scale (must match the bundle's).")
+@click.option("--seed", default=_RUN.seed, show_default=True, help="Seed of the sampler noise.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "torch"]), default=_RUN.backend, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for the backend.")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Keep predicting as frames arrive: capture runs in its own thread into a bounded queue that "
+    "drops the oldest frame when full; a clip is predicted every G observed frames.",
+)
+@click.option("--max-frames", type=int, default=None, help="Live mode: stop after this many frames.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def run_main(input_, engine, output, frames_dir, latents, clips, steps, guidance, seed, backend, threads, live,
+             max_frames, progress) -> None:  # fmt: skip
+    """Predict the future of a video with Video-GPT and write observed | predicted side by side.
+
+    The KV cache is exact: each predicted clip runs the newest M frames through prefill once, then every
+    denoising step runs only the noisy clip against that cache.
+    """
+    from vgpt.checkpoint import CheckpointError
+    from vgpt.config import ConfigError
+    from vgpt.export.manifest import BundleError
+    from vgpt.runtime.predictor import NotEnoughHistoryError
+    from vgpt.runtime.run import run
+    from vgpt.video import VideoError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = RunConfig(input=input_, output=output, engine=engine, frames_dir=frames_dir, latents=latents,
+                       clips=clips, steps=steps, guidance=guidance, seed=seed, backend=backend, threads=threads,
+                       live=live, max_frames=max_frames, progress=progress)  # fmt: skip
+    try:
+        summary = run(config)
+    except (VideoError, BundleError, CheckpointError, ConfigError, NotEnoughHistoryError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(summary.line())
+    if summary.error:
+        click.echo(f"Error: {summary.error} (wrote what was predicted before it stopped)", err=True)
+        sys.exit(1)

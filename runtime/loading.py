@@ -1,0 +1,154 @@
+"""Opening a backend from what the user names: a bundle, a checkpoint, or the bundled default.
+
+ONNX Runtime needs a bundle. Given a checkpoint (or nothing: the bundled default), the runtime exports
+one on first use into a cache folder keyed by everything the export depends on, and reuses it only
+while its manifest still records the same weights, codec, layout, schedule and library versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from vgpt.export.manifest import BundleError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("onnxruntime", "torch")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("VGPT_CACHE", Path.home() / ".cache" / "vgpt")) / "exports"
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    import vgpt
+
+    return {"vgpt": vgpt.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}  # fmt: skip
+
+
+def _resolve_checkpoint(source: str | Path | None) -> tuple[str, str, dict[str, Any]]:
+    """(checkpoint folder, codec folder, default settings)."""
+    from vgpt.bundled import bundled_default
+
+    path = None if source is None else Path(source)
+    if path is None or (path / "bundle.json").is_file():  # the bundled default, or a folder laid out like it
+        bundle = bundled_default(path)
+        return str(bundle.model_dir), str(bundle.codec_dir), dict(bundle.settings)
+    codec = path / "codec" if (path / "codec").is_dir() else path / "vae"
+    model = path / "model" if (path / "model").is_dir() else path
+    if not codec.is_dir():
+        raise BundleError(f"{path}: no codec next to the checkpoint (expected {path}/codec or {path}/vae)")
+    return str(model), str(codec), {}
+
+
+def _layout_and_sampler(config, settings: dict[str, Any], steps: int | None, guidance: float | None):
+    """The layout and sampler of a checkpoint's bundle.json settings (the bundled default's), overridden
+    by what the user asked for."""
+    from vgpt.config import Layout
+    from vgpt.sampler import SamplerConfig
+
+    sampler = SamplerConfig(
+        steps=steps or settings.get("steps", 50),
+        guidance=guidance or settings.get("guidance", 1.5),
+        shift=settings.get("shift", 1.0),
+    )
+    layout = Layout.from_pixels(config, settings.get("history", 4), settings.get("clip", 4),
+                                settings.get("height", 64), settings.get("width", 64))  # fmt: skip
+    return layout, sampler
+
+
+def cached_export(source: str | Path | None, steps: int | None, guidance: float | None) -> Path:
+    """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
+    from vgpt.checkpoint import load_checkpoint
+    from vgpt.codecs import load_codec
+    from vgpt.export.bundle import MANIFEST, ExportConfig, export_bundle
+
+    checkpoint, codec_dir, settings = _resolve_checkpoint(source)
+    loaded = load_checkpoint(checkpoint)
+    codec = load_codec(codec_dir)
+    layout, sampler = _layout_and_sampler(loaded.model.config, settings, steps, guidance)
+    key_fields = {"weights": loaded.weights_sha256, "codec": _codec_hash(codec_dir), "layout": layout.to_dict(),
+                  "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
+    out = cache_root() / key
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        recorded = json.loads(manifest.read_text())
+        if (recorded.get("weights_sha256") == _weights_after_export(loaded)
+                and recorded.get("sources", {}).get("key") == key_fields):  # fmt: skip
+            return out
+        log.info("cached export %s no longer matches; exporting again", out)
+    log.info("exporting %s into %s (first use)", checkpoint, out)
+    config = ExportConfig(layouts=(layout,), sampler=sampler)
+    export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
+                  overwrite=True)  # fmt: skip
+    return out
+
+
+def _weights_after_export(loaded) -> str:
+    from vgpt.checkpoint import content_hash
+
+    return content_hash(loaded.model.state_dict())
+
+
+def _codec_hash(codec_dir: str) -> str:
+    manifest = Path(codec_dir) / "manifest.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text()).get("weights_sha256", "")
+    config = Path(codec_dir) / "config.json"
+    return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
+
+
+def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
+                 steps: int | None = None, guidance: float | None = None):  # fmt: skip
+    from vgpt.export.manifest import find_manifest, load_bundle
+
+    if backend not in BACKENDS:
+        raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
+    if source is not None and str(source).endswith(".plan"):
+        raise BundleError(f"{source} is a TensorRT engine; this build has no TensorRT backend (choose a bundle "
+                          "folder or .onnx file, or a checkpoint)")  # fmt: skip
+    is_bundle = False
+    if source is not None:
+        try:
+            find_manifest(source)
+            is_bundle = json.loads((find_manifest(source) / "manifest.json").read_text()).get("format") == (
+                "vgpt-onnx-bundle"
+            )
+        except BundleError:
+            is_bundle = False
+    if backend == "torch":
+        if is_bundle:
+            raise BundleError(f"{source} is an ONNX bundle; the torch backend needs a checkpoint folder")
+        return _torch_backend(source, threads, steps, guidance)
+    bundle_dir = source if is_bundle else cached_export(source, steps, guidance)
+    bundle = load_bundle(bundle_dir)
+    recorded = bundle.manifest["sampler"]
+    for name, value in (("steps", steps), ("guidance", guidance)):
+        if value is not None and value != recorded[name]:
+            raise BundleError(f"{bundle.root} was exported with {name}={recorded[name]}, not {value}: the schedule "
+                              f"and guidance are baked into the graphs; re-export with --{name} {value}")  # fmt: skip
+    from vgpt.runtime.backends.ort_backend import OrtBackend
+
+    return OrtBackend(bundle, threads=threads)
+
+
+def _torch_backend(source, threads, steps, guidance):
+    from vgpt.checkpoint import load_checkpoint
+    from vgpt.codecs import load_codec
+    from vgpt.runtime.backends.torch_backend import TorchBackend
+
+    checkpoint, codec_dir, settings = _resolve_checkpoint(source)
+    model = load_checkpoint(checkpoint).model
+    layout, sampler = _layout_and_sampler(model.config, settings, steps, guidance)
+    return TorchBackend(model, load_codec(codec_dir), layout, sampler, threads)

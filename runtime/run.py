@@ -1,0 +1,186 @@
+"""The main job: read video, keep the history, predict the next clips, write what a person can watch."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vgpt.config import Layout
+from vgpt.frames import fit_frames, to_uint8
+from vgpt.runtime.output import compose, side_by_side, write_latents, write_pngs
+from vgpt.runtime.predictor import Prediction, load_predictor
+from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_source
+from vgpt.video import write_video
+
+log = logging.getLogger(__name__)
+
+
+class InputError(SourceError):
+    """An input the layout cannot take (too short, wrong size)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    input: str
+    output: str | None = "prediction.mp4"
+    engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
+    frames_dir: str | None = None
+    latents: str | None = None
+    clips: int = 2
+    steps: int | None = None  # None: as exported (or the bundled default's)
+    guidance: float | None = None
+    seed: int = 0
+    backend: str = "onnxruntime"
+    threads: int | None = None
+    live: bool = False
+    max_frames: int | None = None  # live: stop after this many observed frames
+    queue_size: int = 0  # live: frames buffered between capture and prediction (0: 2 x G)
+    progress: bool = True
+
+
+@dataclass
+class RunSummary:
+    frames_predicted: int
+    clips: int
+    seconds_per_clip: float
+    seconds_per_step: float
+    backend: str
+    dropped: int = 0
+    error: str | None = None
+
+    def line(self) -> str:
+        text = (f"predicted {self.frames_predicted} frames in {self.clips} clips: "
+                f"{self.seconds_per_clip * 1000:.1f} ms per clip, {self.seconds_per_step * 1000:.2f} ms per "
+                f"denoising step ({self.backend})")  # fmt: skip
+        if self.dropped:
+            text += f"; {self.dropped} frames dropped (live queue full)"
+        return text
+
+
+def check_input_size(height: int, width: int, layout: Layout) -> None:
+    """Frames are resized to cover the layout and centre-cropped; refuse inputs that would lose more
+    than half of a side to the crop, or that are tiny."""
+    H, W = layout.pixel_size
+    if min(height, width) < 16:
+        raise InputError(f"input frames of {width}x{height} px are too small (at least 16 px per side)")
+    scale = max(H / height, W / width)
+    kept_h, kept_w = H / (height * scale), W / (width * scale)
+    if min(kept_h, kept_w) < 0.5:
+        raise InputError(
+            f"input frames of {width}x{height} px cannot be brought to the layout's {W}x{H} px without cropping "
+            "away more than half of them; export a layout with a matching aspect ratio"
+        )
+
+
+def run(config: RunConfig) -> RunSummary:
+    predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance)
+    source = open_source(config.input)
+    log.info("input: %s; layout %s; backend %s", source.description, predictor.layout, predictor.backend.name)
+    if config.live:
+        return _run_live(config, predictor, source)
+    return _run_offline(config, predictor, source)
+
+
+def _fit(frames: list[np.ndarray], layout: Layout) -> list[np.ndarray]:
+    H, W = layout.pixel_size
+    return list(to_uint8(fit_frames(np.stack(frames), H, W)))
+
+
+def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
+    layout = predictor.layout
+    M, G = layout.history_frames, layout.clip_frames
+    observed: list[np.ndarray] = []
+    disconnected = None
+    try:
+        for frame in source:
+            if not observed:
+                check_input_size(frame.shape[0], frame.shape[1], layout)
+            observed.append(frame)
+            if len(observed) >= M + config.clips * G:
+                break
+    except SourceDisconnected as err:
+        disconnected = err
+    if len(observed) < M:
+        raise InputError(f"{source.description} gave {len(observed)} frames, fewer than the {M} history frames "
+                         "the layout needs")  # fmt: skip
+    predictor.observe(np.stack(observed[:M]))
+    bar = _bar(config, config.clips)
+    prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
+                                   return_latents=config.latents is not None,
+                                   on_clip=(lambda _: bar.update(1)) if bar else None)  # fmt: skip
+    if bar:
+        bar.close()
+    shown = _fit(observed, layout)
+    _write(config, compose(shown, M, prediction.frames), prediction, source.fps)
+    summary = RunSummary(len(prediction.frames), config.clips, prediction.seconds_per_clip,
+                         prediction.seconds_per_step, predictor.backend.name)  # fmt: skip
+    if disconnected is not None:
+        summary.error = str(disconnected)
+    return summary
+
+
+def _run_live(config: RunConfig, predictor, source) -> RunSummary:
+    layout = predictor.layout
+    G = layout.clip_frames
+    frames = DropOldestQueue(source, config.queue_size or 2 * G)
+    recent: list[np.ndarray] = []
+    out_frames, predicted, latents = [], [], []
+    per_clip, per_step, clips = 0.0, 0.0, 0
+    bar = _bar(config, None)
+    error = None
+
+    def watched():
+        for i, frame in enumerate(frames):
+            if config.max_frames is not None and i >= config.max_frames:
+                return
+            if i == 0:
+                check_input_size(frame.shape[0], frame.shape[1], layout)
+            recent.append(frame)
+            del recent[: -layout.history_frames]
+            yield frame
+
+    try:
+        generator = torch.Generator().manual_seed(config.seed)
+        for _, prediction in predictor.stream(watched(), every=G, generator=generator):
+            clips += 1
+            per_clip += prediction.seconds_per_clip
+            per_step += prediction.seconds_per_step
+            last = _fit(recent, layout)[-1]
+            for k, f in enumerate(prediction.frames):
+                out_frames.append(side_by_side(last, f, "latest observed", f"predicted +{k + 1}"))
+            predicted.append(prediction.frames)
+            if prediction.latents is not None:
+                latents.append(prediction.latents)
+            if bar:
+                bar.update(1)
+    except SourceDisconnected as err:
+        error = str(err)
+    if bar:
+        bar.close()
+    if out_frames:
+        stacked = Prediction(np.concatenate(predicted), None, 0.0, 0.0)
+        _write(config, out_frames, stacked, source.fps)
+    n = max(clips, 1)
+    return RunSummary(sum(len(p) for p in predicted), clips, per_clip / n, per_step / n, predictor.backend.name,
+                      dropped=frames.dropped, error=error)  # fmt: skip
+
+
+def _write(config: RunConfig, video_frames: list[np.ndarray], prediction: Prediction, fps: float) -> None:
+    if config.output:
+        write_video(config.output, np.stack(video_frames), fps=fps)
+        log.info("wrote %s", config.output)
+    if config.frames_dir:
+        write_pngs(config.frames_dir, prediction.frames)
+    if config.latents and prediction.latents is not None:
+        write_latents(config.latents, prediction=prediction.latents)
+
+
+def _bar(config: RunConfig, total: int | None):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="predict", unit="clip", dynamic_ncols=True)

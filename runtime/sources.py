@@ -1,0 +1,130 @@
+"""Frame sources for vgpt-run: a video file, a camera index, a stream URL or a folder of images."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vgpt.video import VideoError, iter_frames, probe
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class SourceError(VideoError):
+    """A source that cannot be opened or read."""
+
+
+class SourceDisconnected(SourceError):
+    """A live source (camera, stream) that stopped delivering frames."""
+
+
+@dataclass
+class FrameSource:
+    description: str
+    fps: float
+    live: bool  # a camera or stream: it ends only by disconnecting
+    _frames: Iterator[np.ndarray]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._frames
+
+
+def open_source(spec: str) -> FrameSource:
+    if spec.isdigit():
+        return _capture(int(spec), f"camera {spec}")
+    if "://" in spec:
+        return _capture(spec, f"stream {spec}")
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(f"input {spec} does not exist (give a video file, a folder of images, a camera index "
+                          "or a stream URL)")  # fmt: skip
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise SourceError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return FrameSource(f"{len(images)} images in {path}", 10.0, False, _images(images))
+    info = probe(path)  # raises VideoError for unreadable or corrupt files
+    return FrameSource(f"{path} ({info.frames} frames, {info.width}x{info.height})", info.fps or 10.0, False,
+                       iter_frames(path))  # fmt: skip
+
+
+def _images(paths: list[Path]) -> Iterator[np.ndarray]:
+    import cv2
+
+    for p in paths:
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SourceError(f"cannot read image {p}")
+        yield bgr[:, :, ::-1].copy()
+
+
+def _capture(target, description: str) -> FrameSource:
+    import cv2
+
+    cap = cv2.VideoCapture(target)
+    if not cap.isOpened():
+        raise SourceError(f"cannot open {description}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    raise SourceDisconnected(f"{description} stopped delivering frames")
+                yield bgr[:, :, ::-1].copy()
+        finally:
+            cap.release()
+
+    return FrameSource(description, fps, True, frames())
+
+
+class DropOldestQueue:
+    """A bounded hand-off from a capture thread to the predictor: when full, the oldest frame is
+    dropped, so the predictor always works on the newest frames and never stalls the camera."""
+
+    _END = object()
+
+    def __init__(self, source, maxsize: int) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._fill, args=(source,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> None:
+        while True:
+            try:
+                self._q.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._q.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _fill(self, source) -> None:
+        try:
+            for frame in source:
+                self._put(frame)
+        except BaseException as err:  # handed to the consumer, which re-raises it after its last frame
+            self.error = err
+        self._q.put(self._END)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                if self.error is not None:
+                    raise self.error
+                return
+            yield item
