@@ -1,0 +1,93 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from vgpt.checkpoint import load_checkpoint
+from vgpt.codecs import load_codec
+from vgpt.frames import fit_frames
+from vgpt.predictors import CachedPredictor
+from vgpt.runtime.loading import cache_root
+from vgpt.runtime.predictor import NotEnoughHistoryError, load_predictor
+from vgpt.sampler import SamplerConfig
+from vgpt.synthetic import SceneConfig, render_video
+
+from .conftest import SETTINGS
+
+
+def _frames(n=6):
+    return render_video(3, SceneConfig(height=32, width=32, frames=n))
+
+
+def test_onnxruntime_backend_reproduces_the_cached_reference(model_folder):
+    predictor = load_predictor(model_folder, "onnxruntime", threads=1)
+    frames = _frames()
+    predictor.observe(frames[:3])
+    got = predictor.predict(2, torch.Generator().manual_seed(5), return_latents=True)
+    # The reference: the PyTorch cached predictor on the codec's latents of the same frames.
+    model = load_checkpoint(model_folder / "model").model
+    codec = load_codec(model_folder / "codec")
+    with torch.no_grad():
+        history = codec.encode(fit_frames(frames[:3], 32, 32))[None]
+    sampler = SamplerConfig(steps=SETTINGS["steps"], guidance=SETTINGS["guidance"])
+    expected = CachedPredictor(model, sampler, window=3).predict(history, 2, 2, torch.Generator().manual_seed(5))
+    # ONNX Runtime vs PyTorch fp32 kernels, 3 steps of x-to-velocity (<= 3x amplification), 2 clips
+    # autoregressively: ~1e-5 on O(1) latents; 1e-4 bounds it.
+    np.testing.assert_allclose(got.latents, expected[0].numpy(), atol=1e-4, rtol=0)
+    assert got.frames.shape == (4, 32, 32, 3) and got.frames.dtype == np.uint8
+    assert got.seconds_per_step > 0 and set(got.timings) == {"prefill", "denoise", "decode"}
+
+
+def test_torch_and_onnxruntime_backends_agree(model_folder):
+    outs = []
+    for backend in ("torch", "onnxruntime"):
+        p = load_predictor(model_folder, backend)
+        p.observe(_frames()[:3])
+        outs.append(p.predict(1, torch.Generator().manual_seed(1), return_latents=True).latents)
+    np.testing.assert_allclose(outs[1], outs[0], atol=1e-4, rtol=0)  # as above
+
+
+def test_history_and_threads(model_folder):
+    p = load_predictor(model_folder)
+    with pytest.raises(NotEnoughHistoryError, match=r"needs 3 observed frames .*only 1 so far"):
+        p.observe(_frames()[0])
+        p.predict()
+    frames = _frames(30)
+    errors, results = [], []
+
+    def producer():
+        for f in frames:
+            p.observe(f)
+
+    def consumer():
+        try:
+            while len(results) < 5:
+                if p.ready:
+                    results.append(p.predict(1, torch.Generator().manual_seed(0)).frames.shape)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=producer), threading.Thread(target=consumer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and results == [(2, 32, 32, 3)] * 5
+    assert p.observed == 31
+
+
+def test_stream_predicts_every_clip_from_a_live_generator(model_folder):
+    p = load_predictor(model_folder)
+    seen = [(count, pred.frames.shape) for count, pred in p.stream(iter(_frames(9)))]
+    # History 3 is ready at frame 3; then a clip every G = 2 frames: at 3 (ready, 3 >= 2), 5, 7, 9.
+    assert [c for c, _ in seen] == [3, 5, 7, 9] and all(s == (2, 32, 32, 3) for _, s in seen)
+
+
+def test_cached_export_is_reused_and_refreshed(model_folder, tmp_path):
+    load_predictor(model_folder)
+    exports = list(cache_root().iterdir())
+    load_predictor(model_folder)
+    assert list(cache_root().iterdir()) == exports, "the second load reuses the cached export"
+    with pytest.raises(Exception, match="exported with steps=3, not 5"):
+        load_predictor(exports[0], steps=5)
