@@ -17,3 +17,9 @@ def test_importing_vgpt_pulls_no_heavy_deployment_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_runtime_never_imports_training():
+    code = "import sys, vgpt.runtime, vgpt.runtime.run, vgpt.runtime.cli; print('vgpt.training' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
