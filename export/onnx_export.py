@@ -29,8 +29,10 @@ def export_onnx(module: torch.nn.Module, spec: GraphSpec, args: tuple, path: Pat
     weight_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     external = weight_bytes > EXTERNAL_DATA_BYTES
     quiet = io.StringIO()
-    for name in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter logs every rewrite at INFO
+    # The exporter logs every rewrite at INFO and warns about torchvision ops we never use.
+    for name in ("onnxscript", "onnx_ir"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

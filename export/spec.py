@@ -14,8 +14,8 @@ import numpy as np
 from vgpt.config import Layout, ModelConfig
 
 # Graph names, in the order a bundle holds them.
-ENCODER, PREFILL, DENOISE, DECODER = "encoder", "prefill", "denoise", "decoder"
-GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER)
+ENCODER, PREFILL, DENOISE, DECODER, APPEND = "encoder", "prefill", "denoise", "decoder", "append"
+GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER, APPEND)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def kv_cache_shape(config: ModelConfig, layout: Layout) -> tuple[int, ...]:
 
 
 def graph_specs(config: ModelConfig, layout: Layout, dtype: str = "float32") -> dict[str, GraphSpec]:
-    """The four graphs of one layout. Latents and z stay fp32 (the sampler computes in fp32); the KV
+    """The graphs of one layout. Latents and z stay fp32 (the sampler computes in fp32); the KV
     cache is in the model's dtype."""
     M, G = layout.history_frames, layout.clip_frames
     C, h, w = config.latent_channels, layout.latent_height, layout.latent_width
@@ -93,6 +93,8 @@ def graph_specs(config: ModelConfig, layout: Layout, dtype: str = "float32") -> 
         ),
         DECODER: GraphSpec(DECODER, (TensorSpec("latents", (G, C, h, w), "float32"),),
                            (TensorSpec("frames", (G, 3, H, W), "float32"),)),
+        APPEND: GraphSpec(APPEND, (TensorSpec("latents", (1, 1, C, h, w), "float32"), kv),
+                          (TensorSpec("kv_next", kv.shape, dtype),)),
     }  # fmt: skip
 
 

@@ -43,13 +43,23 @@ _RUN = RunConfig(input="")
     "drops the oldest frame when full; a clip is predicted every G observed frames.",
 )
 @click.option("--max-frames", type=int, default=None, help="Live mode: stop after this many frames.")
+@click.option(
+    "--kv-cache",
+    type=click.Choice(["exact", "rolling"]),
+    default=_RUN.kv_cache,
+    show_default=True,
+    help="exact: each prediction re-runs the newest M frames through prefill. rolling (for long live "
+    "streams): the cache slides by one frame per observed frame without re-running the kept "
+    "frames; APPROXIMATE, since kept frames still carry what they saw of dropped ones (see the "
+    "README for the measured drift).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_main(input_, engine, output, frames_dir, latents, clips, steps, guidance, seed, backend, threads, live,
-             max_frames, progress) -> None:  # fmt: skip
+             max_frames, kv_cache, progress) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
-    The KV cache is exact: each predicted clip runs the newest M frames through prefill once, then every
-    denoising step runs only the noisy clip against that cache.
+    By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
+    then every denoising step runs only the noisy clip against that cache.
     """
     from vgpt.checkpoint import CheckpointError
     from vgpt.config import ConfigError
@@ -61,7 +71,7 @@ def run_main(input_, engine, output, frames_dir, latents, clips, steps, guidance
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = RunConfig(input=input_, output=output, engine=engine, frames_dir=frames_dir, latents=latents,
                        clips=clips, steps=steps, guidance=guidance, seed=seed, backend=backend, threads=threads,
-                       live=live, max_frames=max_frames, progress=progress)  # fmt: skip
+                       live=live, max_frames=max_frames, kv_cache=kv_cache, progress=progress)  # fmt: skip
     try:
         summary = run(config)
     except (VideoError, BundleError, CheckpointError, ConfigError, NotEnoughHistoryError, FileNotFoundError) as err:

@@ -43,9 +43,22 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+MODES = ("exact", "rolling")
+
+
 class VideoPredictor:
-    def __init__(self, backend: Backend) -> None:
+    """mode "exact" (default): every prediction runs prefill on the newest M frames. mode "rolling": the
+    cache is filled once and then slid by one frame per observed frame (`Backend.append`), so a
+    prediction starts without prefill; approximate, because kept frames remember dropped ones."""
+
+    def __init__(self, backend: Backend, mode: str = "exact") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: choose one of {MODES}")
+        if mode == "rolling" and not backend.supports_rolling:
+            raise ValueError(f"the {backend.name} backend (or its bundle) has no rolling mode; use mode='exact'")
         self.backend = backend
+        self.mode = mode
+        self._warm = False  # rolling: the backend's cache holds the observed window
         self.layout: Layout = backend.layout
         self._history: collections.deque[np.ndarray] = collections.deque(maxlen=self.layout.history_frames)
         self._lock = threading.Lock()
@@ -59,6 +72,7 @@ class VideoPredictor:
         with self._lock:
             self._history.clear()
             self.observed = 0
+            self._warm = False
 
     def observe(self, frames: np.ndarray) -> None:
         """Add frames (uint8 RGB [H, W, 3] or [F, H, W, 3], any size: resized and centre-cropped)."""
@@ -69,8 +83,15 @@ class VideoPredictor:
         x = fit_frames(frames, H, W).numpy()  # [F, 3, H, W]
         latents = [self.backend.encode(x[i : i + 1])[0] for i in range(len(x))]
         with self._lock:
-            self._history.extend(latents)
-            self.observed += len(latents)
+            for latent in latents:
+                self._history.append(latent)
+                self.observed += 1
+                if self.mode == "rolling":
+                    if self._warm:
+                        self.backend.append(latent[None, None])
+                    elif self.ready:
+                        self.backend.prefill(np.stack(list(self._history))[None])
+                        self._warm = True
 
     def predict(self, num_clips: int = 1, generator: torch.Generator | None = None, return_latents: bool = False,
                 on_clip: Callable[[int], None] | None = None) -> Prediction:  # fmt: skip
@@ -88,9 +109,11 @@ class VideoPredictor:
             clips, latents = [], []
             t_prefill = t_denoise = t_decode = 0.0
             start = time.perf_counter()
-            for _ in range(num_clips):
+            for k in range(num_clips):
                 t0 = time.perf_counter()
-                self.backend.prefill(history)
+                if not (self.mode == "rolling" and self._warm and k == 0):
+                    self.backend.prefill(history)
+                    self._warm = False  # the rolling window is rebuilt from the observed frames
                 t1 = time.perf_counter()
                 z = torch.randn(shape, generator=generator).numpy()
                 clip = self.backend.denoise(z)  # [1, G, C, h, w]
@@ -130,10 +153,16 @@ class VideoPredictor:
                 yield self.observed, self.predict(1, generator)
 
 
-def load_predictor(source: str | Path | None = None, backend: str = "onnxruntime", threads: int | None = None,
-                   steps: int | None = None, guidance: float | None = None) -> VideoPredictor:  # fmt: skip
+def load_predictor(
+    source: str | Path | None = None,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    mode: str = "exact",
+) -> VideoPredictor:
     """A predictor from a bundle (folder, or a graph file whose manifest sits above it), a PyTorch
     checkpoint folder (backend "torch"), or the bundled default (None)."""
     from vgpt.runtime.loading import open_backend
 
-    return VideoPredictor(open_backend(source, backend, threads, steps, guidance))
+    return VideoPredictor(open_backend(source, backend, threads, steps, guidance), mode)

@@ -38,6 +38,7 @@ class RunConfig:
     live: bool = False
     max_frames: int | None = None  # live: stop after this many observed frames
     queue_size: int = 0  # live: frames buffered between capture and prediction (0: 2 x G)
+    kv_cache: str = "exact"  # or "rolling" (approximate: slides the window without re-running it)
     progress: bool = True
 
 
@@ -76,7 +77,8 @@ def check_input_size(height: int, width: int, layout: Layout) -> None:
 
 
 def run(config: RunConfig) -> RunSummary:
-    predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance)
+    predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
+                               config.kv_cache)  # fmt: skip
     source = open_source(config.input)
     log.info("input: %s; layout %s; backend %s", source.description, predictor.layout, predictor.backend.name)
     if config.live:

@@ -44,3 +44,33 @@ class KVCache:
 
     def advance(self, n: int) -> None:
         self.length += n
+
+
+class GraphCache:
+    """A duck-typed KV cache over a stacked [layers, 2, B, nkv, L, hd] tensor, for graphs: the past is
+    read from the tensor, and what a call writes is recorded and returned stacked the same way."""
+
+    factor_set = None
+
+    def __init__(self, past: torch.Tensor) -> None:
+        self.kv = past
+        self.length = past.shape[4]
+        self.written: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @classmethod
+    def empty(cls, config: ModelConfig, batch: int, dtype: torch.dtype) -> GraphCache:
+        shape = (config.num_hidden_layers, 2, batch, config.num_key_value_heads, 0, config.head_dim)
+        return cls(torch.zeros(shape, dtype=dtype))
+
+    def past(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.kv[layer, 0], self.kv[layer, 1]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.written.append((k, v))
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def stacked(self) -> torch.Tensor:
+        """What was written, [layers, 2, B, nkv, n, hd]."""
+        return torch.stack([torch.stack(kv) for kv in self.written])

@@ -59,3 +59,11 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """Rotate x [B, nh, L, hd] by tables [L, hd] (or [B, 1, L, hd]), in x's dtype."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return x * cos + rotate_half(x) * sin
+
+
+def shift_rotary(x: torch.Tensor, config: ModelConfig, factor_set: FactorSet, delta: int) -> torch.Tensor:
+    """Move keys already rotated at positions p to positions p + delta: rotations compose, and the
+    LongRoPE factor scaled the rotated keys once already, so the extra rotation is unscaled."""
+    inv_freq = inverse_frequencies(config, factor_set).to(x.device)
+    angle = torch.cat([inv_freq, inv_freq]) * float(delta)  # [hd]
+    return apply_rotary(x, torch.cos(angle), torch.sin(angle))

@@ -28,6 +28,13 @@ class Backend(ABC):
     def prefill(self, history: np.ndarray) -> None:
         """History latents [1, M, C, h, w] -> the backend's KV cache."""
 
+    supports_rolling: bool = False
+
+    def append(self, latents: np.ndarray) -> None:
+        """Rolling mode: slide the cached window by one frame with these latents [1, 1, C, h, w],
+        without re-running the kept frames (approximate)."""
+        raise NotImplementedError(f"the {self.name} backend has no rolling mode")
+
     @abstractmethod
     def denoise(self, z: np.ndarray) -> np.ndarray:
         """Noise [1, G, C, h, w] -> the denoised clip after all S steps, against the current cache."""

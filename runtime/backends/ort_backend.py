@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from vgpt.export.manifest import Bundle, BundleError
-from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
+from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
 from vgpt.runtime.backends.base import Backend
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class OrtBackend(Backend):
         )
         self.providers = _providers(providers)
         self._sessions, self._specs = {}, {}
-        for graph in (ENCODER, PREFILL, DENOISE, DECODER):
+        graphs = [ENCODER, PREFILL, DENOISE, DECODER] + ([APPEND] if APPEND in entry.graphs else [])
+        for graph in graphs:
             path = entry.path(graph)
             try:
                 self._sessions[graph] = ort.InferenceSession(str(path), options, providers=self.providers)
@@ -81,21 +82,33 @@ class OrtBackend(Backend):
         self.frame = self._buffer(enc, "frames")
         self.latent = self._buffer(enc, "latents")
         self.history = self._buffer(pre, "history")
-        self.kv = self._buffer(pre, "kv_cache")  # shared: prefill's output, every step's input
+        # The KV cache: prefill's output and every step's input. Rolling mode adds a second buffer and
+        # alternates (append reads one and writes the other); it is allocated on first use only.
+        self.kv = [self._buffer(pre, "kv_cache")]
+        self._kv_index = 0
         self.z = [self._buffer(den, "z"), self._buffer(den, "z_next")]
         self.step = [self._buffer(den, "step"), self._buffer(den, "step_next")]
         self.clip = self._buffer(dec, "latents")
         self.frames_out = self._buffer(dec, "frames")
+        if self.supports_rolling:
+            self.latent_in = self._buffer(self._specs[APPEND], "latents")
         self._bindings = {
             ENCODER: self._bind(ENCODER, {"frames": self.frame}, {"latents": self.latent}),
-            PREFILL: self._bind(PREFILL, {"history": self.history}, {"kv_cache": self.kv}),
+            PREFILL: self._bind(PREFILL, {"history": self.history}, {"kv_cache": self.kv[0]}),
             DECODER: self._bind(DECODER, {"latents": self.clip}, {"frames": self.frames_out}),
         }
-        self._steps = [
-            self._bind(DENOISE, {"z": self.z[a], "kv_cache": self.kv, "step": self.step[a]},
+        self._steps = [self._step_bindings(0)]
+
+    def _step_bindings(self, kv: int) -> list:
+        return [
+            self._bind(DENOISE, {"z": self.z[a], "kv_cache": self.kv[kv], "step": self.step[a]},
                        {"z_next": self.z[1 - a], "step_next": self.step[1 - a]})
             for a in (0, 1)
         ]  # fmt: skip
+
+    @property
+    def supports_rolling(self) -> bool:
+        return APPEND in self._sessions
 
     def _run(self, graph: str, binding) -> None:
         self._sessions[graph].run_with_iobinding(binding)
@@ -108,11 +121,24 @@ class OrtBackend(Backend):
     def prefill(self, history: np.ndarray) -> None:
         np.copyto(self.history, history)
         self._run(PREFILL, self._bindings[PREFILL])
+        self._kv_index = 0
+
+    def append(self, latents: np.ndarray) -> None:
+        if not self.supports_rolling:
+            raise BundleError("this bundle has no append.onnx (rolling mode); re-export it with this vgpt version")
+        if len(self.kv) == 1:
+            self.kv.append(np.zeros_like(self.kv[0]))
+            self._steps.append(self._step_bindings(1))
+            self._appends = [self._bind(APPEND, {"latents": self.latent_in, "kv_cache": self.kv[a]},
+                                        {"kv_next": self.kv[1 - a]}) for a in (0, 1)]  # fmt: skip
+        np.copyto(self.latent_in, latents)
+        self._run(APPEND, self._appends[self._kv_index])
+        self._kv_index = 1 - self._kv_index
 
     def denoise(self, z: np.ndarray) -> np.ndarray:
         np.copyto(self.z[0], z)
         self.step[0][0] = 0
-        session, steps = self._sessions[DENOISE], self._steps
+        session, steps = self._sessions[DENOISE], self._steps[self._kv_index]
         for i in range(self.steps):  # the hot loop: one bound run per step
             session.run_with_iobinding(steps[i & 1])
         return self.z[self.steps & 1].copy()

@@ -7,7 +7,7 @@ import torch
 
 from vgpt.codecs.base import LatentCodec
 from vgpt.config import Layout
-from vgpt.export.graphs import DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
+from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
 from vgpt.model import VideoGPT
 from vgpt.runtime.backends.base import Backend
 from vgpt.sampler import SamplerConfig
@@ -25,7 +25,10 @@ class TorchBackend(Backend):
         self._prefill = PrefillGraph(model.eval(), layout, sampler)
         self._denoise = DenoiseGraph(model, layout, sampler)
         self._decoder = DecoderGraph(codec).eval()
+        self._append = AppendGraph(model, layout, sampler)
         self._kv: torch.Tensor | None = None
+
+    supports_rolling = True
 
     @torch.no_grad()
     def encode(self, frame: np.ndarray) -> np.ndarray:
@@ -34,6 +37,10 @@ class TorchBackend(Backend):
     @torch.no_grad()
     def prefill(self, history: np.ndarray) -> None:
         self._kv = self._prefill(torch.from_numpy(history))
+
+    @torch.no_grad()
+    def append(self, latents: np.ndarray) -> None:
+        self._kv = self._append(torch.from_numpy(latents), self._kv)
 
     @torch.no_grad()
     def denoise(self, z: np.ndarray) -> np.ndarray:
