@@ -37,6 +37,7 @@ class InferencePlans:
     prefill: ForwardPlan  # the history alone, into the cache
     denoise: ForwardPlan  # the noisy clip against the cached history
     uncond: ForwardPlan  # the noisy clip alone, positions from 0
+    uncond_padded: ForwardPlan  # the same, padded to the conditional length (the released batching)
 
     @property
     def factor_set(self) -> FactorSet:
@@ -55,7 +56,21 @@ def inference_plans(config: ModelConfig, history: int, clip: int, tokens_per_fra
         prefill=make_plan(config, cond, 0, history, factor_set=factor_set),
         denoise=make_plan(config, cond, history, history + clip, factor_set=factor_set),
         uncond=make_plan(config, uncond, factor_set=factor_set),
+        uncond_padded=padded_unconditional_plan(make_plan(config, cond, factor_set=factor_set), history),
     )
+
+
+def padded_unconditional_plan(full: ForwardPlan, history: int) -> ForwardPlan:
+    """The unconditional branch at the conditional branch's length, as the released pipeline batches
+    it: the history tokens stay in the sequence as padding that the noisy clip cannot see, and the
+    clip's positions start from 0. Its noisy outputs equal the unpadded branch's; its cost is that of
+    a full conditional call."""
+    block = full.block
+    mask = full.mask.clone()
+    mask[history * block :, : history * block] = False  # [Lq, Lk]: noisy queries never see the padding
+    positions = full.positions.clone()
+    positions[history * block :] -= history * block
+    return ForwardPlan(full.frames, full.tokens_per_frame, positions, mask, full.factor_set, full.past_tokens)
 
 
 def append_plan(config: ModelConfig, cached: int, total: int, tokens_per_frame: int, factor_set: FactorSet):
@@ -106,14 +121,18 @@ class Predictor(ABC):
         tokens = self._tokens(z)
         plans = inference_plans(self.config, frames.shape[1] - first, z.shape[1], tokens)
         conditional = self.conditional(frames, first, plans, tokens)
-        guided = self.sampler.guided
+        unconditional = self.unconditional(frames, first, plans) if self.sampler.guided else None
 
         def denoise(zt, sigma):
             t = sigma.expand(zt.shape[0], zt.shape[1])  # [B, G]
             cond = conditional(zt, t)
-            return cond, (self.model(plans.uncond, noisy=zt, t=t) if guided else None)
+            return cond, (unconditional(zt, t) if unconditional is not None else None)
 
         return sample(denoise, z, self.sampler, self.config.prediction)
+
+    def unconditional(self, frames: torch.Tensor, first: int, plans: InferencePlans):
+        """The unconditional branch: the noisy clip alone, positions from 0."""
+        return lambda zt, t: self.model(plans.uncond, noisy=zt, t=t)
 
     @abstractmethod
     def conditional(
@@ -127,11 +146,25 @@ class Predictor(ABC):
 
 
 class FullPredictor(Predictor):
-    """Recomputes history + noisy clip (and the unconditional branch) at every step."""
+    """Recomputes history + noisy clip (and the unconditional branch) at every step.
+
+    `pad_uncond` (default, the released pipeline's cost) runs the unconditional branch at the
+    conditional length; the values are the same either way.
+    """
+
+    def __init__(self, model, sampler=None, window=None, pad_uncond: bool = True):
+        super().__init__(model, sampler, window)
+        self.pad_uncond = pad_uncond
 
     def conditional(self, frames, first, plans, tokens):
         context = frames[:, first:]
         return lambda zt, t: self.model(plans.full, clean=context, noisy=zt, t=t)
+
+    def unconditional(self, frames, first, plans):
+        if not self.pad_uncond:
+            return super().unconditional(frames, first, plans)
+        context = frames[:, first:]
+        return lambda zt, t: self.model(plans.uncond_padded, clean=context, noisy=zt, t=t)
 
 
 class CachedPredictor(Predictor):

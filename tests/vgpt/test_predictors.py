@@ -77,7 +77,20 @@ def test_full_recomputes_history_every_step():
     calls = []
     model.register_forward_pre_hook(lambda m, args, kwargs: calls.append(len(args[0].frames)), with_kwargs=True)
     _run(model, FullPredictor, torch.randn(1, 3, 4, 2, 2), 1, 2, SamplerConfig(steps=2, guidance=2.0), None)
-    assert calls == [5, 2, 5, 2]  # conditional (history + clip), unconditional (clip) per step
+    # Per step: the conditional branch (history + clip) and the unconditional one padded to the same
+    # length, as the released pipeline batches them.
+    assert calls == [5, 5, 5, 5]
+
+
+def test_padded_unconditional_branch_equals_the_plain_one():
+    model = random_model(get_preset("tiny"))
+    hist = torch.randn(2, 3, 4, 4, 4)
+    sampler = SamplerConfig(steps=3, guidance=2.5)
+    padded, _ = _run(model, FullPredictor, hist, 2, 2, sampler, 3)
+    plain = FullPredictor(model, sampler, window=3, pad_uncond=False).predict(
+        hist, 2, 2, torch.Generator().manual_seed(7)
+    )
+    torch.testing.assert_close(padded, plain, atol=ATOL, rtol=0)
 
 
 def test_velocity_checkpoints_agree_too():
