@@ -80,3 +80,52 @@ def run_main(input_, engine, output, frames_dir, latents, clips, steps, guidance
     if summary.error:
         click.echo(f"Error: {summary.error} (wrote what was predicted before it stopped)", err=True)
         sys.exit(1)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--model", default=None, help="Checkpoint folder, or preset:NAME for random weights (default: the bundled model)."
+)
+@click.option("--history", default=56, show_default=True, help="History frames (released inference: 56).")
+@click.option("--clip", default=24, show_default=True, help="Clip frames (released inference: 24).")
+@click.option("--latent-size", default="8x8", show_default=True, help="Latent height x width.")
+@click.option("--steps", default=50, show_default=True)
+@click.option("--guidance", default=1.5, show_default=True)
+@click.option("--layout", "extra", multiple=True, help="Also time M,G (history, clip) per predicted clip.")
+@click.option("--scaling", default="8,16,32,64,128", show_default=True, help="History lengths of the scaling series.")
+@click.option("--scaling-steps", default=10, show_default=True, help="Denoising steps in the scaling series.")
+@click.option("--repeats", default=3, show_default=True)
+@click.option("--warmup", default=1, show_default=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--no-onnx", is_flag=True, help="Skip the ONNX Runtime measurements.")
+@click.option("--json", "json_out", default=None, help="Write every figure, the machine and versions here.")
+@click.option("--markdown", default=None, help="Write the table as markdown here.")
+@click.option("--plot", default=None, help="Write a PNG of the scaling curves here (matplotlib).")
+def bench_main(model, history, clip, latent_size, steps, guidance, extra, scaling, scaling_steps, repeats, warmup,
+               threads, no_onnx, json_out, markdown, plot) -> None:  # fmt: skip
+    """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
+    the host overhead of the denoising loop and the scaling with history length."""
+    from vgpt.runtime.bench import BenchConfig, run_bench, table, write_json
+    from vgpt.runtime.bench import plot as plot_report
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        h, w = (int(v) for v in latent_size.lower().split("x"))
+        layouts = tuple(tuple(int(v) for v in item.split(",")) for item in extra)
+        histories = tuple(int(v) for v in scaling.split(","))
+    except ValueError as err:
+        raise click.BadParameter(f"cannot parse sizes: {err}") from None
+    config = BenchConfig(model=model, history=history, clip=clip, latent=(h, w), steps=steps, guidance=guidance,
+                         extra_layouts=layouts, scaling_histories=histories, scaling_steps=scaling_steps,
+                         repeats=repeats, warmup=warmup, threads=threads, onnx=not no_onnx)  # fmt: skip
+    report = run_bench(config)
+    text = table(report)
+    click.echo(text)
+    if json_out:
+        write_json(report, json_out)
+    if markdown:
+        from pathlib import Path
+
+        Path(markdown).write_text(text + "\n")
+    if plot:
+        plot_report(report, plot)

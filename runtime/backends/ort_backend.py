@@ -147,3 +147,24 @@ class OrtBackend(Backend):
         np.copyto(self.clip, latents)
         self._run(DECODER, self._bindings[DECODER])
         return self.frames_out.copy()
+
+    def step_once(self) -> None:
+        """One bound denoising step (for benchmarks)."""
+        self._sessions[DENOISE].run_with_iobinding(self._steps[self._kv_index][0])
+
+    def denoise_timed(self, z: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """`denoise` with every run call timed: (clip, seconds inside ONNX Runtime, loop seconds). The
+        difference is the host overhead of the loop."""
+        import time
+
+        start = time.perf_counter()
+        np.copyto(self.z[0], z)
+        self.step[0][0] = 0
+        session, steps = self._sessions[DENOISE], self._steps[self._kv_index]
+        inside = 0.0
+        for i in range(self.steps):
+            t0 = time.perf_counter()
+            session.run_with_iobinding(steps[i & 1])
+            inside += time.perf_counter() - t0
+        out = self.z[self.steps & 1].copy()
+        return out, inside, time.perf_counter() - start
