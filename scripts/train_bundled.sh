@@ -3,9 +3,11 @@
 # light codec, the small transformer, the held-out evaluation, then copies the result into the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CODEC_STEPS=${CODEC_STEPS:-8000}
 vgpt-synth --out data/synthetic-train --count 600 --frames 32 --seed-start 0
-vgpt-train-codec --data data/synthetic-train --out runs/codec --steps "$CODEC_STEPS" --lr 2e-3 --save-every 1000
+# The codec: 1000 steps of an 8000-step schedule at lr 2e-3, then a fresh 3500-step schedule at 1e-3
+# from there (how the shipped codec was made: the first schedule was cut short to save CPU time).
+vgpt-train-codec --data data/synthetic-train --out runs/codec-warm --steps 8000 --lr 2e-3 --stop-after 1000
+vgpt-train-codec --data data/synthetic-train --out runs/codec --init runs/codec-warm --steps 3500 --lr 1e-3
 vgpt-train --config bundled --progress
 latest=runs/bundled/checkpoints/$(cat runs/bundled/checkpoints/latest)
 vgpt-eval --checkpoint "$latest/model" --codec runs/codec --history 4 --clip 4 --steps 50 --guidance 1.5 \

@@ -82,7 +82,10 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
 @click.option("--seed", default=0, show_default=True)
 @click.option("--eval-count", default=64, show_default=True, help="Held-out synthetic scenes for the PSNR.")
 @click.option("--save-every", default=0, show_default=True, help="Also save every N steps (0: at the end only).")
-def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every) -> None:
+@click.option("--init", default=None, help="Continue from this codec folder.")
+@click.option("--stop-after", type=int, default=None, help="Run only this many steps of the --steps schedule.")
+def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
+                     stop_after) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 channels) and report its reconstruction PSNR."""
     import torch
 
@@ -94,14 +97,16 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     _logging()
     config = CodecTrainConfig(data=DataConfig(source=data, num_frames=frames, height=size, width=size, seed=seed),
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                              save_every=save_every)  # fmt: skip
+                              save_every=save_every, init=init, stop_after=stop_after)  # fmt: skip
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)
     held_out = torch.cat([fit_frames(render_video(s, scene), size, size)
                           for s in range(EVAL_SEED_START, EVAL_SEED_START + eval_count)])  # fmt: skip
     report["psnr_db"] = codec_psnr(codec, held_out)
     report["psnr_set"] = f"{eval_count} synthetic scenes x 8 frames, seeds from {EVAL_SEED_START}"
-    report["steps"] = steps
+    report["steps"] = stop_after or steps
+    report["schedule_steps"] = steps
+    report["init"] = init
     save_trained_codec(codec, out, report)
     click.echo(f"codec PSNR {report['psnr_db']:.2f} dB on {report['psnr_set']}; saved {out}")
 

@@ -27,6 +27,8 @@ class CodecTrainConfig:
     seed: int = 0
     workers: int = 0
     save_every: int = 0  # also save the codec every this many steps (0: only at the end)
+    init: str | None = None  # continue from this codec folder instead of a fresh initialisation
+    stop_after: int | None = None  # run only this many steps of the `steps`-long schedule
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -40,11 +42,13 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
     dataset = VideoClipDataset(config.data)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=StreamSampler(len(dataset), config.seed),
                         num_workers=config.workers)  # fmt: skip
-    codec = LightCodec(LightCodecConfig(channels=config.channels)).train()
+    codec = LightCodec.load(config.init) if config.init else LightCodec(LightCodecConfig(channels=config.channels))
+    codec.train()
     opt = torch.optim.Adam(codec.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
     batches = iter(loader)
-    for step in range(1, config.steps + 1):
+    last = min(config.steps, config.stop_after or config.steps)
+    for step in range(1, last + 1):
         frames = next(batches).flatten(0, 1)  # [B*n, 3, H, W]
         recon = codec.decode(codec.encode_unscaled(frames) * codec.scaling_factor)
         loss = (recon - frames).pow(2).mean() + 0.1 * (recon - frames).abs().mean()
@@ -53,9 +57,9 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)  # plain conv stacks spike without it
         opt.step()
         sched.step()
-        if step % 100 == 0 or step == config.steps:
+        if step % 100 == 0 or step == last:
             log.info("codec step %d loss %.5f psnr %.2f dB", step, loss.item(), psnr(recon.detach(), frames))
-        if config.save_every and step % config.save_every == 0 and step < config.steps:
+        if config.save_every and step % config.save_every == 0 and step < last:
             _calibrate_scale(codec, batches)
             codec.save(config.out, extra={"steps": step, "partial": True}, overwrite=True)
             codec.train()
