@@ -45,6 +45,7 @@ class BenchConfig:
     warmup: int = 1
     threads: int | None = None
     onnx: bool = True
+    drift: bool = False  # also measure the rolling cache's drift from the exact one (bundled/checkpoint)
     seed: int = 0
 
 
@@ -186,6 +187,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         scaling["full"].append(times["full"].median)
         scaling["cached"].append(times["cached"].median)
     report["scaling"] = scaling
+    if config.drift:
+        log.info("rolling KV cache drift")
+        report["rolling_drift"] = rolling_drift(config.model)
     report["memory"] = {"peak_rss_mib": peak_rss_mib(), "current_rss_mib": current_rss_mib()}
     return report
 
@@ -233,6 +237,11 @@ def table(report: dict[str, Any]) -> str:
     s = report["scaling"]
     for M, full, cached in zip(s["history"], s["full"], s["cached"], strict=True):
         rows.append(f"| scaling, history {M} ({s['steps']} steps): full / cached | {full:.3f} s / {cached:.3f} s |")
+    if "rolling_drift" in report:
+        d = report["rolling_drift"]
+        for k, rel, psnr in zip(d["rolls"], d["latent_relative_error"], d["frame_psnr_db"], strict=True):
+            rows.append(f"| rolling vs exact after {k} frames rolled | latent rel. error {rel:.3f}, "
+                        f"frames {psnr:.1f} dB PSNR |")  # fmt: skip
     rows.append(f"| peak RSS | {report['memory']['peak_rss_mib']:.0f} MiB |")
     return "\n".join(rows)
 
@@ -266,3 +275,32 @@ def write_json(report: dict[str, Any], path: str | Path) -> Path:
     with atomic_file(path, "w") as f:
         json.dump(to_jsonable(report), f, indent=2)
     return Path(path)
+
+
+def rolling_drift(source: str | None, rolls: tuple[int, ...] = (1, 2, 4, 8, 16), videos: int = 8,
+                  seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """How far the rolling KV cache drifts from the exact one: for each number of frames rolled in
+    since the window was filled, the relative error of the predicted latents and the PSNR of the
+    predicted frames, rolling against exact, with the same noise. Synthetic held-out scenes."""
+    from vgpt.runtime.predictor import load_predictor
+    from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
+
+    exact = load_predictor(source, mode="exact")
+    rolling = load_predictor(source, mode="rolling")
+    H, W = exact.layout.pixel_size
+    M = exact.layout.history_frames
+    rel, psnr = {k: [] for k in rolls}, {k: [] for k in rolls}
+    for v in range(videos):
+        frames = render_video(EVAL_SEED_START + 500 + v, SceneConfig(height=H, width=W, frames=M + max(rolls)))
+        for k in rolls:
+            for p in (exact, rolling):
+                p.reset()
+                p.observe(frames[: M + k])
+            a = exact.predict(1, torch.Generator().manual_seed(seed), return_latents=True)
+            b = rolling.predict(1, torch.Generator().manual_seed(seed), return_latents=True)
+            rel[k].append(float(np.linalg.norm(b.latents - a.latents) / np.linalg.norm(a.latents)))
+            mse = float(np.mean((a.frames.astype(np.float64) - b.frames) ** 2)) / 255.0**2
+            psnr[k].append(10 * np.log10(1.0 / max(mse, 1e-12)))
+    return {"rolls": list(rolls), "videos": videos,
+            "latent_relative_error": [statistics.mean(rel[k]) for k in rolls],
+            "frame_psnr_db": [statistics.mean(psnr[k]) for k in rolls]}  # fmt: skip

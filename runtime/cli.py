@@ -98,11 +98,12 @@ def run_main(input_, engine, output, frames_dir, latents, clips, steps, guidance
 @click.option("--warmup", default=1, show_default=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--no-onnx", is_flag=True, help="Skip the ONNX Runtime measurements.")
+@click.option("--drift", is_flag=True, help="Also measure the rolling KV cache's drift from the exact cache.")
 @click.option("--json", "json_out", default=None, help="Write every figure, the machine and versions here.")
 @click.option("--markdown", default=None, help="Write the table as markdown here.")
 @click.option("--plot", default=None, help="Write a PNG of the scaling curves here (matplotlib).")
 def bench_main(model, history, clip, latent_size, steps, guidance, extra, scaling, scaling_steps, repeats, warmup,
-               threads, no_onnx, json_out, markdown, plot) -> None:  # fmt: skip
+               threads, no_onnx, drift, json_out, markdown, plot) -> None:  # fmt: skip
     """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
     the host overhead of the denoising loop and the scaling with history length."""
     from vgpt.runtime.bench import BenchConfig, run_bench, table, write_json
@@ -117,7 +118,8 @@ def bench_main(model, history, clip, latent_size, steps, guidance, extra, scalin
         raise click.BadParameter(f"cannot parse sizes: {err}") from None
     config = BenchConfig(model=model, history=history, clip=clip, latent=(h, w), steps=steps, guidance=guidance,
                          extra_layouts=layouts, scaling_histories=histories, scaling_steps=scaling_steps,
-                         repeats=repeats, warmup=warmup, threads=threads, onnx=not no_onnx)  # fmt: skip
+                         repeats=repeats, warmup=warmup, threads=threads, onnx=not no_onnx,
+                         drift=drift)  # fmt: skip
     report = run_bench(config)
     text = table(report)
     click.echo(text)
