@@ -82,6 +82,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = False) -> Bundle:
         raise BundleError(f"{root / MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BundleError(f"{root} was exported by a newer vgpt (format {manifest['format_version']}); upgrade vgpt")
+    _check_versions(root, manifest)
     bundle = Bundle(root, manifest)
     for entry in bundle.layouts:
         for meta in entry.graphs.values():
@@ -97,3 +98,26 @@ def load_bundle(path: str | Path, verify_hashes: bool = False) -> Bundle:
                 if verify_hashes and file_sha256(file) != info["sha256"]:
                     raise BundleError(f"{file} does not match the manifest's sha256; {REBUILD}")
     return bundle
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _check_versions(root: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a bundle verified with a newer ONNX Runtime than the installed one: its opset and fused
+    operators may not load or may compute differently here."""
+    recorded = manifest.get("versions", {}).get("onnxruntime")
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    if recorded and _version_tuple(recorded) > _version_tuple(onnxruntime.__version__):
+        raise BundleError(
+            f"{root} was exported and verified with onnxruntime {recorded}, newer than the installed "
+            f"{onnxruntime.__version__}: upgrade onnxruntime, or {REBUILD} here"
+        )

@@ -91,3 +91,38 @@ def test_cached_export_is_reused_and_refreshed(model_folder, tmp_path):
     assert list(cache_root().iterdir()) == exports, "the second load reuses the cached export"
     with pytest.raises(Exception, match="exported with steps=3, not 5"):
         load_predictor(exports[0], steps=5)
+
+
+def test_onnxruntime_backend_reproduces_the_cached_reference_on_the_bundled_model():
+    from vgpt.bundled import bundled_default
+
+    bundle = bundled_default()
+    s = bundle.settings
+    predictor = load_predictor(None, "onnxruntime")
+    frames = render_video(1_000_123, SceneConfig(frames=s["history"]))
+    predictor.observe(frames)
+    got = predictor.predict(1, torch.Generator().manual_seed(11), return_latents=True)
+    model, codec = load_checkpoint(bundle.model_dir).model, load_codec(bundle.codec_dir)
+    with torch.no_grad():
+        history = codec.encode(fit_frames(frames, s["height"], s["width"]))[None]
+    sampler = SamplerConfig(steps=s["steps"], guidance=s["guidance"], shift=s["shift"])
+    expected = CachedPredictor(model, sampler, window=s["history"]).predict(
+        history, 1, s["clip"], torch.Generator().manual_seed(11)
+    )
+    # 50 steps of ONNX Runtime against PyTorch fp32 kernels on the bundled model: each step adds
+    # dt = 1/50 of a velocity whose error is ~1e-6 relative; seen ~1e-5 on latents of magnitude ~3.
+    np.testing.assert_allclose(got.latents, expected[0].numpy(), atol=5e-4, rtol=0)
+
+
+def test_a_bundle_from_a_newer_onnxruntime_is_refused(model_folder, tmp_path):
+    import json
+    import shutil
+
+    load_predictor(model_folder)
+    copy = tmp_path / "bundle"
+    shutil.copytree(next(cache_root().iterdir()), copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["versions"]["onnxruntime"] = "99.0.0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match=r"verified with onnxruntime 99\.0\.0, newer than the installed"):
+        load_predictor(copy)
