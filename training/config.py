@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vgpt.config import PRESETS, ConfigError
+from vgpt.config import PRESETS, ConfigError, from_fields
 from vgpt.training.data import DataConfig
 
 STAGES_DIR = Path(__file__).parent / "stages"
@@ -70,11 +70,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_fields(cls, data)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

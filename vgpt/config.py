@@ -51,6 +51,15 @@ class ConfigError(ValueError):
     """A configuration or layout value that the model cannot take."""
 
 
+def from_fields(cls, data: dict[str, Any]):
+    """Build a config dataclass from a dict, refusing fields it does not have (typos, other versions)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown fields {unknown}; known fields are {sorted(known)}")
+    return cls(**data)
+
+
 def _geometric_factors(n: int, top: float) -> tuple[float, ...]:
     """Monotone LongRoPE-like factors from 1 to `top` for our small presets.
 
@@ -196,11 +205,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"ModelConfig: unknown fields {unknown}; known fields are {sorted(known)}")
-        return cls(**data)
+        return from_fields(cls, data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
