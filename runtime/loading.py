@@ -83,9 +83,9 @@ def cached_export(source: str | Path | None, steps: int | None, guidance: float 
     out = cache_root() / key
     manifest = out / MANIFEST
     if manifest.is_file():
-        recorded = json.loads(manifest.read_text())
-        if (recorded.get("weights_sha256") == _weights_after_export(loaded)
-                and recorded.get("sources", {}).get("key") == key_fields):  # fmt: skip
+        # The key fields name the source weights' hash, the codec's, the layout, the sampler and the
+        # library versions: the cached bundle is reused only while all of them are unchanged.
+        if json.loads(manifest.read_text()).get("sources", {}).get("key") == key_fields:
             return out
         log.info("cached export %s no longer matches; exporting again", out)
     log.info("exporting %s into %s (first use)", checkpoint, out)
@@ -93,12 +93,6 @@ def cached_export(source: str | Path | None, steps: int | None, guidance: float 
     export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
                   overwrite=True)  # fmt: skip
     return out
-
-
-def _weights_after_export(loaded) -> str:
-    from vgpt.checkpoint import content_hash
-
-    return content_hash(loaded.model.state_dict())
 
 
 def _codec_hash(codec_dir: str) -> str:
@@ -109,24 +103,27 @@ def _codec_hash(codec_dir: str) -> str:
     return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
 
 
+def _is_bundle(source: str | Path) -> bool:
+    from vgpt.export.bundle import FORMAT, MANIFEST
+    from vgpt.export.manifest import find_manifest
+
+    try:
+        root = find_manifest(source)
+    except BundleError:
+        return False
+    return json.loads((root / MANIFEST).read_text()).get("format") == FORMAT
+
+
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None):  # fmt: skip
-    from vgpt.export.manifest import find_manifest, load_bundle
+    from vgpt.export.manifest import load_bundle
 
     if backend not in BACKENDS:
         raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
     if source is not None and str(source).endswith(".plan"):
         raise BundleError(f"{source} is a TensorRT engine; this build has no TensorRT backend (choose a bundle "
                           "folder or .onnx file, or a checkpoint)")  # fmt: skip
-    is_bundle = False
-    if source is not None:
-        try:
-            find_manifest(source)
-            is_bundle = json.loads((find_manifest(source) / "manifest.json").read_text()).get("format") == (
-                "vgpt-onnx-bundle"
-            )
-        except BundleError:
-            is_bundle = False
+    is_bundle = source is not None and _is_bundle(source)
     if backend == "torch":
         if is_bundle:
             raise BundleError(f"{source} is an ONNX bundle; the torch backend needs a checkpoint folder")
