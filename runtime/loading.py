@@ -70,14 +70,14 @@ def _layout_and_sampler(config, settings: dict[str, Any], steps: int | None, gui
 def cached_export(source: str | Path | None, steps: int | None, guidance: float | None) -> Path:
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
     from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
+    from vgpt.codecs import codec_id, load_codec
     from vgpt.export.bundle import MANIFEST, ExportConfig, export_bundle
 
     checkpoint, codec_dir, settings = _resolve_checkpoint(source)
     loaded = load_checkpoint(checkpoint)
     codec = load_codec(codec_dir)
     layout, sampler = _layout_and_sampler(loaded.model.config, settings, steps, guidance)
-    key_fields = {"weights": loaded.weights_sha256, "codec": _codec_hash(codec_dir), "layout": layout.to_dict(),
+    key_fields = {"weights": loaded.weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     out = cache_root() / key
@@ -93,14 +93,6 @@ def cached_export(source: str | Path | None, steps: int | None, guidance: float 
     export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
                   overwrite=True)  # fmt: skip
     return out
-
-
-def _codec_hash(codec_dir: str) -> str:
-    manifest = Path(codec_dir) / "manifest.json"
-    if manifest.is_file():
-        return json.loads(manifest.read_text()).get("weights_sha256", "")
-    config = Path(codec_dir) / "config.json"
-    return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else ""
 
 
 def _is_bundle(source: str | Path) -> bool:

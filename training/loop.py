@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vgpt.checkpoint import content_hash, load_checkpoint
-from vgpt.codecs import LatentCodec, load_codec
+from vgpt.codecs import LatentCodec, codec_id, load_codec
 from vgpt.config import ConfigError, get_preset
 from vgpt.model import VideoGPT
 from vgpt.training import distributed
@@ -65,15 +65,6 @@ def warmup_then_constant(optimizer, warmup: int) -> torch.optim.lr_scheduler.Lam
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
 
 
-def _codec_id(path: str) -> str:
-    manifest = Path(path) / "manifest.json"
-    if manifest.is_file():
-        import json
-
-        return json.loads(manifest.read_text()).get("weights_sha256", str(path))
-    return str(Path(path).resolve())
-
-
 def train(config: TrainConfig) -> Path:
     """Train; returns the folder of the last checkpoint."""
     info = distributed.setup()
@@ -92,7 +83,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         codec = codec.to(info.device).eval()
     cache = None
     if config.latent_cache:
-        cache = LatentCache(config.latent_cache, codec, _codec_id(config.codec) if config.codec else "", config.data)
+        cache = LatentCache(config.latent_cache, codec, codec_id(config.codec) if config.codec else "", config.data)
     dataset = VideoClipDataset(config.data, cache)
 
     bare = build_model(config).to(info.device)

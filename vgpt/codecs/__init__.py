@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from vgpt.codecs.base import LatentCodec
 from vgpt.codecs.light import LightCodec, LightCodecConfig
 
-__all__ = ["LatentCodec", "LightCodec", "LightCodecConfig", "load_codec"]
+__all__ = ["LatentCodec", "LightCodec", "LightCodecConfig", "codec_id", "load_codec"]
 
 
 def load_codec(path: str | Path) -> LatentCodec:
@@ -25,3 +26,19 @@ def load_codec(path: str | Path) -> LatentCodec:
         f"{path}: not a codec folder; expected a vgpt light codec (manifest.json) or a diffusers "
         "AutoencoderKL folder (config.json with _class_name AutoencoderKL)"
     )
+
+
+def codec_id(path: str | Path) -> str:
+    """What identifies a codec folder for caches keyed on it: a light codec's weights hash (from its
+    manifest); for a diffusers folder, a hash of its config and of its weight files' names and sizes."""
+    path = Path(path)
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text())["weights_sha256"]
+    h = hashlib.sha256()
+    config = path / "config.json"
+    if config.is_file():
+        h.update(config.read_bytes())
+    for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        h.update(f"{file.name}:{file.stat().st_size}".encode())
+    return h.hexdigest()

@@ -49,3 +49,13 @@ def test_save_load_round_trip(tmp_path):
 def test_load_codec_rejects_other_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a codec folder"):
         load_codec(tmp_path)
+
+
+def test_codec_id_follows_the_weights(tmp_path):
+    from vgpt.codecs import codec_id
+
+    torch.manual_seed(0)
+    a = LightCodec().eval().save(tmp_path / "a")
+    torch.manual_seed(1)
+    b = LightCodec().eval().save(tmp_path / "b")
+    assert codec_id(a) == codec_id(a) != codec_id(b)
