@@ -8,6 +8,7 @@ BUNDLE/
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from vgpt.atomic import atomic_dir
+from vgpt.calibration.data import CalibrationConfig
+from vgpt.calibration.policy import DEFAULT_POLICY, PRECISIONS, get_policy
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
 from vgpt.config import Layout
@@ -48,7 +51,14 @@ class ExportConfig:
     opset: int = 23
     dtype: str = "float32"  # model weights and KV cache; z, latents and frames stay fp32
     verify: bool = True
-    precision: str = "fp32"  # what the graphs compute in: fp32/fp16 here; fp8/int8 from the quantizer
+    precision: str = "fp32"  # fp32 (weights in `dtype`), or fp8/int8: ModelOpt PTQ of the transformer graphs
+    policy: str = DEFAULT_POLICY  # fp8/int8: which layers are quantized (vgpt.calibration.policy)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    calibration_root: str | None = None  # where calibration sets are cached (default: $VGPT_CACHE)
+
+    @property
+    def quantized(self) -> bool:
+        return self.precision in PRECISIONS
 
     def __post_init__(self) -> None:
         if not self.layouts:
@@ -57,6 +67,14 @@ class ExportConfig:
             raise ValueError(f"ExportConfig.opset={self.opset}: use one of {SUPPORTED_OPSETS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ExportConfig.dtype={self.dtype!r}: use one of {sorted(DTYPES)}")
+        if self.precision not in ("fp32", *PRECISIONS):
+            raise ValueError(f"ExportConfig.precision={self.precision!r}: use fp32 or one of {PRECISIONS}")
+        if self.quantized:
+            get_policy(self.policy)
+            if self.dtype != "float32":
+                raise ValueError(f"--{self.precision} quantizes fp32 weights; leave --dtype at float32")
+            if self.precision == "fp8" and self.opset < 19:
+                raise ValueError(f"FP8 Q/DQ needs opset >= 19 (QuantizeLinear with FLOAT8E4M3FN); not {self.opset}")
 
 
 def file_sha256(path: Path) -> str:
@@ -92,7 +110,20 @@ TOLERANCES = {
         DECODER: (1e-4, 1e-3),
         APPEND: (5e-2, 5e-2),
     },
+    # Q/DQ graphs against ModelOpt's fake quantization in eager PyTorch: the same arithmetic, but a
+    # value that lands on a rounding boundary can round to the neighbouring FP8/INT8 code in one of
+    # the two (different division kernels), a jump of one quantization step (up to 1/16 of the value
+    # for FP8 E4M3) that later layers carry; the codec graphs are not quantized.
+    "quantized": {
+        ENCODER: (1e-4, 1e-3),
+        PREFILL: (5e-2, 5e-2),
+        DENOISE: (5e-2, 5e-2),
+        DECODER: (1e-4, 1e-3),
+        APPEND: (5e-2, 5e-2),
+    },
 }
+# The graphs that hold the transformer (quantized by --fp8/--int8).
+TRANSFORMER_GRAPHS = (PREFILL, DENOISE, APPEND)
 
 
 def _sample_inputs(spec: GraphSpec, layout: Layout, sampler: SamplerConfig, kv: torch.Tensor | None, seed: int):
@@ -130,6 +161,8 @@ def export_bundle(
     out = Path(out)
     model = model.to(DTYPES[config.dtype]).eval()
     weights_hash = content_hash(model.state_dict())
+    # fp8/int8: `model` is quantized in place (no second copy of the weights: the 3.8B model is 15 GB).
+    quantization = _quantize(model, codec, config) if config.quantized else None
     codec_state = codec.state_dict() if isinstance(codec, torch.nn.Module) else {}
     started = time.perf_counter()
     layouts_meta = []
@@ -150,6 +183,8 @@ def export_bundle(
                       "weights_sha256": content_hash(codec_state) if codec_state else None},
             "dtype": config.dtype,
             "precision": config.precision,
+            "quantization": quantization,
+            "requires": _requirements(config.precision),
             "opset": config.opset,
             "layouts": layouts_meta,
             "weights_sha256": weights_hash,
@@ -164,6 +199,61 @@ def export_bundle(
     return manifest
 
 
+def _requirements(precision: str) -> dict:
+    """What a deployment target needs to run these graphs (the TensorRT build checks it)."""
+    if precision == "fp8":
+        return {"min_compute_capability": [8, 9], "strongly_typed": True,
+                "note": "FP8 tensor cores: Ada (8.9), Hopper (9.0), Blackwell; not Ampere or Jetson Orin (8.7): "
+                        "export --int8 or build fp16 there"}  # fmt: skip
+    if precision == "int8":
+        return {
+            "min_compute_capability": None,
+            "strongly_typed": True,
+            "note": "INT8 Q/DQ: every GPU TensorRT 10 supports, Jetson Orin included",
+        }
+    return {"min_compute_capability": None, "strongly_typed": False, "note": ""}
+
+
+def _quantize(model: VideoGPT, codec: LatentCodec, config: ExportConfig) -> dict:
+    """Record the calibration sets with the fp32 model, then quantize it in place through ModelOpt."""
+    from vgpt.calibration.data import build_calibration
+    from vgpt.calibration.quantize import quantize_model, require_modelopt
+
+    require_modelopt()  # a clear error before the calibration work when ModelOpt is missing
+    import modelopt
+
+    policy = get_policy(config.policy)
+    started = time.perf_counter()
+    runs = []
+    for layout in config.layouts:
+        calib = build_calibration(model, codec, layout, config.sampler, config.calibration, config.calibration_root)
+        runs.append((PrefillGraph(model, layout, config.sampler), DenoiseGraph(model, layout, config.sampler), calib))
+
+    def forward_loop(_model) -> None:
+        # One clip at a time: its history through prefill, then each recorded noise level through the
+        # denoising step against that clip's cache (both guidance branches run inside the step).
+        with torch.no_grad():
+            for prefill, denoise, calib in runs:
+                for history, levels in calib.samples():
+                    kv = prefill(history)
+                    for z, step in levels:
+                        denoise(z, kv, step)
+
+    summary = quantize_model(model, config.precision, policy, forward_loop)
+    seed = config.calibration.seed
+    calibration = [
+        {"layout": layout_name(lay), "seed": seed, **{k: v for k, v in c.manifest.items() if k != "key"}}
+        for lay, (_, _, c) in zip(config.layouts, runs, strict=True)
+    ]
+    log.info("quantized %d layers (%s, policy %s) in %.1f s", summary["quantized_layers"], config.precision,
+             policy.name, time.perf_counter() - started)  # fmt: skip
+    return {"tool": "nvidia-modelopt", "version": modelopt.__version__, "algorithm": "max",
+            "format": {"fp8": "FLOAT8E4M3FN per tensor", "int8": "INT8, weights per channel, activations per tensor"}[
+                config.precision],
+            "policy": policy.to_dict(), **summary, "graphs": list(TRANSFORMER_GRAPHS), "calibration": calibration,
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
 def _vgpt_version() -> str:
     import vgpt
 
@@ -171,6 +261,8 @@ def _vgpt_version() -> str:
 
 
 def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: ExportConfig, root: Path) -> dict:
+    from vgpt.calibration.quantize import fold_weights_file, qdq_export, translation_table
+
     specs = graph_specs(model.config, layout, config.dtype)
     folder = root / layout_name(layout)
     folder.mkdir()
@@ -190,12 +282,22 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
         path = folder / spec.file
         args = tuple(torch.from_numpy(v) for v in _sample_inputs(spec, layout, config.sampler, kv, 0)[0].values())
         log.info("exporting %s/%s", folder.name, spec.file)
-        export_onnx(modules[name], spec, args, path, config.opset)
+        quantized = config.quantized and name in TRANSFORMER_GRAPHS
+        # Quantized graphs export (and are verified) with ModelOpt's quantizers computing through the
+        # op that becomes their Q/DQ pair: the same saturation as the graph on inputs beyond the
+        # calibrated range (ModelOpt's INT8 fake quantization saturates at -127, ONNX's at -128).
+        exporting = qdq_export(model) if quantized else contextlib.nullcontext()
+        with exporting:
+            export_onnx(modules[name], spec, args, path, config.opset, translation_table() if quantized else None)
+        if quantized:
+            log.info("  %s: %d weights stored quantized", name, fold_weights_file(path))
         if config.verify:
             check_model(path)
-            atol, rtol = TOLERANCES[config.dtype][name]
+            atol, rtol = TOLERANCES["quantized" if quantized else config.dtype][name]
             feeds = _sample_inputs(spec, layout, config.sampler, kv, 2)
-            result: list[OutputError] = compare_with_eager(path, modules[name], spec, feeds, atol, rtol)
+            with qdq_export(model) if quantized else contextlib.nullcontext():
+                result: list[OutputError] = compare_with_eager(path, modules[name], spec, feeds, atol, rtol,
+                                                               basic_optimization=config.quantized)  # fmt: skip
             errors[name] = result
             for e in result:
                 log.info("  %s %s", name, e)

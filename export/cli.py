@@ -7,6 +7,7 @@ import re
 
 import click
 
+from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
 from vgpt.checkpoint import CheckpointError
 from vgpt.config import ConfigError
 from vgpt.export.onnx_export import SUPPORTED_OPSETS
@@ -67,16 +68,51 @@ def _layouts(values, model_config, defaults):
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--allow-pickle", is_flag=True, help="Allow .bin/.pt checkpoint weights (weights_only=True).")
 @click.option(
+    "--fp8",
+    "precision",
+    flag_value="fp8",
+    help="Post-training FP8 (E4M3) quantization with ModelOpt (Ada/Hopper/Blackwell GPUs).",
+)
+@click.option(
+    "--int8",
+    "precision",
+    flag_value="int8",
+    help="Post-training INT8 quantization with ModelOpt (every TensorRT GPU, Jetson Orin included).",
+)
+@click.option("--fp32", "precision", flag_value="fp32", default=True, hidden=True)
+@click.option(
+    "--policy",
+    type=click.Choice(sorted(POLICIES)),
+    default=DEFAULT_POLICY,
+    show_default=True,
+    help="Which layers --fp8/--int8 quantize (the others stay fp32).",
+)
+@click.option("--calib-videos", default=None, help="Videos to calibrate on (default: synthetic scenes).")
+@click.option("--calib-count", default=32, show_default=True, help="Calibration clips.")
+@click.option("--calib-levels", default=8, show_default=True, help="Noise levels recorded per calibration clip.")
+@click.option("--calib-seed", default=0, show_default=True, help="Calibration noise and clip-offset seed.")
+@click.option(
+    "--report-clips",
+    default=64,
+    show_default=True,
+    help="Held-out clips of the accuracy report of --fp8/--int8 (0: no report).",
+)
+@click.option(
+    "--report-videos", default=None, help="Videos for the accuracy report (default: held-out synthetic scenes)."
+)
+@click.option(
     "--check-only",
     "check_only",
     default=None,
     metavar="BUNDLE",
     help="Only print the TensorRT readiness report of an existing bundle.",
 )
-def export_main(checkpoint, codec, out, layouts, steps, guidance, shift, opset, dtype, verify, force, allow_pickle,
-                check_only) -> None:  # fmt: skip
+def export_main(check_only, out, **options) -> None:
     """Export prefill, denoise-step and codec graphs with masks, positions and schedule baked in."""
+    from vgpt.calibration.data import CalibrationError
+    from vgpt.calibration.quantize import QuantizationError
     from vgpt.export.manifest import BundleError
+    from vgpt.video import VideoError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -85,9 +121,9 @@ def export_main(checkpoint, codec, out, layouts, steps, guidance, shift, opset, 
             return
         if not out:
             raise click.UsageError("--out is required (or use --check-only BUNDLE)")
-        _export(checkpoint, codec, out, layouts, steps, guidance, shift, int(opset), dtype, verify, force,
-                allow_pickle)  # fmt: skip
-    except (ConfigError, CheckpointError, BundleError, FileExistsError, FileNotFoundError) as err:
+        _export(out, **options)
+    except (ConfigError, CheckpointError, BundleError, CalibrationError, QuantizationError, VideoError, FileExistsError,
+            FileNotFoundError, ValueError) as err:  # fmt: skip
         raise click.ClickException(str(err)) from err
 
 
@@ -106,16 +142,19 @@ def _check_only(path) -> None:
         raise click.ClickException("some graphs are not ready for TensorRT (see above)")
 
 
-def _export(checkpoint, codec_path, out, layout_args, steps, guidance, shift, opset, dtype, verify, force,
-            allow_pickle) -> None:  # fmt: skip
+def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtype, verify, force, allow_pickle,
+            precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
+            report_videos) -> None:  # fmt: skip
     from pathlib import Path
 
     from vgpt.bundled import bundled_default
+    from vgpt.calibration.data import CalibrationConfig
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
     from vgpt.sampler import SamplerConfig
 
+    codec_path, opset = codec, int(opset)
     defaults = {"history": 4, "clip": 4, "height": 64, "width": 64, "steps": 50, "guidance": 1.5, "shift": 1.0}
     if checkpoint is None:
         bundle = bundled_default()
@@ -130,8 +169,10 @@ def _export(checkpoint, codec_path, out, layout_args, steps, guidance, shift, op
     codec = load_codec(codec_path)
     sampler = SamplerConfig(steps=steps or defaults["steps"], guidance=guidance or defaults["guidance"],
                             shift=shift or defaults["shift"])  # fmt: skip
-    config = ExportConfig(layouts=_layouts(layout_args, loaded.model.config, defaults), sampler=sampler, opset=opset,
-                          dtype=dtype, verify=verify)  # fmt: skip
+    calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)
+    config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
+                          dtype=dtype, verify=verify, precision=precision, policy=policy,
+                          calibration=calibration)  # fmt: skip
     sources = {"checkpoint": str(checkpoint), "codec": str(codec_path), "checkpoint_sha256": loaded.weights_sha256}
     manifest = export_bundle(loaded.model, codec, out, config, sources=sources, overwrite=force)
     for entry in manifest["layouts"]:
@@ -143,4 +184,29 @@ def _export(checkpoint, codec_path, out, layout_args, steps, guidance, shift, op
             )
             click.echo(f"{entry['name']}/{name}.onnx: {size / 1e6:.1f} MB, {graph['nodes']} nodes, {verdict}")
     click.echo(f"wrote {out} ({manifest['sampler']['steps']} steps, guidance {sampler.guidance}, "
-               f"opset {opset}, {dtype})")  # fmt: skip
+               f"opset {opset}, {dtype}, {precision})")  # fmt: skip
+    if config.quantized and report_clips > 0:
+        _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, report_clips, report_videos)
+
+
+def _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, count, videos) -> None:
+    """The quantized bundle through ONNX Runtime against the fp32 model (reloaded: the export quantized
+    its copy in place) on held-out clips, printed and written beside the manifest."""
+    from vgpt.calibration.report import accuracy_report, held_out_clips, summary, write_report
+    from vgpt.checkpoint import load_checkpoint
+    from vgpt.codecs import load_codec
+    from vgpt.export.manifest import load_bundle
+    from vgpt.runtime.backends.ort_backend import OrtBackend
+    from vgpt.runtime.backends.torch_backend import TorchBackend
+
+    bundle = load_bundle(out)
+    candidate = OrtBackend(bundle)
+    reference = TorchBackend(load_checkpoint(checkpoint, allow_pickle=allow_pickle).model, load_codec(codec_path),
+                             candidate.layout, config.sampler)  # fmt: skip
+    clips, source = held_out_clips(candidate.layout, count, videos)
+    report = accuracy_report(candidate, reference, clips, seed=0, source=source)
+    report.update({"precision": config.precision, "policy": config.policy, "layout": bundle.layouts[0].name,
+                   "reference": "fp32 model, eager PyTorch (equal to the fp32 ONNX graphs within 1e-5)"})  # fmt: skip
+    path = write_report(out, report)
+    click.echo(summary(report, config.precision))
+    click.echo(f"accuracy report: {path}")

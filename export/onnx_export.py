@@ -22,8 +22,10 @@ EXTERNAL_DATA_BYTES = 1_800_000_000
 SUPPORTED_OPSETS = (18, 23)
 
 
-def export_onnx(module: torch.nn.Module, spec: GraphSpec, args: tuple, path: Path, opset: int) -> Path:
-    """Export `module` called on `args` to `path` with the spec's tensor names."""
+def export_onnx(module: torch.nn.Module, spec: GraphSpec, args: tuple, path: Path, opset: int,
+                translations: dict | None = None) -> Path:  # fmt: skip
+    """Export `module` called on `args` to `path` with the spec's tensor names; `translations` maps
+    custom torch ops to their ONNX functions (the quantizer's Q/DQ)."""
     if opset not in SUPPORTED_OPSETS:
         raise ValueError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS}")
     weight_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
@@ -45,6 +47,7 @@ def export_onnx(module: torch.nn.Module, spec: GraphSpec, args: tuple, path: Pat
             external_data=external,
             optimize=True,
             verbose=False,
+            custom_translation_table=translations,
         )
         program.save(str(path), external_data=external)
     log.debug("%s", quiet.getvalue())

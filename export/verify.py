@@ -78,17 +78,34 @@ def _eager_runner(module: torch.nn.Module, spec: GraphSpec):
     return EagerRunner()
 
 
+def ort_session(path: Path, basic_optimization: bool = False, options=None):
+    """A CPU session; Q/DQ graphs with FP8 run in ONNX Runtime's CPU provider only at the basic
+    graph-optimisation level."""
+    import onnxruntime as ort
+
+    options = options or ort.SessionOptions()
+    if basic_optimization:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def compare_with_eager(
-    path: Path, module: torch.nn.Module, spec: GraphSpec, feeds: list[dict[str, np.ndarray]], atol: float, rtol: float
+    path: Path,
+    module: torch.nn.Module,
+    spec: GraphSpec,
+    feeds: list[dict[str, np.ndarray]],
+    atol: float,
+    rtol: float,
+    basic_optimization: bool = False,
 ) -> list[OutputError]:
     """Run the graph in ONNX Runtime (CPU) and `module` eagerly on each feed; per output, the largest
     absolute and relative error over all feeds, judged by Polygraphy's simple comparison."""
-    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.backend.onnxrt import OnnxrtRunner
     from polygraphy.comparator import Comparator, SimpleCompareFunc
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.ERROR
-    ort_runner = OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"]))
+    ort_runner = OnnxrtRunner(lambda: ort_session(path, basic_optimization))
     results = Comparator.run([ort_runner, _eager_runner(module, spec)], data_loader=feeds)
     accuracy = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(atol=atol, rtol=rtol))
     ((_, iterations),) = accuracy[0].items()  # one compare function, one runner pair

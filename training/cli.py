@@ -11,10 +11,11 @@ import click
 
 from vgpt.checkpoint import CheckpointError
 from vgpt.config import ConfigError
+from vgpt.export.manifest import BundleError
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, write_dataset
 from vgpt.video import VideoError
 
-_ERRORS = (ConfigError, CheckpointError, VideoError, FileNotFoundError, FileExistsError, ValueError)
+_ERRORS = (ConfigError, CheckpointError, BundleError, VideoError, FileNotFoundError, FileExistsError, ValueError)
 _SCENE = SceneConfig()
 
 
@@ -114,6 +115,12 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--checkpoint", default=None, help="Model checkpoint (default: the bundled model).")
 @click.option("--codec", default=None, help="Codec folder (default: the bundled codec).")
+@click.option(
+    "--bundle",
+    default=None,
+    help="An export bundle (fp32/fp16/FP8/INT8) to evaluate through ONNX Runtime, "
+    "with its own layout and sampler, instead of a checkpoint.",
+)
 @click.option("--videos", default=None, help="Videos to evaluate on (default: held-out synthetic scenes).")
 @click.option("--count", default=64, show_default=True, help="Clips to evaluate.")
 @click.option("--seed-start", default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
@@ -123,14 +130,22 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
 @click.option("--guidance", type=float, default=None, help="Guidance scale (default: the bundle's).")
 @click.option("--seed", default=0, show_default=True, help="Sampler noise seed.")
 @click.option("--json", "json_out", default=None, help="Also write the figures to this JSON file.")
-def eval_main(checkpoint, codec, videos, count, seed_start, history, clip, steps, guidance, seed, json_out) -> None:
+def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, clip, steps, guidance, seed,
+              json_out) -> None:  # fmt: skip
     """Mean pixel MSE of predicted clips against the copy-last-frame baseline."""
     from vgpt.bundled import bundled_default
     from vgpt.training.evaluate import EvalConfig, evaluate
 
     _logging()
     defaults: dict = {}
-    if checkpoint is None or codec is None:
+    if bundle is not None:
+        fixed = {"--checkpoint": checkpoint, "--codec": codec, "--history": history, "--clip": clip, "--steps": steps,
+                 "--guidance": guidance}  # fmt: skip
+        given = [k for k, v in fixed.items() if v is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
+                                   "and sampler are baked into its graphs")  # fmt: skip
+    elif checkpoint is None or codec is None:
         bundle = _run(bundled_default)
         checkpoint = checkpoint or str(bundle.model_dir)
         codec = codec or str(bundle.codec_dir)
@@ -143,8 +158,8 @@ def eval_main(checkpoint, codec, videos, count, seed_start, history, clip, steps
         "height": defaults.get("height", 64),
         "width": defaults.get("width", 64),
     }
-    config = EvalConfig(checkpoint=checkpoint, codec=codec, videos=videos, count=count, seed_start=seed_start,
-                        seed=seed, **settings)  # fmt: skip
+    config = EvalConfig(checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, count=count,
+                        seed_start=seed_start, seed=seed, **settings)  # fmt: skip
     result = _run(evaluate, config)
     click.echo(
         f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"

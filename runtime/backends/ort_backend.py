@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from vgpt.calibration.policy import PRECISIONS
 from vgpt.export.manifest import Bundle, BundleError
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
 from vgpt.runtime.backends.base import Backend
@@ -42,12 +43,13 @@ class OrtBackend(Backend):
 
         entry = bundle.layout(layout)
         self.layout, self.steps = entry.layout, int(bundle.manifest["sampler"]["steps"])
+        self.manifest = bundle.manifest
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         # Q/DQ graphs with FP8 run on the CPU only at the basic optimisation level.
-        quantized = bundle.manifest.get("precision") in ("fp8", "int8")
+        quantized = bundle.manifest.get("precision") in PRECISIONS
         options.graph_optimization_level = (
             ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if quantized else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         )

@@ -1,0 +1,71 @@
+"""The accuracy report of a quantized bundle: its predictions against the fp32 model's on held-out
+clips, from the same noise.
+
+Per clip: the relative error of the denoised latents, ||z_q - z_fp32|| / ||z_fp32||, and the PSNR of
+the decoded predicted frames against the fp32 prediction (frames in [0, 1]); over all clips, the task
+figure of `vgpt-eval` (model MSE against the copy-last-frame baseline) for both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from vgpt.atomic import atomic_file
+from vgpt.synthetic import EVAL_SEED_START
+
+REPORT = "accuracy.json"
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of frames in [-1, 1] (mapped to [0, 1]); inf when identical."""
+    mse = float((((a - b) / 2) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def accuracy_report(candidate, reference, clips: list[np.ndarray], seed: int = 0, source: str = "") -> dict:
+    """`candidate` (the quantized bundle's backend) against `reference` (fp32) on `clips`."""
+    from vgpt.training.evaluate import predict_clips, task_scores
+
+    M = candidate.layout.history_frames
+    lat_q, pred_q, truth = predict_clips(candidate, clips, seed)
+    lat_r, pred_r, _ = predict_clips(reference, clips, seed)
+    rel = [float(np.linalg.norm(q - r) / np.linalg.norm(r)) for q, r in zip(lat_q, lat_r, strict=True)]
+    psnrs = [psnr(q, r) for q, r in zip(pred_q, pred_r, strict=True)]
+    return {
+        "clips": len(clips),
+        "source": source,
+        "seed": seed,
+        "latent_rel_error": {"mean": float(np.mean(rel)), "max": float(np.max(rel)), "per_clip": rel},
+        "psnr_vs_fp32_db": {"mean": float(np.mean(psnrs)), "min": float(np.min(psnrs)), "per_clip": psnrs},
+        "eval": {"quantized": task_scores(pred_q, truth, M), "fp32": task_scores(pred_r, truth, M)},
+    }
+
+
+def held_out_clips(layout, count: int, videos: str | None = None, seed_start: int = EVAL_SEED_START):
+    from vgpt.training.evaluate import eval_clips
+
+    M, G = layout.history_frames, layout.clip_frames
+    H, W = layout.pixel_size
+    clips = eval_clips(videos, count, seed_start, M + G, H, W)
+    source = videos or f"synthetic seeds {seed_start}..{seed_start + len(clips) - 1}"
+    return clips, source
+
+
+def write_report(bundle_dir: str | Path, report: dict) -> Path:
+    path = Path(bundle_dir) / REPORT
+    with atomic_file(path, "w") as f:
+        f.write(json.dumps(report, indent=2))
+    return path
+
+
+def summary(report: dict, precision: str) -> str:
+    q, f = report["eval"]["quantized"], report["eval"]["fp32"]
+    return (f"{precision} vs fp32 on {report['clips']} held-out clips ({report['source']}): latent relative error "
+            f"mean {report['latent_rel_error']['mean']:.4f} (max {report['latent_rel_error']['max']:.4f}); PSNR vs "
+            f"fp32 prediction mean {report['psnr_vs_fp32_db']['mean']:.2f} dB (min "
+            f"{report['psnr_vs_fp32_db']['min']:.2f}); eval ratio {q['ratio']:.3f} ({precision}) vs {f['ratio']:.3f} "
+            f"(fp32)")  # fmt: skip

@@ -1,0 +1,190 @@
+"""Every decision of an engine build and of the TensorRT runtime that does not need TensorRT: profile
+shapes, precision flags, the FP8 hardware check, the device buffers and which of them alias, and the
+engine manifest with its checks. `vgpt.engines.build` and the TensorRT backend only carry them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
+
+ENGINE_FORMAT = "vgpt-tensorrt-engines"
+ENGINE_MANIFEST = "engines.json"
+# The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
+PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan",
+              APPEND: "append.plan"}  # fmt: skip
+PRECISIONS = ("fp16", "bf16", "fp8", "int8", "fp32")
+FP8_MIN_CAPABILITY = (8, 9)
+_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
+
+
+class EngineError(RuntimeError):
+    """A build or an engine that cannot be used here; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    precision: str  # fp16, bf16, fp32 (flags on an fp32 bundle) or fp8/int8 (strongly typed Q/DQ bundle)
+    strongly_typed: bool  # types come from the graph (Q/DQ bundles): no precision flags
+    flags: tuple[str, ...]  # trt.BuilderFlag names
+    optimization_level: int = 3  # TensorRT's builder optimization level, 0..5
+    workspace_bytes: int = 4 << 30
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "strongly_typed": self.strongly_typed, "flags": list(self.flags),
+                "optimization_level": self.optimization_level, "workspace_bytes": self.workspace_bytes}  # fmt: skip
+
+
+def build_settings(bundle_precision: str, requested: str, optimization_level: int = 3,
+                   workspace_bytes: int = 4 << 30) -> BuildSettings:  # fmt: skip
+    """What to ask TensorRT for, given the bundle's precision and the requested engine precision.
+    A quantized (fp8/int8) bundle is built strongly typed: its Q/DQ nodes decide every precision.
+    An fp32 bundle is built with the FP16 or BF16 flag (the builder picks per layer)."""
+    if requested not in PRECISIONS:
+        raise EngineError(f"precision {requested!r}: choose one of {PRECISIONS}")
+    if not 0 <= optimization_level <= 5:
+        raise EngineError(f"builder optimization level {optimization_level}: TensorRT takes 0..5")
+    if bundle_precision in ("fp8", "int8"):
+        if requested != bundle_precision:
+            raise EngineError(f"the bundle holds {bundle_precision} Q/DQ graphs; build it with --precision "
+                              f"{bundle_precision}, or export an fp32 bundle for {requested}")  # fmt: skip
+        return BuildSettings(requested, True, (), optimization_level, workspace_bytes)
+    if requested in ("fp8", "int8"):
+        raise EngineError(f"{requested} engines need a quantized bundle: vgpt-export --{requested}, then build it")
+    flags = {"fp16": ("FP16",), "bf16": ("BF16",), "fp32": ()}[requested]
+    return BuildSettings(requested, False, flags, optimization_level, workspace_bytes)
+
+
+def check_precision_supported(precision: str, capability: tuple[int, int], gpu_name: str) -> None:
+    """Refuse FP8 where the GPU has no FP8 tensor cores (compute capability below 8.9: Ampere, Jetson Orin)."""
+    if precision == "fp8" and tuple(capability) < FP8_MIN_CAPABILITY:
+        raise EngineError(
+            f"{gpu_name} (compute capability {capability[0]}.{capability[1]}) has no FP8: FP8 needs 8.9 or newer "
+            "(Ada, Hopper, Blackwell). Export with --int8 and build --precision int8, or build an fp32 bundle "
+            "with --precision fp16"
+        )
+    if precision == "bf16" and tuple(capability) < (8, 0):
+        raise EngineError(f"{gpu_name} (compute capability {capability[0]}.{capability[1]}) has no BF16; use fp16")
+
+
+def profile_shapes(spec: GraphSpec) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """One optimization profile per engine: min = opt = max = the layout's static shape."""
+    return {t.name: (t.shape, t.shape, t.shape) for t in spec.inputs}
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    bindings: tuple[tuple[str, str], ...]  # (graph, tensor) pairs bound to this one allocation
+
+    @property
+    def nbytes(self) -> int:
+        n = _BYTES[self.dtype]
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    buffers: tuple[Buffer, ...]
+    # The denoising step's two bindings: even steps read set 0 and write set 1, odd steps the reverse,
+    # so the loop (and a CUDA graph of it) never copies z or step between steps.
+    step_bindings: tuple[dict[str, str], dict[str, str]] = field(default_factory=lambda: ({}, {}))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(b.nbytes for b in self.buffers)
+
+    def buffer(self, name: str) -> Buffer:
+        return next(b for b in self.buffers if b.name == name)
+
+    def bound(self, graph: str, tensor: str) -> str:
+        """The buffer a (graph, tensor) is bound to outside the denoising loop."""
+        for b in self.buffers:
+            if (graph, tensor) in b.bindings:
+                return b.name
+        raise KeyError(f"{graph}.{tensor} has no buffer")
+
+
+def buffer_plan(specs: dict[str, GraphSpec]) -> BufferPlan:
+    """Every device buffer, allocated once: one KV cache written by prefill and read by every step;
+    two z and two step buffers the steps alternate between; the codec's input and output."""
+    enc, pre, den, dec = specs[ENCODER], specs[PREFILL], specs[DENOISE], specs[DECODER]
+    kv = pre.tensor("kv_cache")
+    if den.tensor("kv_cache").shape != kv.shape:
+        raise EngineError("prefill writes a KV cache of another shape than the denoising step reads")
+    z, step = den.tensor("z"), den.tensor("step")
+    buffers = [
+        Buffer("frame", enc.tensor("frames").shape, "float32", ((ENCODER, "frames"),)),
+        Buffer("latent", enc.tensor("latents").shape, "float32", ((ENCODER, "latents"),)),
+        Buffer("history", pre.tensor("history").shape, "float32", ((PREFILL, "history"),)),
+        Buffer("kv", kv.shape, kv.dtype, ((PREFILL, "kv_cache"), (DENOISE, "kv_cache"))),
+        Buffer("z0", z.shape, "float32", ((DENOISE, "z"),)),
+        Buffer("z1", z.shape, "float32", ((DENOISE, "z_next"),)),
+        Buffer("step0", step.shape, "int64", ((DENOISE, "step"),)),
+        Buffer("step1", step.shape, "int64", ((DENOISE, "step_next"),)),
+        Buffer("clip", dec.tensor("latents").shape, "float32", ((DECODER, "latents"),)),
+        Buffer("frames_out", dec.tensor("frames").shape, "float32", ((DECODER, "frames"),)),
+    ]
+    steps = ({"z": "z0", "step": "step0", "z_next": "z1", "step_next": "step1", "kv_cache": "kv"},
+             {"z": "z1", "step": "step1", "z_next": "z0", "step_next": "step0", "kv_cache": "kv"})  # fmt: skip
+    return BufferPlan(tuple(buffers), steps)
+
+
+def result_buffer(steps: int) -> str:
+    """Where the clip is after `steps` alternating steps."""
+    return "z0" if steps % 2 == 0 else "z1"
+
+
+def engine_manifest(bundle_manifest: dict, layout: str, settings: BuildSettings, tensorrt_version: str,
+                    gpu_name: str, capability: tuple[int, int], plans: dict[str, dict],
+                    sources: dict[str, str]) -> dict:  # fmt: skip
+    return {
+        "format": ENGINE_FORMAT,
+        "tensorrt_version": tensorrt_version,
+        "gpu": {"name": gpu_name, "compute_capability": list(capability)},
+        "layout": layout,
+        "bundle_precision": bundle_manifest.get("precision", "fp32"),
+        "builder": settings.to_dict(),
+        "sampler": bundle_manifest["sampler"],
+        "plans": plans,  # graph -> {"file", "bytes", "sha256"}
+        "source_graphs_sha256": sources,  # graph -> sha256 of the ONNX file it was built from
+    }
+
+
+def check_engine_manifest(manifest: dict, tensorrt_version: str, gpu_name: str, capability: tuple[int, int]) -> None:
+    """Refuse engines built by another TensorRT version or for another GPU: TensorRT plans are neither
+    portable across versions nor across GPU models."""
+    if manifest.get("format") != ENGINE_FORMAT:
+        raise EngineError(f"not a vgpt engine manifest (format {manifest.get('format')!r})")
+    built = manifest["tensorrt_version"]
+    if built != tensorrt_version:
+        raise EngineError(f"these engines were built with TensorRT {built}, this is TensorRT {tensorrt_version}: "
+                          "rebuild them with vgpt-build on this machine")  # fmt: skip
+    gpu = manifest["gpu"]
+    if gpu["name"] != gpu_name or tuple(gpu["compute_capability"]) != tuple(capability):
+        raise EngineError(f"these engines were built for {gpu['name']} (sm {gpu['compute_capability']}), this is "
+                          f"{gpu_name} (sm {list(capability)}): rebuild them with vgpt-build on this GPU")  # fmt: skip
+
+
+def check_plan_files(manifest: dict, folder, verify_hash: bool = True) -> None:
+    """Every plan present with its recorded size (a truncated copy is refused before TensorRT sees it)."""
+    from pathlib import Path
+
+    from vgpt.export.bundle import file_sha256
+
+    for graph, entry in manifest["plans"].items():
+        path = Path(folder) / entry["file"]
+        if not path.is_file():
+            raise EngineError(f"{path} is missing ({graph} engine); rebuild with vgpt-build")
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            raise EngineError(f"{path} has {size} bytes, the manifest says {entry['bytes']}: truncated or replaced; "
+                              "rebuild with vgpt-build")  # fmt: skip
+        if verify_hash and file_sha256(path) != entry["sha256"]:
+            raise EngineError(f"{path} does not match its sha256 in the manifest; rebuild with vgpt-build")

@@ -1,0 +1,4 @@
+import pytest
+
+pytest.importorskip("modelopt.torch.quantization")
+pytest.importorskip("onnxruntime")
