@@ -34,7 +34,9 @@ _RUN = RunConfig(input="")
 @click.option("--steps", type=int, default=None, help="Denoising steps (must match the bundle's schedule).")
 @click.option("--guidance", type=float, default=None, help="Guidance scale (must match the bundle's).")
 @click.option("--seed", default=_RUN.seed, show_default=True, help="Seed of the sampler noise.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "torch"]), default=_RUN.backend, show_default=True)
+@click.option(
+    "--backend", type=click.Choice(["onnxruntime", "torch", "tensorrt"]), default=_RUN.backend, show_default=True
+)
 @click.option("--threads", type=int, default=None, help="CPU threads for the backend.")
 @click.option(
     "--live",
@@ -63,6 +65,7 @@ def run_main(input_, engine, output, frames_dir, latents, clips, steps, guidance
     """
     from vgpt.checkpoint import CheckpointError
     from vgpt.config import ConfigError
+    from vgpt.engines.plan import EngineError
     from vgpt.export.manifest import BundleError
     from vgpt.runtime.predictor import NotEnoughHistoryError
     from vgpt.runtime.run import run
@@ -74,7 +77,8 @@ def run_main(input_, engine, output, frames_dir, latents, clips, steps, guidance
                        live=live, max_frames=max_frames, kv_cache=kv_cache, progress=progress)  # fmt: skip
     try:
         summary = run(config)
-    except (VideoError, BundleError, CheckpointError, ConfigError, NotEnoughHistoryError, FileNotFoundError) as err:
+    except (VideoError, BundleError, EngineError, CheckpointError, ConfigError, NotEnoughHistoryError,
+            FileNotFoundError) as err:  # fmt: skip
         raise click.ClickException(str(err)) from err
     click.echo(summary.line())
     if summary.error:

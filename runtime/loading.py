@@ -18,7 +18,7 @@ from vgpt.export.manifest import BundleError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
 
 
 def cache_root() -> Path:
@@ -106,15 +106,27 @@ def _is_bundle(source: str | Path) -> bool:
     return json.loads((root / MANIFEST).read_text()).get("format") == FORMAT
 
 
+def _is_engine(source: str | Path) -> bool:
+    from vgpt.engines.plan import ENGINE_MANIFEST
+
+    path = Path(source)
+    return path.suffix == ".plan" or (path.is_dir() and (path / ENGINE_MANIFEST).is_file())
+
+
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None):  # fmt: skip
     from vgpt.export.manifest import load_bundle
 
     if backend not in BACKENDS:
         raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
-    if source is not None and str(source).endswith(".plan"):
-        raise BundleError(f"{source} is a TensorRT engine; this build has no TensorRT backend (choose a bundle "
-                          "folder or .onnx file, or a checkpoint)")  # fmt: skip
+    if backend == "tensorrt" or (source is not None and _is_engine(source)):
+        from vgpt.runtime.backends.trt_backend import TensorRTBackend
+
+        if source is None:
+            raise BundleError("the tensorrt backend needs --engine model.plan (or its folder) from vgpt-build")
+        if steps is not None or guidance is not None:
+            raise BundleError("--steps/--guidance are baked into TensorRT engines; rebuild from another export")
+        return TensorRTBackend(source)
     is_bundle = source is not None and _is_bundle(source)
     if backend == "torch":
         if is_bundle:

@@ -63,7 +63,7 @@ def test_bundle_errors(model_folder, clip_video, tmp_path):
     result = _run(*common, "--engine", str(broken))
     assert result.exit_code == 1 and "truncated or replaced" in result.output
     result = _run(*common, "--engine", str(tmp_path / "model.plan"))
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and "engines.json" in result.output  # no engine manifest beside it
 
 
 def test_camera_that_stops_mid_run_keeps_what_was_predicted(model_folder, tmp_path, monkeypatch):

@@ -1,0 +1,133 @@
+"""vgpt-build: TensorRT engines from an export bundle (TensorRT imported lazily, here only).
+
+One engine per graph of one layout, written with a manifest (`engines.json`) that records the
+TensorRT version, the GPU, the builder settings and the sha256 of each source ONNX graph. The whole
+folder is written atomically: a failed build leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from vgpt.atomic import atomic_dir
+from vgpt.engines.plan import (
+    ENGINE_MANIFEST,
+    PLAN_FILES,
+    BuildSettings,
+    EngineError,
+    build_settings,
+    check_precision_supported,
+    engine_manifest,
+    profile_shapes,
+)
+from vgpt.export.bundle import file_sha256
+from vgpt.export.manifest import load_bundle
+
+log = logging.getLogger(__name__)
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as err:
+        raise EngineError(
+            "TensorRT is not installed: pip install tensorrt from NVIDIA's package index (x86-64 with CUDA 12/13), "
+            f"or use the one JetPack ships on Jetson; see the README ({err})"
+        ) from err
+    return trt
+
+
+def gpu_identity() -> tuple[str, tuple[int, int]]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EngineError("no CUDA GPU is visible: TensorRT engines are built and run on the GPU they target")
+    return torch.cuda.get_device_name(), tuple(torch.cuda.get_device_capability())
+
+
+def _progress_monitor(trt):
+    class Progress(trt.IProgressMonitor):
+        """Prints each builder phase as it starts and ends (long builds of big models take minutes)."""
+
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._started: dict[str, float] = {}
+
+        def phase_start(self, parent_phase, phase_name, num_steps) -> None:
+            self._started[phase_name] = time.perf_counter()
+            log.info("  [trt] %s%s (%d steps)", "  " if parent_phase else "", phase_name, num_steps)
+
+        def step_complete(self, phase_name, step) -> bool:
+            return True  # keep building
+
+        def phase_finish(self, phase_name) -> None:
+            log.info("  [trt] %s done in %.1f s", phase_name, time.perf_counter() - self._started.pop(phase_name, 0))
+
+    return Progress()
+
+
+def build_engine(onnx_path: Path, settings: BuildSettings, shapes: dict, timing_cache: Path | None) -> bytes:
+    """Parse one ONNX graph and build its serialized engine."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if settings.strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"TensorRT's ONNX parser rejects {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    config.builder_optimization_level = settings.optimization_level
+    for flag in settings.flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    config.progress_monitor = _progress_monitor(trt)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(f"TensorRT failed to build {onnx_path} (see its log above)")
+    if timing_cache is not None:
+        timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def build_bundle(bundle_dir: str | Path, out: str | Path, precision: str, layout: str | None = None,
+                 optimization_level: int = 3, workspace_gib: float = 4.0, timing_cache: str | Path | None = None,
+                 overwrite: bool = False) -> dict:  # fmt: skip
+    """Build the engines of one layout of a bundle into `out`; returns the engine manifest."""
+    trt = import_tensorrt()
+    bundle = load_bundle(bundle_dir)
+    entry = bundle.layout(layout)
+    settings = build_settings(bundle.manifest.get("precision", "fp32"), precision, optimization_level,
+                              int(workspace_gib * (1 << 30)))  # fmt: skip
+    gpu, capability = gpu_identity()
+    check_precision_supported(settings.precision, capability, gpu)
+    cache = Path(timing_cache) if timing_cache else Path(out).with_name(Path(out).name + ".timing-cache")
+    plans, sources = {}, {}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for graph in entry.graphs:
+            onnx_path = entry.path(graph)
+            started = time.perf_counter()
+            log.info("building %s (%s) from %s", PLAN_FILES[graph], settings.precision, onnx_path)
+            data = build_engine(onnx_path, settings, profile_shapes(entry.spec(graph)), cache)
+            path = tmp / PLAN_FILES[graph]
+            path.write_bytes(data)
+            plans[graph] = {"file": path.name, "bytes": len(data), "sha256": file_sha256(path)}
+            sources[graph] = file_sha256(onnx_path)
+            log.info("  %s: %.1f MB in %.1f s", path.name, len(data) / 1e6, time.perf_counter() - started)
+        manifest = engine_manifest(bundle.manifest, entry.name, settings, trt.__version__, gpu, capability, plans,
+                                   sources)  # fmt: skip
+        manifest["bundle"] = str(Path(bundle_dir).resolve())
+        (tmp / ENGINE_MANIFEST).write_text(json.dumps(manifest, indent=2))  # written last
+    return manifest

@@ -1,0 +1,133 @@
+"""The TensorRT decisions that need no TensorRT: settings, FP8 refusal, profiles, buffers, manifests."""
+
+import json
+
+import pytest
+
+from vgpt.config import Layout, get_preset
+from vgpt.engines.plan import (
+    PLAN_FILES,
+    EngineError,
+    buffer_plan,
+    build_settings,
+    check_engine_manifest,
+    check_plan_files,
+    check_precision_supported,
+    engine_manifest,
+    profile_shapes,
+    result_buffer,
+)
+from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
+
+
+@pytest.fixture
+def specs():
+    config = get_preset("small")
+    return (
+        config,
+        Layout.from_pixels(config, 4, 4, 64, 64),
+        graph_specs(config, Layout.from_pixels(config, 4, 4, 64, 64)),
+    )
+
+
+def test_precision_flags_follow_the_bundle():
+    assert build_settings("fp32", "fp16").flags == ("FP16",) and not build_settings("fp32", "fp16").strongly_typed
+    assert build_settings("fp32", "bf16").flags == ("BF16",)
+    q = build_settings("fp8", "fp8")
+    assert q.strongly_typed and q.flags == ()  # the Q/DQ graph decides every precision
+    assert build_settings("int8", "int8", optimization_level=5).optimization_level == 5
+    with pytest.raises(EngineError, match="vgpt-export --fp8"):
+        build_settings("fp32", "fp8")
+    with pytest.raises(EngineError, match="--precision int8"):
+        build_settings("int8", "fp16")
+    with pytest.raises(EngineError, match=r"0\.\.5"):
+        build_settings("fp32", "fp16", optimization_level=7)
+
+
+def test_fp8_is_refused_below_compute_capability_8_9_with_a_way_out():
+    check_precision_supported("fp8", (8, 9), "NVIDIA L4")
+    check_precision_supported("fp8", (9, 0), "NVIDIA H100")
+    for name, cc in (("Orin", (8, 7)), ("NVIDIA A100", (8, 0))):
+        with pytest.raises(EngineError, match="--int8") as err:
+            check_precision_supported("fp8", cc, name)
+        assert f"{cc[0]}.{cc[1]}" in str(err.value)
+    check_precision_supported("int8", (8, 7), "Orin")
+    with pytest.raises(EngineError, match="BF16"):
+        check_precision_supported("bf16", (7, 5), "T4")
+
+
+def test_profiles_are_the_static_shapes(specs):
+    s = specs[2]
+    shapes = profile_shapes(s[DENOISE])
+    assert set(shapes) == {"z", "kv_cache", "step"}
+    assert all(lo == opt == hi for lo, opt, hi in shapes.values())
+    assert shapes["z"][0] == (1, 4, 4, 8, 8)
+
+
+def test_buffer_plan_shares_the_kv_cache_and_alternates_the_steps(specs):
+    config, layout, s = specs
+    plan = buffer_plan(s)
+    kv = plan.buffer("kv")
+    assert kv.shape == kv_cache_shape(config, layout)
+    assert set(kv.bindings) == {(PREFILL, "kv_cache"), (DENOISE, "kv_cache")}  # one allocation, both bound
+    names = [b.name for b in plan.buffers]
+    assert len(names) == len(set(names)) == 10
+    even, odd = plan.step_bindings
+    assert even["z_next"] == odd["z"] and odd["z_next"] == even["z"]  # each step writes what the next reads
+    assert even["step_next"] == odd["step"] and even["kv_cache"] == odd["kv_cache"] == "kv"
+    assert result_buffer(50) == "z0" and result_buffer(3) == "z1"
+    assert plan.buffer("step0").nbytes == 8
+    assert plan.total_bytes == sum(b.nbytes for b in plan.buffers) > kv.nbytes
+
+
+def _manifest(tmp_path):
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"engine-bytes")
+    from vgpt.export.bundle import file_sha256
+
+    plans = {DENOISE: {"file": PLAN_FILES[DENOISE], "bytes": 12, "sha256": file_sha256(plan)}}
+    return engine_manifest({"precision": "fp8", "sampler": {"steps": 50}}, "m4-g4-8x8", build_settings("fp8", "fp8"),
+                           "10.15.1", "NVIDIA H100", (9, 0), plans, {DENOISE: "abc"})  # fmt: skip
+
+
+def test_engine_manifest_refuses_other_versions_other_gpus_and_truncated_plans(tmp_path):
+    manifest = _manifest(tmp_path)
+    json.dumps(manifest)  # serializable as written
+    assert manifest["builder"]["strongly_typed"] and manifest["bundle_precision"] == "fp8"
+    check_engine_manifest(manifest, "10.15.1", "NVIDIA H100", (9, 0))
+    with pytest.raises(EngineError, match=r"TensorRT 10\.15\.1.*rebuild"):
+        check_engine_manifest(manifest, "10.16.0", "NVIDIA H100", (9, 0))
+    with pytest.raises(EngineError, match=r"built for NVIDIA H100.*rebuild"):
+        check_engine_manifest(manifest, "10.15.1", "NVIDIA L4", (8, 9))
+    check_plan_files(manifest, tmp_path)
+    (tmp_path / "model.plan").write_bytes(b"engine")
+    with pytest.raises(EngineError, match="truncated"):
+        check_plan_files(manifest, tmp_path)
+    (tmp_path / "model.plan").write_bytes(b"ENGINE-bytes")
+    with pytest.raises(EngineError, match="sha256"):
+        check_plan_files(manifest, tmp_path)
+    (tmp_path / "model.plan").unlink()
+    with pytest.raises(EngineError, match="missing"):
+        check_plan_files(manifest, tmp_path)
+
+
+def test_tensorrt_code_imports_lazily_and_says_how_to_install():
+    import importlib.util
+
+    import vgpt.engines.build
+    import vgpt.runtime.backends.trt_backend  # noqa: F401
+
+    if importlib.util.find_spec("tensorrt") is None:
+        from vgpt.engines.build import import_tensorrt
+
+        with pytest.raises(EngineError, match="NVIDIA's package index"):
+            import_tensorrt()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is None, reason="needs TensorRT and a GPU")
+def test_gpu_build_and_run_matches_onnxruntime(tmp_path):
+    """On a GPU machine: the whole check (scripts/gpu_check.sh runs the same on the bundled model)."""
+    from vgpt.engines.gpu_check import gpu_check
+
+    results = gpu_check(tmp_path, precisions=("fp16",), clips=1)
+    assert all(r["passed"] for r in results)
