@@ -47,8 +47,8 @@ class TensorRTBackend(Backend):
 
         from vgpt.engines.build import gpu_identity, import_tensorrt
 
+        folder = engine_folder(source)  # a missing engine manifest is reported before a missing TensorRT
         trt = import_tensorrt()
-        folder = engine_folder(source)
         self.manifest = json.loads((folder / ENGINE_MANIFEST).read_text())
         gpu, capability = gpu_identity()
         check_engine_manifest(self.manifest, trt.__version__, gpu, capability)
