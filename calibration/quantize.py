@@ -53,19 +53,30 @@ def require_modelopt():
 # --- the Q/DQ pair as a torch op the exporter can translate -------------------------------------------
 
 
+def _broadcast_scale(scale: torch.Tensor, x: torch.Tensor, axis: int) -> torch.Tensor:
+    """A scalar scale as is; a 1-D (per-channel) scale shaped to broadcast along `axis` of `x`."""
+    if scale.ndim != 1:
+        return scale.to(x.dtype)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return scale.reshape(shape).to(x.dtype)
+
+
+def quantize_linear(x: torch.Tensor, scale: torch.Tensor, axis: int, fp8: bool) -> torch.Tensor:
+    """ONNX QuantizeLinear with a zero zero point: float8_e4m3fn or int8 codes (round half to even,
+    saturate)."""
+    scaled = x / _broadcast_scale(scale, x, axis)
+    if fp8:
+        return scaled.clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return torch.round(scaled).clamp(-128, 127).to(torch.int8)
+
+
 @torch.library.custom_op("vgpt::qdq", mutates_args=())
 def qdq(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, axis: int) -> torch.Tensor:
-    """QuantizeLinear then DequantizeLinear as ONNX defines them (round half to even, saturate); the
-    zero point's dtype (float8_e4m3fn or int8) picks the format, a 1-D scale quantizes per `axis`."""
-    shape = [1] * x.ndim
-    if scale.ndim == 1:
-        shape[axis] = -1
-    s = scale.reshape(shape).to(x.dtype)
-    if zero_point.dtype == torch.float8_e4m3fn:
-        q = (x / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).to(x.dtype)
-    else:
-        q = torch.round(x / s).clamp(-128, 127)
-    return q * s
+    """QuantizeLinear then DequantizeLinear as ONNX defines them; the zero point's dtype
+    (float8_e4m3fn or int8) picks the format, a 1-D scale quantizes per `axis`."""
+    codes = quantize_linear(x, scale, axis, zero_point.dtype == torch.float8_e4m3fn)
+    return codes.to(x.dtype) * _broadcast_scale(scale, x, axis)
 
 
 @qdq.register_fake
@@ -157,18 +168,6 @@ def quantize_model(
 # --- weight folding on the exported graph --------------------------------------------------------------
 
 
-def _quantize_array(w: np.ndarray, scale: np.ndarray, axis: int, fp8: bool) -> np.ndarray:
-    x = torch.from_numpy(w.astype(np.float32))
-    s = torch.from_numpy(scale.astype(np.float32))
-    if s.ndim == 1:
-        shape = [1] * x.ndim
-        shape[axis] = -1
-        s = s.reshape(shape)
-    if fp8:
-        return (x / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
-    return torch.round(x / s).clamp(-128, 127).to(torch.int8).numpy()
-
-
 def fold_weight_qdq(model) -> int:
     """Fold QuantizeLinear on constant weights into quantized initializers, in place on an
     `onnx.ModelProto`; a Transpose that only feeds MatMuls after the DequantizeLinear is folded into the
@@ -202,7 +201,10 @@ def fold_weight_qdq(model) -> int:
         scale = numpy_helper.to_array(inits[node.input[1]])
         key = (node.input[0], scale.tobytes(), zp.data_type, axis, transpose is not None)
         if key not in made:
-            q = _quantize_array(w, scale, axis, zp.data_type == onnx.TensorProto.FLOAT8E4M3FN)
+            fp8 = zp.data_type == onnx.TensorProto.FLOAT8E4M3FN
+            codes = quantize_linear(torch.from_numpy(w.astype(np.float32)), torch.from_numpy(scale.astype(np.float32)),
+                                    axis, fp8)  # fmt: skip
+            q = (codes.view(torch.uint8) if fp8 else codes).numpy()  # numpy has no float8: store the bytes
             if transpose is not None:
                 q = np.ascontiguousarray(q.T)
             name = f"{node.input[0]}_quantized{len(made)}"

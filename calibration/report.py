@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from vgpt.atomic import atomic_file
-from vgpt.synthetic import EVAL_SEED_START
 
 REPORT = "accuracy.json"
 
@@ -43,16 +42,6 @@ def accuracy_report(candidate, reference, clips: list[np.ndarray], seed: int = 0
         "psnr_vs_fp32_db": {"mean": float(np.mean(psnrs)), "min": float(np.min(psnrs)), "per_clip": psnrs},
         "eval": {"quantized": task_scores(pred_q, truth, M), "fp32": task_scores(pred_r, truth, M)},
     }
-
-
-def held_out_clips(layout, count: int, videos: str | None = None, seed_start: int = EVAL_SEED_START):
-    from vgpt.training.evaluate import eval_clips
-
-    M, G = layout.history_frames, layout.clip_frames
-    H, W = layout.pixel_size
-    clips = eval_clips(videos, count, seed_start, M + G, H, W)
-    source = videos or f"synthetic seeds {seed_start}..{seed_start + len(clips) - 1}"
-    return clips, source
 
 
 def write_report(bundle_dir: str | Path, report: dict) -> Path:

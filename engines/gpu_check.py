@@ -40,18 +40,18 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
     import torch
 
     from vgpt.bundled import bundled_default
-    from vgpt.calibration.report import held_out_clips, psnr
+    from vgpt.calibration.report import psnr
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.config import Layout
     from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
     from vgpt.engines.plan import FP8_MIN_CAPABILITY, PLAN_FILES
-    from vgpt.export.bundle import ExportConfig, _sample_inputs, export_bundle
+    from vgpt.export.bundle import ExportConfig, export_bundle, sample_inputs
     from vgpt.export.manifest import load_bundle
     from vgpt.runtime.backends.ort_backend import OrtBackend
     from vgpt.runtime.backends.trt_backend import TensorRTBackend
     from vgpt.sampler import SamplerConfig
-    from vgpt.training.evaluate import predict_clips
+    from vgpt.training.evaluate import layout_clips, predict_clips
 
     trt = import_tensorrt()
     gpu, capability = gpu_identity()
@@ -82,11 +82,11 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
             spec = entry.spec(graph)
             if graph == "denoise":
                 kv = np.zeros(spec.tensor("kv_cache").shape, np.float32) if kv is None else kv
-            feeds = _sample_inputs(spec, layout, sampler, torch.from_numpy(kv) if kv is not None else None, 5)
+            feeds = sample_inputs(spec, layout, sampler, torch.from_numpy(kv) if kv is not None else None, 5)
             results.append(_compare(engines / PLAN_FILES[graph], entry.path(graph), spec, feeds, precision))
             print(json.dumps(results[-1]))
         # TensorRT backend against the ONNX Runtime backend: same clips, same noise.
-        clip_list, _ = held_out_clips(layout, clips)
+        clip_list, _ = layout_clips(layout, clips)
         trt_backend, ort_backend = TensorRTBackend(engines, bundle_dir), OrtBackend(load_bundle(bundle_dir))
         _, pred_t, _ = predict_clips(trt_backend, clip_list, seed=0)
         _, pred_o, _ = predict_clips(ort_backend, clip_list, seed=0)

@@ -192,18 +192,19 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
 def _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, count, videos) -> None:
     """The quantized bundle through ONNX Runtime against the fp32 model (reloaded: the export quantized
     its copy in place) on held-out clips, printed and written beside the manifest."""
-    from vgpt.calibration.report import accuracy_report, held_out_clips, summary, write_report
+    from vgpt.calibration.report import accuracy_report, summary, write_report
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.export.manifest import load_bundle
     from vgpt.runtime.backends.ort_backend import OrtBackend
     from vgpt.runtime.backends.torch_backend import TorchBackend
+    from vgpt.training.evaluate import layout_clips
 
     bundle = load_bundle(out)
     candidate = OrtBackend(bundle)
     reference = TorchBackend(load_checkpoint(checkpoint, allow_pickle=allow_pickle).model, load_codec(codec_path),
                              candidate.layout, config.sampler)  # fmt: skip
-    clips, source = held_out_clips(candidate.layout, count, videos)
+    clips, source = layout_clips(candidate.layout, count, videos)
     report = accuracy_report(candidate, reference, clips, seed=0, source=source)
     report.update({"precision": config.precision, "policy": config.policy, "layout": bundle.layouts[0].name,
                    "reference": "fp32 model, eager PyTorch (equal to the fp32 ONNX graphs within 1e-5)"})  # fmt: skip

@@ -78,12 +78,12 @@ def _eager_runner(module: torch.nn.Module, spec: GraphSpec):
     return EagerRunner()
 
 
-def ort_session(path: Path, basic_optimization: bool = False, options=None):
+def ort_session(path: Path, basic_optimization: bool = False):
     """A CPU session; Q/DQ graphs with FP8 run in ONNX Runtime's CPU provider only at the basic
     graph-optimisation level."""
     import onnxruntime as ort
 
-    options = options or ort.SessionOptions()
+    options = ort.SessionOptions()
     if basic_optimization:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -101,3 +101,19 @@ def write_released(model: VideoGPT, path: Path, weights: str = "safetensors", to
     else:
         raise ValueError(weights)
     return path
+
+
+def bundled_parts():
+    """The bundled default model, codec, layout and sampler, as its bundle.json sets them."""
+    from vgpt.bundled import bundled_default
+    from vgpt.checkpoint import load_checkpoint
+    from vgpt.codecs import load_codec
+    from vgpt.config import Layout
+    from vgpt.sampler import SamplerConfig
+
+    bundle = bundled_default()
+    s = bundle.settings
+    model = load_checkpoint(bundle.model_dir).model
+    layout = Layout.from_pixels(model.config, s["history"], s["clip"], s["height"], s["width"])
+    sampler = SamplerConfig(steps=s["steps"], guidance=s["guidance"], shift=s["shift"])
+    return bundle, model, load_codec(bundle.codec_dir), layout, sampler

@@ -55,9 +55,11 @@ def eval_clips(videos: str | None, count: int, seed_start: int, frames: int, hei
     return [read_frames(p, range(frames)) for p in paths]
 
 
-def _clips(config: EvalConfig) -> list[np.ndarray]:
-    return eval_clips(config.videos, config.count, config.seed_start, config.history + config.clip, config.height,
-                      config.width)  # fmt: skip
+def layout_clips(layout: Layout, count: int, videos: str | None = None, seed_start: int = EVAL_SEED_START):
+    """The evaluation clips of a layout (M + G frames at its pixel size) and a description of them."""
+    H, W = layout.pixel_size
+    clips = eval_clips(videos, count, seed_start, layout.history_frames + layout.clip_frames, H, W)
+    return clips, videos or f"synthetic seeds {seed_start}..{seed_start + len(clips) - 1}"
 
 
 def predict_clips(backend, clips: list[np.ndarray], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,24 +102,22 @@ def evaluate_bundle(config: EvalConfig) -> dict:
     backend = open_backend(config.bundle)
     try:
         layout = backend.layout
-        M, G = layout.history_frames, layout.clip_frames
-        H, W = layout.pixel_size
-        clips = eval_clips(config.videos, config.count, config.seed_start, M + G, H, W)
+        clips, source = layout_clips(layout, config.count, config.videos, config.seed_start)
         _, predicted, truth = predict_clips(backend, clips, config.seed)
     finally:
         backend.close()
     manifest = getattr(backend, "manifest", {})
     sampler = manifest.get("sampler", {})
     return {
-        **task_scores(predicted, truth, M),
+        **task_scores(predicted, truth, layout.history_frames),
         "clips": len(clips),
-        "history": M,
-        "clip": G,
+        "history": layout.history_frames,
+        "clip": layout.clip_frames,
         "steps": backend.steps,
         "guidance": sampler.get("guidance"),
         "precision": manifest.get("precision"),
         "bundle": str(config.bundle),
-        "source": config.videos or f"synthetic seeds {config.seed_start}..{config.seed_start + len(clips) - 1}",
+        "source": source,
     }
 
 
@@ -129,33 +129,25 @@ def evaluate(config: EvalConfig) -> dict:
         raise ValueError("EvalConfig: give a bundle, or a checkpoint and a codec")
     model = load_checkpoint(config.checkpoint).model
     codec: LatentCodec = load_codec(config.codec)
-    Layout.from_pixels(model.config, config.history, config.clip, config.height, config.width)  # validate
+    layout = Layout.from_pixels(model.config, config.history, config.clip, config.height, config.width)
     sampler = SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift)
     predictor = CachedPredictor(model, sampler, window=config.history)
     gen = torch.Generator().manual_seed(config.seed)
-    model_se, base_se, n = 0.0, 0.0, 0
-    clips = _clips(config)
+    clips, source = layout_clips(layout, config.count, config.videos, config.seed_start)
     M = config.history
+    predicted, truths = [], []
     for i in range(0, len(clips), config.batch):
         frames = torch.stack([fit_frames(c, config.height, config.width) for c in clips[i : i + config.batch]])
         history = codec.encode_video(frames[:, :M])  # [B, M, C, h, w]
         latents = predictor.predict(history, 1, config.clip, gen)
-        pred = codec.decode_video(latents).clamp(-1, 1)  # [B, G, 3, H, W]
-        truth = frames[:, M:]
-        last = frames[:, M - 1 : M].expand_as(truth)
-        # MSE of frames mapped to [0, 1].
-        model_se += ((pred - truth) / 2).pow(2).mean(dim=(1, 2, 3, 4)).sum().item()
-        base_se += ((last - truth) / 2).pow(2).mean(dim=(1, 2, 3, 4)).sum().item()
-        n += len(frames)
-    model_mse, baseline_mse = model_se / n, base_se / n
+        predicted.append(codec.decode_video(latents).clamp(-1, 1).numpy())  # [B, G, 3, H, W]
+        truths.append(frames.numpy())
     return {
-        "model_mse": model_mse,
-        "baseline_mse": baseline_mse,
-        "ratio": model_mse / baseline_mse,
-        "clips": n,
+        **task_scores(np.concatenate(predicted), np.concatenate(truths), M),
+        "clips": len(clips),
         "history": config.history,
         "clip": config.clip,
         "steps": config.steps,
         "guidance": config.guidance,
-        "source": config.videos or f"synthetic seeds {config.seed_start}..{config.seed_start + config.count - 1}",
+        "source": source,
     }

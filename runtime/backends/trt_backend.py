@@ -27,8 +27,6 @@ from vgpt.export.manifest import load_bundle
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
 from vgpt.runtime.backends.base import Backend
 
-_TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "int64": "int64"}
-
 
 def engine_folder(source: str | Path) -> Path:
     """`model.plan` or the folder holding it and `engines.json`."""
@@ -72,7 +70,7 @@ class TensorRTBackend(Backend):
             self._engines[graph] = engine
             self._contexts[graph] = engine.create_execution_context()
         # Every buffer once, on the device.
-        self.buffers = {b.name: torch.zeros(b.shape, dtype=getattr(torch, _TORCH_DTYPES[b.dtype]), device=self.device)
+        self.buffers = {b.name: torch.zeros(b.shape, dtype=getattr(torch, b.dtype), device=self.device)
                         for b in self.plan.buffers}  # fmt: skip
         for b in self.plan.buffers:
             for graph, tensor in b.bindings:

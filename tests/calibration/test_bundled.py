@@ -2,32 +2,25 @@
 
 import pytest
 
-from vgpt.bundled import bundled_default
+from tests.conftest import bundled_parts
 from vgpt.calibration.data import CalibrationConfig
-from vgpt.calibration.report import accuracy_report, held_out_clips
+from vgpt.calibration.report import accuracy_report
 from vgpt.checkpoint import load_checkpoint
-from vgpt.codecs import load_codec
-from vgpt.config import Layout
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.torch_backend import TorchBackend
-from vgpt.sampler import SamplerConfig
+from vgpt.training.evaluate import layout_clips
 
 
 @pytest.mark.parametrize("precision", ["fp8", "int8"])
 def test_bundled_model_keeps_the_task_when_quantized(precision, tmp_path):
-    bundle = bundled_default()
-    s = bundle.settings
-    model = load_checkpoint(bundle.model_dir).model
-    codec = load_codec(bundle.codec_dir)
-    layout = Layout.from_pixels(model.config, s["history"], s["clip"], s["height"], s["width"])
-    sampler = SamplerConfig(steps=s["steps"], guidance=s["guidance"], shift=s["shift"])
+    bundle, model, codec, layout, sampler = bundled_parts()
     # A smaller calibration set than the CLI's default (32 clips) to keep the suite short.
     config = ExportConfig(layouts=(layout,), sampler=sampler, precision=precision,
                           calibration=CalibrationConfig(count=8), calibration_root=str(tmp_path / "calib"))  # fmt: skip
     export_bundle(model, codec, tmp_path / "b", config)
-    clips, source = held_out_clips(layout, 16)
+    clips, source = layout_clips(layout, 16)
     reference = TorchBackend(load_checkpoint(bundle.model_dir).model, codec, layout, sampler)
     report = accuracy_report(OrtBackend(load_bundle(tmp_path / "b")), reference, clips, source=source)
     print(precision, report["latent_rel_error"]["mean"], report["psnr_vs_fp32_db"]["mean"], report["eval"])

@@ -75,9 +75,9 @@ def test_quantized_bundle_has_standard_qdq_in_the_transformer_graphs_only(quanti
 
 def test_quantized_bundle_predicts_close_to_fp32(quantized, codec):
     _, out, _, layout = quantized
-    from vgpt.calibration.report import held_out_clips
+    from vgpt.training.evaluate import layout_clips
 
-    clips, _ = held_out_clips(layout, 3)
+    clips, _ = layout_clips(layout, 3)
     backend = OrtBackend(load_bundle(out))
     reference = TorchBackend(random_model(get_preset("tiny")), codec, layout, SAMPLER)
     lat_q, _, _ = predict_clips(backend, clips, seed=0)

@@ -3,25 +3,16 @@
 import numpy as np
 import torch
 
-from vgpt.bundled import bundled_default
-from vgpt.checkpoint import load_checkpoint
-from vgpt.codecs import load_codec
-from vgpt.config import Layout
+from tests.conftest import bundled_parts
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.predictors import CachedPredictor
-from vgpt.sampler import SamplerConfig
 
 from .test_bundle import run_bundle_loop
 
 
 def test_bundled_model_bundle_reproduces_the_cached_predictor(tmp_path):
-    bundle = bundled_default()
-    s = bundle.settings
-    model = load_checkpoint(bundle.model_dir).model
-    codec = load_codec(bundle.codec_dir)
-    layout = Layout.from_pixels(model.config, s["history"], s["clip"], s["height"], s["width"])
-    sampler = SamplerConfig(steps=s["steps"], guidance=s["guidance"], shift=s["shift"])
+    _, model, codec, layout, sampler = bundled_parts()
     assert sampler.guided
     export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,), sampler=sampler))
     entry = load_bundle(tmp_path / "b").layout()
