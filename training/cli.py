@@ -146,10 +146,10 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, cli
             raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
                                    "and sampler are baked into its graphs")  # fmt: skip
     elif checkpoint is None or codec is None:
-        bundle = _run(bundled_default)
-        checkpoint = checkpoint or str(bundle.model_dir)
-        codec = codec or str(bundle.codec_dir)
-        defaults = bundle.settings
+        default = _run(bundled_default)
+        checkpoint = checkpoint or str(default.model_dir)
+        codec = codec or str(default.codec_dir)
+        defaults = default.settings
     settings = {
         "history": history or defaults.get("history", 4),
         "clip": clip or defaults.get("clip", 4),

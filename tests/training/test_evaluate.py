@@ -31,3 +31,11 @@ def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
     from_files = json.loads(out.read_text())
     # H.264 at crf 18 changes pixels slightly; the baseline moves little.
     assert abs(from_files["baseline_mse"] - report["baseline_mse"]) < 0.2 * report["baseline_mse"]
+
+
+def test_vgpt_eval_defaults_to_the_bundled_model(tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(eval_main, ["--count", "1", "--steps", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["clips"] == 1 and report["history"] == 4 and report["clip"] == 4
