@@ -29,8 +29,10 @@ from vgpt.atomic import atomic_dir
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
 from vgpt.config import Layout
+from vgpt.errors import VgptError
 from vgpt.frames import fit_frames
 from vgpt.model import VideoGPT
+from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ FORMAT = "vgpt-calibration"
 DATA, MANIFEST = "data.safetensors", "manifest.json"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(VgptError, ValueError):
     """Calibration inputs that cannot be used (no videos, too short videos, a mismatched cache)."""
 
 
@@ -136,6 +138,7 @@ def build_calibration(
     sampler: SamplerConfig,
     config: CalibrationConfig,
     root: str | Path | None = None,
+    progress: bool = True,
 ) -> CalibrationSet:
     """Record (or load the cached) calibration set of one layout with the fp32 `model`."""
     from safetensors.torch import load_file, save_file
@@ -162,6 +165,7 @@ def build_calibration(
     G, C = layout.clip_frames, model.config.latent_channels
     H, W = layout.pixel_size
     histories, zs = [], []
+    bar = progress_bar(config.count, "calibration set", "clip", progress)
     for frames in _history_frames(config, layout):
         video = fit_frames(frames, H, W)[None]  # [1, M, 3, H, W]
         history = codec.encode_video(video).to(torch.float32)
@@ -175,6 +179,8 @@ def build_calibration(
             z, step = denoise(z, kv, step)
         histories.append(history[0])
         zs.append(torch.stack(levels))
+        bar.update(1)
+    bar.close()
     history_t, z_t = torch.stack(histories).contiguous(), torch.stack(zs).contiguous()
     steps_t = torch.tensor(steps, dtype=torch.int64)
     last = config.seed_start + config.count - 1

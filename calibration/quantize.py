@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from vgpt.calibration.policy import PrecisionPolicy
+from vgpt.errors import VgptError
 from vgpt.model import VideoGPT
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ BACKEND = "vgpt_onnx_qdq"
 FP8_MAX, INT8_MAX = 448.0, 127.0
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(VgptError, RuntimeError):
     pass
 
 

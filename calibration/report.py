@@ -25,13 +25,16 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def accuracy_report(candidate, reference, clips: list[np.ndarray], seed: int = 0, source: str = "") -> dict:
+def accuracy_report(candidate, reference, clips: list[np.ndarray], seed: int = 0, source: str = "",
+                    progress: bool = True) -> dict:  # fmt: skip
     """`candidate` (the quantized bundle's backend) against `reference` (fp32) on `clips`."""
+    from vgpt.progress import progress_bar
     from vgpt.training.evaluate import predict_clips, task_scores
 
     M = candidate.layout.history_frames
-    lat_q, pred_q, truth = predict_clips(candidate, clips, seed)
-    lat_r, pred_r, _ = predict_clips(reference, clips, seed)
+    with progress_bar(2 * len(clips), "accuracy report", "clip", progress) as bar:
+        lat_q, pred_q, truth = predict_clips(candidate, clips, seed, on_scene=lambda: bar.update(1))
+        lat_r, pred_r, _ = predict_clips(reference, clips, seed, on_scene=lambda: bar.update(1))
     rel = [float(np.linalg.norm(q - r) / np.linalg.norm(r)) for q, r in zip(lat_q, lat_r, strict=True)]
     psnrs = [psnr(q, r) for q, r in zip(pred_q, pred_r, strict=True)]
     return {

@@ -6,10 +6,12 @@ import logging
 
 import click
 
+from vgpt.commands import command
 from vgpt.engines.plan import PRECISIONS
+from vgpt.errors import user_errors
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command
 @click.option("--bundle", required=True, help="An export bundle folder (vgpt-export).")
 @click.option("--out", required=True, help="Folder for model.plan, its siblings and engines.json.")
 @click.option(
@@ -20,21 +22,22 @@ from vgpt.engines.plan import PRECISIONS
     help="fp16/bf16/fp32 from an fp32 bundle; fp8/int8 from a --fp8/--int8 bundle (strongly typed).",
 )
 @click.option("--layout", default=None, help="Layout name in the bundle (default: its only one).")
-@click.option("--opt-level", default=3, show_default=True, help="TensorRT builder optimization level (0..5).")
-@click.option("--workspace-gib", default=4.0, show_default=True, help="Builder workspace limit.")
+@click.option(
+    "--opt-level", type=click.IntRange(0, 5), default=3, show_default=True, help="TensorRT builder optimization level."
+)
+@click.option(
+    "--workspace-gib", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+    help="Builder workspace limit.",
+)  # fmt: skip
 @click.option("--timing-cache", default=None, help="Timing cache file, reused across builds (default: beside --out).")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 def build_main(bundle, out, precision, layout, opt_level, workspace_gib, timing_cache, force) -> None:
     """Build TensorRT engines (static shapes, one profile) from a bundle, on the GPU they will run on."""
-    from vgpt.engines.build import build_bundle
-    from vgpt.engines.plan import EngineError
-    from vgpt.export.manifest import BundleError
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    with user_errors():
+        from vgpt.engines.build import build_bundle
+
         manifest = build_bundle(bundle, out, precision, layout, opt_level, workspace_gib, timing_cache, force)
-    except (EngineError, BundleError, FileExistsError) as err:
-        raise click.ClickException(str(err)) from err
     for graph, plan in manifest["plans"].items():
         click.echo(f"{plan['file']} ({graph}): {plan['bytes'] / 1e6:.1f} MB")
     click.echo(f"wrote {out}: TensorRT {manifest['tensorrt_version']}, {manifest['gpu']['name']}, {precision}")

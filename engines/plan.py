@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vgpt.errors import VgptError
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
 
 ENGINE_FORMAT = "vgpt-tensorrt-engines"
@@ -20,7 +21,7 @@ FP8_MIN_CAPABILITY = (8, 9)
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
 
 
-class EngineError(RuntimeError):
+class EngineError(VgptError, RuntimeError):
     """A build or an engine that cannot be used here; the message says what to do."""
 
 

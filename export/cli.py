@@ -8,9 +8,9 @@ import re
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
-from vgpt.checkpoint import CheckpointError
-from vgpt.config import ConfigError
-from vgpt.export.onnx_export import SUPPORTED_OPSETS
+from vgpt.commands import GUIDANCE, NON_NEGATIVE, POSITIVE, SEED, command
+from vgpt.errors import user_errors
+from vgpt.export.spec import SUPPORTED_OPSETS
 
 _LAYOUT = re.compile(r"^(\d+),(\d+),(\d+)x(\d+)(px)?$")
 
@@ -32,7 +32,7 @@ def _layouts(values, model_config, defaults):
     return tuple(layouts)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command
 @click.option("--checkpoint", default=None, help="vgpt or released checkpoint folder (default: the bundled model).")
 @click.option("--codec", default=None, help="Codec folder (default: the bundled codec, or the checkpoint's vae/).")
 @click.option("--out", default=None, help="Output folder for the bundle.")
@@ -42,9 +42,9 @@ def _layouts(values, model_config, defaults):
     multiple=True,
     help="M,G,HxW in latents or M,G,HxWpx in pixels; repeat for several (default: the bundle's).",
 )
-@click.option("--steps", type=int, default=None, help="Denoising steps baked into the schedule.")
-@click.option("--guidance", type=float, default=None, help="Guidance scale baked into the step (1 = off).")
-@click.option("--shift", type=float, default=None, help="Schedule shift.")
+@click.option("--steps", type=POSITIVE, default=None, help="Denoising steps baked into the schedule.")
+@click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale baked into the step (1 = off).")
+@click.option("--shift", type=click.FloatRange(min=0, min_open=True), default=None, help="Schedule shift.")
 @click.option(
     "--opset",
     type=click.Choice([str(o) for o in SUPPORTED_OPSETS]),
@@ -88,11 +88,14 @@ def _layouts(values, model_config, defaults):
     help="Which layers --fp8/--int8 quantize (the others stay fp32).",
 )
 @click.option("--calib-videos", default=None, help="Videos to calibrate on (default: synthetic scenes).")
-@click.option("--calib-count", default=32, show_default=True, help="Calibration clips.")
-@click.option("--calib-levels", default=8, show_default=True, help="Noise levels recorded per calibration clip.")
-@click.option("--calib-seed", default=0, show_default=True, help="Calibration noise and clip-offset seed.")
+@click.option("--calib-count", type=POSITIVE, default=32, show_default=True, help="Calibration clips.")
+@click.option(
+    "--calib-levels", type=POSITIVE, default=8, show_default=True, help="Noise levels recorded per calibration clip."
+)
+@click.option("--calib-seed", type=SEED, default=0, show_default=True, help="Calibration noise and clip-offset seed.")
 @click.option(
     "--report-clips",
+    type=NON_NEGATIVE,
     default=64,
     show_default=True,
     help="Held-out clips of the accuracy report of --fp8/--int8 (0: no report).",
@@ -100,6 +103,7 @@ def _layouts(values, model_config, defaults):
 @click.option(
     "--report-videos", default=None, help="Videos for the accuracy report (default: held-out synthetic scenes)."
 )
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars (on a terminal).")
 @click.option(
     "--check-only",
     "check_only",
@@ -109,22 +113,14 @@ def _layouts(values, model_config, defaults):
 )
 def export_main(check_only, out, **options) -> None:
     """Export prefill, denoise-step and codec graphs with masks, positions and schedule baked in."""
-    from vgpt.calibration.data import CalibrationError
-    from vgpt.calibration.quantize import QuantizationError
-    from vgpt.export.manifest import BundleError
-    from vgpt.video import VideoError
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    if not check_only and not out:
+        raise click.UsageError("--out is required (or use --check-only BUNDLE)")
+    with user_errors():
         if check_only:
             _check_only(check_only)
-            return
-        if not out:
-            raise click.UsageError("--out is required (or use --check-only BUNDLE)")
-        _export(out, **options)
-    except (ConfigError, CheckpointError, BundleError, CalibrationError, QuantizationError, VideoError, FileExistsError,
-            FileNotFoundError, ValueError) as err:  # fmt: skip
-        raise click.ClickException(str(err)) from err
+        else:
+            _export(out, **options)
 
 
 def _check_only(path) -> None:
@@ -144,27 +140,19 @@ def _check_only(path) -> None:
 
 def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtype, verify, force, allow_pickle,
             precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
-            report_videos) -> None:  # fmt: skip
-    from pathlib import Path
+            report_videos, progress) -> None:  # fmt: skip
 
-    from vgpt.bundled import bundled_default
+    from vgpt.bundled import resolve_checkpoint
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
     from vgpt.sampler import SamplerConfig
 
-    codec_path, opset = codec, int(opset)
+    opset = int(opset)
     defaults = {"history": 4, "clip": 4, "height": 64, "width": 64, "steps": 50, "guidance": 1.5, "shift": 1.0}
-    if checkpoint is None:
-        bundle = bundled_default()
-        checkpoint, codec_path = str(bundle.model_dir), codec_path or str(bundle.codec_dir)
-        defaults.update(bundle.settings)
-    if codec_path is None:
-        vae = Path(checkpoint) / "vae"
-        if not vae.is_dir():
-            raise FileNotFoundError(f"no --codec given and {checkpoint} has no vae/ folder; pass --codec")
-        codec_path = str(vae)
+    checkpoint, codec_path, settings = resolve_checkpoint(checkpoint, codec)
+    defaults.update(settings)
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
     sampler = SamplerConfig(steps=steps or defaults["steps"], guidance=guidance or defaults["guidance"],
@@ -172,7 +160,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)
     config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
                           dtype=dtype, verify=verify, precision=precision, policy=policy,
-                          calibration=calibration)  # fmt: skip
+                          calibration=calibration, progress=progress)  # fmt: skip
     sources = {"checkpoint": str(checkpoint), "codec": str(codec_path), "checkpoint_sha256": loaded.weights_sha256}
     manifest = export_bundle(loaded.model, codec, out, config, sources=sources, overwrite=force)
     for entry in manifest["layouts"]:
@@ -205,7 +193,7 @@ def _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, count, v
     reference = TorchBackend(load_checkpoint(checkpoint, allow_pickle=allow_pickle).model, load_codec(codec_path),
                              candidate.layout, config.sampler)  # fmt: skip
     clips, source = layout_clips(candidate.layout, count, videos)
-    report = accuracy_report(candidate, reference, clips, seed=0, source=source)
+    report = accuracy_report(candidate, reference, clips, seed=0, source=source, progress=config.progress)
     report.update({"precision": config.precision, "policy": config.policy, "layout": bundle.layouts[0].name,
                    "reference": "fp32 model, eager PyTorch (equal to the fp32 ONNX graphs within 1e-5)"})  # fmt: skip
     path = write_report(out, report)

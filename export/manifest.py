@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from vgpt.config import Layout, ModelConfig
+from vgpt.errors import VgptError
 from vgpt.export.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_sha256
 from vgpt.export.spec import GraphSpec
 
 
-class BundleError(RuntimeError):
+class BundleError(VgptError, RuntimeError):
     """A bundle that is incomplete, altered or made for something else; the message says how to rebuild."""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from vgpt.export.spec import GraphSpec
+from vgpt.export.spec import SUPPORTED_OPSETS, GraphSpec
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 EXTERNAL_DATA_BYTES = 1_800_000_000
 # Opsets we export: 23 brings ONNX's fused Attention and RMSNormalization (fastest in ONNX Runtime on
 # our CPUs; TensorRT parses them from 10.14); 18 is the plain MatMul/Softmax form older TensorRT parses.
-SUPPORTED_OPSETS = (18, 23)
 
 
 def export_onnx(module: torch.nn.Module, spec: GraphSpec, args: tuple, path: Path, opset: int,

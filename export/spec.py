@@ -13,6 +13,9 @@ import numpy as np
 
 from vgpt.config import Layout, ModelConfig
 
+# 23: fused Attention and RMSNormalization (TensorRT >= 10.15); 18: plain ops (TensorRT >= 10.0).
+SUPPORTED_OPSETS = (18, 23)
+
 # Graph names, in the order a bundle holds them.
 ENCODER, PREFILL, DENOISE, DECODER, APPEND = "encoder", "prefill", "denoise", "decoder", "append"
 GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER, APPEND)

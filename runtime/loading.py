@@ -36,21 +36,6 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}  # fmt: skip
 
 
-def _resolve_checkpoint(source: str | Path | None) -> tuple[str, str, dict[str, Any]]:
-    """(checkpoint folder, codec folder, default settings)."""
-    from vgpt.bundled import bundled_default
-
-    path = None if source is None else Path(source)
-    if path is None or (path / "bundle.json").is_file():  # the bundled default, or a folder laid out like it
-        bundle = bundled_default(path)
-        return str(bundle.model_dir), str(bundle.codec_dir), dict(bundle.settings)
-    codec = path / "codec" if (path / "codec").is_dir() else path / "vae"
-    model = path / "model" if (path / "model").is_dir() else path
-    if not codec.is_dir():
-        raise BundleError(f"{path}: no codec next to the checkpoint (expected {path}/codec or {path}/vae)")
-    return str(model), str(codec), {}
-
-
 def _layout_and_sampler(config, settings: dict[str, Any], steps: int | None, guidance: float | None):
     """The layout and sampler of a checkpoint's bundle.json settings (the bundled default's), overridden
     by what the user asked for."""
@@ -67,15 +52,19 @@ def _layout_and_sampler(config, settings: dict[str, Any], steps: int | None, gui
     return layout, sampler
 
 
-def cached_export(source: str | Path | None, steps: int | None, guidance: float | None) -> Path:
+def cached_export(
+    source: str | Path | None, steps: int | None, guidance: float | None, codec_source: str | Path | None = None
+) -> Path:
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
+    from vgpt.bundled import resolve_checkpoint
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import codec_id, load_codec
     from vgpt.export.bundle import MANIFEST, ExportConfig, export_bundle
 
-    checkpoint, codec_dir, settings = _resolve_checkpoint(source)
+    checkpoint, codec_dir, settings = resolve_checkpoint(source, codec_source)
     loaded = load_checkpoint(checkpoint)
     codec = load_codec(codec_dir)
+    check_codec_fits(codec, loaded.model.config, codec_dir)
     layout, sampler = _layout_and_sampler(loaded.model.config, settings, steps, guidance)
     key_fields = {"weights": loaded.weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
@@ -113,8 +102,16 @@ def _is_engine(source: str | Path) -> bool:
     return path.suffix == ".plan" or (path.is_dir() and (path / ENGINE_MANIFEST).is_file())
 
 
+def check_codec_fits(codec, config, codec_dir) -> None:
+    channels = getattr(codec, "latent_channels", config.latent_channels)
+    if channels != config.latent_channels:
+        raise BundleError(f"the codec {codec_dir} makes {channels}-channel latents but the model takes "
+                          f"{config.latent_channels}: pass the --codec the model was trained with")  # fmt: skip
+
+
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
-                 steps: int | None = None, guidance: float | None = None):  # fmt: skip
+                 steps: int | None = None, guidance: float | None = None,
+                 codec: str | Path | None = None):  # fmt: skip
     from vgpt.export.manifest import load_bundle
 
     if backend not in BACKENDS:
@@ -128,11 +125,13 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
             raise BundleError("--steps/--guidance are baked into TensorRT engines; rebuild from another export")
         return TensorRTBackend(source)
     is_bundle = source is not None and _is_bundle(source)
+    if is_bundle and codec is not None:
+        raise BundleError(f"{source} is an export bundle with its codec graphs inside; --codec applies to checkpoints")
     if backend == "torch":
         if is_bundle:
             raise BundleError(f"{source} is an ONNX bundle; the torch backend needs a checkpoint folder")
-        return _torch_backend(source, threads, steps, guidance)
-    bundle_dir = source if is_bundle else cached_export(source, steps, guidance)
+        return _torch_backend(source, threads, steps, guidance, codec)
+    bundle_dir = source if is_bundle else cached_export(source, steps, guidance, codec)
     bundle = load_bundle(bundle_dir)
     recorded = bundle.manifest["sampler"]
     for name, value in (("steps", steps), ("guidance", guidance)):
@@ -144,12 +143,15 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
     return OrtBackend(bundle, threads=threads)
 
 
-def _torch_backend(source, threads, steps, guidance):
+def _torch_backend(source, threads, steps, guidance, codec_source):
+    from vgpt.bundled import resolve_checkpoint
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
-    checkpoint, codec_dir, settings = _resolve_checkpoint(source)
+    checkpoint, codec_dir, settings = resolve_checkpoint(source, codec_source)
     model = load_checkpoint(checkpoint).model
     layout, sampler = _layout_and_sampler(model.config, settings, steps, guidance)
-    return TorchBackend(model, load_codec(codec_dir), layout, sampler, threads)
+    codec = load_codec(codec_dir)
+    check_codec_fits(codec, model.config, codec_dir)
+    return TorchBackend(model, codec, layout, sampler, threads)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from vgpt.atomic import atomic_file
+from vgpt.atomic import atomic_dir, atomic_file
 
 
 def panel_scale(height: int) -> int:
@@ -54,18 +52,10 @@ def write_pngs(folder: str | Path, frames: np.ndarray) -> Path:
     """Write frames as 000000.png ... into `folder`, built in a temporary sibling and renamed."""
     import cv2
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder, overwrite=True) as tmp:
         for i, f in enumerate(frames):
-            cv2.imwrite(str(tmp / f"{i:06d}.png"), np.ascontiguousarray(f[:, :, ::-1]))
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            if not cv2.imwrite(str(tmp / f"{i:06d}.png"), np.ascontiguousarray(f[:, :, ::-1])):
+                raise OSError(f"cannot write PNG frames under {folder}")
     return folder
 
 

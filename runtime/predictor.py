@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from vgpt.config import Layout
+from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
 from vgpt.runtime.backends.base import Backend
 
 log = logging.getLogger(__name__)
 
 
-class NotEnoughHistoryError(RuntimeError):
+class NotEnoughHistoryError(VgptError, RuntimeError):
     """predict() before M frames were observed."""
 
 
@@ -160,9 +161,11 @@ def load_predictor(
     steps: int | None = None,
     guidance: float | None = None,
     mode: str = "exact",
+    codec: str | Path | None = None,
 ) -> VideoPredictor:
-    """A predictor from a bundle (folder, or a graph file whose manifest sits above it), a PyTorch
-    checkpoint folder (backend "torch"), or the bundled default (None)."""
+    """A predictor from a bundle (folder, or a graph file whose manifest sits above it), a checkpoint
+    or training run folder (exported on first use; `codec` when none sits beside it), or the bundled
+    default (None)."""
     from vgpt.runtime.loading import open_backend
 
-    return VideoPredictor(open_backend(source, backend, threads, steps, guidance), mode)
+    return VideoPredictor(open_backend(source, backend, threads, steps, guidance, codec), mode)

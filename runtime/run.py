@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from vgpt.commands import plural
 from vgpt.config import Layout
+from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
+from vgpt.progress import progress_bar
+from vgpt.runtime.config import RunConfig
 from vgpt.runtime.output import compose, side_by_side, write_latents, write_pngs
 from vgpt.runtime.predictor import Prediction, load_predictor
 from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_source
@@ -22,24 +28,8 @@ class InputError(SourceError):
     """An input the layout cannot take (too short, wrong size)."""
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    input: str
-    output: str | None = "prediction.mp4"
-    engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
-    frames_dir: str | None = None
-    latents: str | None = None
-    clips: int = 2
-    steps: int | None = None  # None: as exported (or the bundled default's)
-    guidance: float | None = None
-    seed: int = 0
-    backend: str = "onnxruntime"
-    threads: int | None = None
-    live: bool = False
-    max_frames: int | None = None  # live: stop after this many observed frames
-    queue_size: int = 0  # live: frames buffered between capture and prediction (0: 2 x G)
-    kv_cache: str = "exact"  # or "rolling" (approximate: slides the window without re-running it)
-    progress: bool = True
+class OutputPathError(VgptError):
+    """An output path that cannot be written (a folder, under a file, not writable, another format)."""
 
 
 @dataclass
@@ -51,13 +41,14 @@ class RunSummary:
     backend: str
     dropped: int = 0
     error: str | None = None
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM (exit status 130)
 
     def line(self) -> str:
-        text = (f"predicted {self.frames_predicted} frames in {self.clips} clips: "
+        text = (f"predicted {plural(self.frames_predicted, 'frame')} in {plural(self.clips, 'clip')}: "
                 f"{self.seconds_per_clip * 1000:.1f} ms per clip, {self.seconds_per_step * 1000:.2f} ms per "
                 f"denoising step ({self.backend})")  # fmt: skip
         if self.dropped:
-            text += f"; {self.dropped} frames dropped (live queue full)"
+            text += f"; {plural(self.dropped, 'frame')} dropped (live queue full)"
         return text
 
 
@@ -76,9 +67,41 @@ def check_input_size(height: int, width: int, layout: Layout) -> None:
         )
 
 
+def check_outputs(config: RunConfig) -> None:
+    """Refuse output paths that cannot be written before any model is loaded or frame predicted."""
+    if config.output:
+        out = Path(config.output)
+        if out.suffix.lower() != ".mp4":
+            raise OutputPathError(f"--output {out}: vgpt-run writes H.264 in an MP4 container; name a .mp4 file")
+        if out.is_dir():
+            raise OutputPathError(f"--output {out} is a folder; name a .mp4 file (e.g. {out / 'prediction.mp4'})")
+        _check_parent(out, "--output")
+    if config.frames_dir:
+        frames = Path(config.frames_dir)
+        if frames.exists() and not frames.is_dir():
+            raise OutputPathError(f"--frames-dir {frames} is a file; name a folder for the PNG frames")
+        _check_parent(frames, "--frames-dir")
+    if config.latents:
+        _check_parent(Path(config.latents), "--latents")
+
+
+def _check_parent(path: Path, option: str) -> None:
+    parent = path.absolute().parent
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputPathError(f"{option} {path}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{option} {path}: {existing} is not writable; choose another place")
+
+
 def run(config: RunConfig) -> RunSummary:
+    check_outputs(config)
     predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
-                               config.kv_cache)  # fmt: skip
+                               config.kv_cache, config.codec)  # fmt: skip
+    M = predictor.layout.history_frames
+    if config.live and config.max_frames is not None and config.max_frames < M:
+        raise InputError(f"--max-frames {config.max_frames} stops before the {M} history frames a prediction "
+                         f"needs; give at least {M}")  # fmt: skip
     source = open_source(config.input)
     log.info("input: %s; layout %s; backend %s", source.description, predictor.layout, predictor.backend.name)
     if config.live:
@@ -106,15 +129,13 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     except SourceDisconnected as err:
         disconnected = err
     if len(observed) < M:
-        raise InputError(f"{source.description} gave {len(observed)} frames, fewer than the {M} history frames "
-                         "the layout needs")  # fmt: skip
+        got = plural(len(observed), "frame")
+        raise InputError(f"{source.description} gave {got}, fewer than the {M} history frames the layout needs")
     predictor.observe(np.stack(observed[:M]))
-    bar = _bar(config, config.clips)
-    prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
-                                   return_latents=config.latents is not None,
-                                   on_clip=(lambda _: bar.update(1)) if bar else None)  # fmt: skip
-    if bar:
-        bar.close()
+    with progress_bar(config.clips, "predict", "clip", config.progress) as bar:
+        prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
+                                       return_latents=config.latents is not None,
+                                       on_clip=lambda _: bar.update(1))  # fmt: skip
     shown = _fit(observed, layout)
     _write(config, compose(shown, M, prediction.frames), prediction, source.fps)
     summary = RunSummary(len(prediction.frames), config.clips, prediction.seconds_per_clip,
@@ -131,8 +152,8 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     recent: list[np.ndarray] = []
     out_frames, predicted, latents = [], [], []
     per_clip, per_step, clips = 0.0, 0.0, 0
-    bar = _bar(config, None)
-    error = None
+    bar = progress_bar(None, "predict", "clip", config.progress)
+    error, interrupted = None, False
 
     def watched():
         for i, frame in enumerate(frames):
@@ -156,18 +177,20 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             predicted.append(prediction.frames)
             if prediction.latents is not None:
                 latents.append(prediction.latents)
-            if bar:
-                bar.update(1)
+            bar.update(1)
     except SourceDisconnected as err:
         error = str(err)
-    if bar:
+    except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, which vgpt-run turns into one): keep what was predicted
+        error, interrupted = "interrupted", True
+    finally:
         bar.close()
+        frames.close()  # join the capture thread on every way out
     if out_frames:
         stacked = Prediction(np.concatenate(predicted), None, 0.0, 0.0)
         _write(config, out_frames, stacked, source.fps)
     n = max(clips, 1)
     return RunSummary(sum(len(p) for p in predicted), clips, per_clip / n, per_step / n, predictor.backend.name,
-                      dropped=frames.dropped, error=error)  # fmt: skip
+                      dropped=frames.dropped, error=error, interrupted=interrupted)  # fmt: skip
 
 
 def _write(config: RunConfig, video_frames: list[np.ndarray], prediction: Prediction, fps: float) -> None:
@@ -178,11 +201,3 @@ def _write(config: RunConfig, video_frames: list[np.ndarray], prediction: Predic
         write_pngs(config.frames_dir, prediction.frames)
     if config.latents and prediction.latents is not None:
         write_latents(config.latents, prediction=prediction.latents)
-
-
-def _bar(config: RunConfig, total: int | None):
-    if not config.progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="predict", unit="clip", dynamic_ncols=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -97,8 +98,24 @@ class DropOldestQueue:
         self._q: queue.Queue = queue.Queue(maxsize=maxsize)
         self.dropped = 0
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._fill, args=(source,), daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(source,), name="vgpt-capture", daemon=True)
         self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop capturing and join the capture thread (a camera read in progress finishes first), so that
+        no thread is left running while the interpreter exits."""
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a capture thread waiting to hand over a frame
+                self._q.get_nowait()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> DropOldestQueue:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _put(self, item) -> None:
         while True:
@@ -115,10 +132,22 @@ class DropOldestQueue:
     def _fill(self, source) -> None:
         try:
             for frame in source:
+                if self._stop.is_set():
+                    break
                 self._put(frame)
         except BaseException as err:  # handed to the consumer, which re-raises it after its last frame
             self.error = err
-        self._q.put(self._END)
+        finally:
+            with contextlib.suppress(AttributeError, ValueError, RuntimeError):
+                source.close()  # a generator source releases its camera
+        while True:  # the end marker waits for room (no frame is dropped for it) unless closing
+            try:
+                self._q.put(self._END, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    self._put(self._END)
+                    return
 
     def __iter__(self) -> Iterator[np.ndarray]:
         while True:

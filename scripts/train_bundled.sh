@@ -8,20 +8,27 @@ vgpt-synth --out data/synthetic-train --count 600 --frames 32 --seed-start 0
 # from there (how the shipped codec was made: the first schedule was cut short to save CPU time).
 vgpt-train-codec --data data/synthetic-train --out runs/codec-warm --steps 8000 --lr 2e-3 --stop-after 1000
 vgpt-train-codec --data data/synthetic-train --out runs/codec --init runs/codec-warm --steps 3500 --lr 1e-3
-vgpt-train --config bundled --progress
-latest=runs/bundled/checkpoints/$(cat runs/bundled/checkpoints/latest)
-vgpt-eval --checkpoint "$latest/model" --codec runs/codec --history 4 --clip 4 --steps 50 --guidance 1.5 \
-  --json runs/bundled/eval.json
+# Stage A: the small transformer from scratch on the 600 scenes (4000 steps, constant lr 1e-3).
+vgpt-train --config bundled --codec runs/codec
+# Stage B: from stage A on 3000 scenes, cosine decay and an average of the weights (5000 steps).
+vgpt-synth --out data/synthetic-train-3k --count 3000 --frames 32 --seed-start 0
+vgpt-train --config bundled-finetune --codec runs/codec
+latest=runs/bundled-finetune/checkpoints/$(cat runs/bundled-finetune/checkpoints/latest)
+vgpt-eval --checkpoint "$latest" --codec runs/codec --history 4 --clip 4 --steps 50 --guidance 1.5 \
+  --num-clips 2 --json runs/bundled-finetune/eval.json
 python - "$latest" <<'PY'
 import json, shutil, sys
 from pathlib import Path
 src, dst = Path(sys.argv[1]), Path("vgpt/assets/default")
 shutil.rmtree(dst, ignore_errors=True)
 dst.mkdir(parents=True)
-shutil.copytree(src / "model", dst / "model")
+shutil.copytree(src / "ema", dst / "model")  # the averaged weights
 shutil.copytree("runs/codec", dst / "codec")
 settings = {"history": 4, "clip": 4, "height": 64, "width": 64, "steps": 50, "guidance": 1.5, "shift": 1.0,
-            "reproduce": "bash scripts/train_bundled.sh", "eval": json.loads(Path("runs/bundled/eval.json").read_text())}
+            "reproduce": "bash scripts/train_bundled.sh"}
+evaluation = json.loads(Path("runs/bundled-finetune/eval.json").read_text())
+settings["eval"] = {k: evaluation[k] for k in ("model_mse", "baseline_mse", "ratio", "clips", "source")}
+settings["objects"] = {k: evaluation["objects"][k] for k in ("presence", "presence_by_horizon", "centroid_error_px")}
 (dst / "bundle.json").write_text(json.dumps(settings, indent=2))
 PY
 du -sh vgpt/assets/default

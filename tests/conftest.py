@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,13 @@ from safetensors.torch import save_file
 
 from vgpt.config import ModelConfig, get_preset
 from vgpt.model import VideoGPT
+
+# The commands run as a user types them, progress bars included, even though pytest's output is no
+# terminal (vgpt.progress shows bars on any output with this set).
+os.environ.setdefault("VGPT_PROGRESS", "1")
+# torch's export tracing logs DEBUG lines by the thousand into a failing test's report.
+for _name in ("torch", "torch.__trace", "torch._dynamo", "torch.export", "torch.onnx", "onnxscript"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def random_model(config: ModelConfig, seed: int = 0) -> VideoGPT:

@@ -23,3 +23,44 @@ def test_runtime_never_imports_training():
     code = "import sys, vgpt.runtime, vgpt.runtime.run, vgpt.runtime.cli; print('vgpt.training' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+COMMANDS = {
+    "vgpt-run": "vgpt.runtime.cli:run_main",
+    "vgpt-bench": "vgpt.runtime.cli:bench_main",
+    "vgpt-export": "vgpt.export.cli:export_main",
+    "vgpt-build": "vgpt.engines.cli:build_main",
+    "vgpt-train": "vgpt.training.cli:train_main",
+    "vgpt-train-codec": "vgpt.training.cli:train_codec_main",
+    "vgpt-eval": "vgpt.training.cli:eval_main",
+    "vgpt-synth": "vgpt.training.cli:synth_main",
+    "vgpt-predict": "vgpt.cli:predict_main",
+}
+
+
+def test_every_command_is_declared_with_help_and_version():
+    import tomllib
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == COMMANDS
+    for name, target in COMMANDS.items():
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        for flag in ("--help", "-h"):
+            result = CliRunner().invoke(command, [flag])
+            assert result.exit_code == 0 and "Usage:" in result.output, (name, flag, result.output)
+        result = CliRunner().invoke(command, ["--version"])
+        assert result.exit_code == 0 and result.output.strip() == "vgpt 0.1.0", (name, result.output)
+
+
+def test_help_does_not_import_torch():
+    # `--help` answered in 3.5 s when every command imported torch at module level; a command module
+    # may import only click and light vgpt modules (torch loads inside the command).
+    modules = sorted({target.split(":")[0] for target in COMMANDS.values()})
+    code = f"import sys; [__import__(m) for m in {modules!r}]; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') " \
+           "if m in sys.modules))"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

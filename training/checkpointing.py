@@ -21,6 +21,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from vgpt.atomic import atomic_dir, atomic_file
 from vgpt.checkpoint import CheckpointError, load_checkpoint, save_state
 from vgpt.model import VideoGPT
+from vgpt.training.ema import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,27 @@ def save_training_checkpoint(
     config: dict[str, Any],
     main: bool,
     keep: int,
+    average: WeightAverage | None = None,
 ) -> Path | None:
-    """Gather the full state (every rank takes part), write it from the main rank, atomically."""
+    """Gather the full state (every rank takes part), write it from the main rank, atomically. With a
+    weight average, `ema/` holds the averaged weights (the ones to evaluate and ship) beside `model/`."""
     model_sd, optim_sd = get_state_dict(
         model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
+    averaged = average.state_dict() if average is not None else None
     if not main:
         return None
     root = checkpoint_root(out_dir)
     name = f"step-{state.step:07d}"
     with atomic_dir(root / name, overwrite=True) as tmp:
-        save_state(bare.config, model_sd, tmp / "model", extra={"step": state.step, "train_config": config})
+        extra = {"step": state.step, "train_config": config}
+        save_state(bare.config, model_sd, tmp / "model", extra=extra)
+        if average is not None:
+            ema_sd = {k: averaged[k].to(v.dtype) if k in averaged else v for k, v in model_sd.items()}
+            save_state(bare.config, ema_sd, tmp / "ema", extra={**extra, "ema_decay": average.decay})
         torch.save(
             {
+                "ema": averaged,
                 "optimizer": optim_sd,
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_states(),
@@ -108,9 +117,14 @@ def find_resume(resume: str, out_dir: str | Path) -> Path | None:
 
 
 def load_training_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer, scheduler, device: torch.device
+    path: Path,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    device: torch.device,
+    average: WeightAverage | None = None,
 ) -> TrainerState:
-    """Restore weights, optimizer, scheduler and RNG states into an already wrapped model."""
+    """Restore weights, optimizer, scheduler, weight average and RNG states into an already wrapped model."""
     weights = load_checkpoint(path / "model").model.state_dict()
     trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
     set_state_dict(
@@ -121,5 +135,9 @@ def load_training_checkpoint(
         options=StateDictOptions(full_state_dict=True),
     )
     scheduler.load_state_dict(trainer["scheduler"])
+    if average is not None:
+        if trainer.get("ema") is None:
+            raise CheckpointError(f"{path} has no weight average: resume it with ema_decay 0, or start a new run")
+        average.load_state_dict(trainer["ema"])
     set_rng_states(trainer["rng"])
     return TrainerState(step=trainer["step"], data_position=trainer["data_position"])

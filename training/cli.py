@@ -9,13 +9,10 @@ from pathlib import Path
 
 import click
 
-from vgpt.checkpoint import CheckpointError
-from vgpt.config import ConfigError
-from vgpt.export.manifest import BundleError
+from vgpt.commands import GUIDANCE, NON_NEGATIVE, POSITIVE, SEED, command, plural
+from vgpt.errors import user_errors
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, write_dataset
-from vgpt.video import VideoError
 
-_ERRORS = (ConfigError, CheckpointError, BundleError, VideoError, FileNotFoundError, FileExistsError, ValueError)
 _SCENE = SceneConfig()
 
 
@@ -24,13 +21,17 @@ def _logging() -> None:
 
 
 def _run(fn, *args):
-    try:
+    with user_errors():
         return fn(*args)
-    except _ERRORS as err:
-        raise click.ClickException(str(err)) from err
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def _filled_cache(config) -> bool:
+    """A latent cache that already holds latents needs no codec (a codec-free run over cached data)."""
+    folder = config.latent_cache_dir
+    return folder is not None and folder.is_dir() and any(folder.iterdir())
+
+
+@command
 @click.option(
     "--config",
     "config_path",
@@ -41,16 +42,16 @@ def _run(fn, *args):
 @click.option("--out", default=None, help="Output folder (checkpoints, logs).")
 @click.option("--codec", default=None, help="Codec folder (light codec or diffusers AutoencoderKL).")
 @click.option("--init", default=None, help="Start from this checkpoint (e.g. the previous stage's model/).")
-@click.option("--steps", type=int, default=None, help="Optimizer steps.")
-@click.option("--batch-size", type=int, default=None, help="Samples per process and micro-batch.")
-@click.option("--grad-accum", type=int, default=None, help="Micro-batches per optimizer step.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate.")
-@click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps, then constant.")
-@click.option("--workers", type=int, default=None, help="DataLoader worker processes.")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--steps", type=POSITIVE, default=None, help="Optimizer steps.")
+@click.option("--batch-size", type=POSITIVE, default=None, help="Samples per process and micro-batch.")
+@click.option("--grad-accum", type=POSITIVE, default=None, help="Micro-batches per optimizer step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
+@click.option("--warmup-steps", type=NON_NEGATIVE, default=None, help="Linear warm-up steps.")
+@click.option("--workers", type=NON_NEGATIVE, default=None, help="DataLoader worker processes.")
+@click.option("--checkpoint-every", type=POSITIVE, default=None, help="Steps between checkpoints.")
 @click.option("--resume", default=None, help="'auto' (the latest checkpoint in --out) or a checkpoint folder.")
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), default=None, help="With torchrun: DDP or FSDP.")
-@click.option("--seed", type=int, default=None, help="Seed of initialisation, data and noise.")
+@click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data and noise.")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Log to OUT/tensorboard.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar.")
 def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accum, lr, warmup_steps, workers,
@@ -67,26 +68,36 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
         "tensorboard": tensorboard, "progress": progress,
     }  # fmt: skip
     config = _run(lambda: load_train_config(config_path, **overrides))
+    if config.codec is None and not _filled_cache(config):
+        from vgpt.bundled import bundled_default
+
+        config = config.replace(codec=str(_run(bundled_default).codec_dir))
+        click.echo(f"note: no codec given (--codec or the config's): using the bundled codec {config.codec}")
     last = _run(train, config)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"last checkpoint: {last}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command
 @click.option("--data", required=True, help="Videos: a folder, a glob pattern or a list file.")
 @click.option("--out", required=True, help="Folder for the trained codec.")
-@click.option("--steps", default=2000, show_default=True)
-@click.option("--batch-size", default=8, show_default=True, help="Samples of --frames frames each.")
-@click.option("--frames", default=4, show_default=True, help="Frames per sample.")
-@click.option("--size", default=64, show_default=True, help="Frame height and width (px).")
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--eval-count", default=64, show_default=True, help="Held-out synthetic scenes for the PSNR.")
-@click.option("--save-every", default=0, show_default=True, help="Also save every N steps (0: at the end only).")
+@click.option("--steps", type=POSITIVE, default=2000, show_default=True)
+@click.option("--batch-size", type=POSITIVE, default=8, show_default=True, help="Samples of --frames frames each.")
+@click.option("--frames", type=POSITIVE, default=4, show_default=True, help="Frames per sample.")
+@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, help="Frame height and width (px).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option(
+    "--eval-count", type=POSITIVE, default=64, show_default=True, help="Held-out synthetic scenes for the PSNR."
+)
+@click.option(
+    "--save-every", type=NON_NEGATIVE, default=0, show_default=True, help="Also save every N steps (0: at the end)."
+)
 @click.option("--init", default=None, help="Continue from this codec folder.")
-@click.option("--stop-after", type=int, default=None, help="Run only this many steps of the --steps schedule.")
+@click.option("--stop-after", type=POSITIVE, default=None, help="Run only this many steps of the --steps schedule.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
-                     stop_after) -> None:  # fmt: skip
+                     stop_after, progress) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 channels) and report its reconstruction PSNR."""
     import torch
 
@@ -98,7 +109,8 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     _logging()
     config = CodecTrainConfig(data=DataConfig(source=data, num_frames=frames, height=size, width=size, seed=seed),
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                              save_every=save_every, init=init, stop_after=stop_after)  # fmt: skip
+                              save_every=save_every, init=init, stop_after=stop_after,
+                              progress=progress)  # fmt: skip
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)
     held_out = torch.cat([fit_frames(render_video(s, scene), size, size)
@@ -112,7 +124,7 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     click.echo(f"codec PSNR {report['psnr_db']:.2f} dB on {report['psnr_set']}; saved {out}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command
 @click.option("--checkpoint", default=None, help="Model checkpoint (default: the bundled model).")
 @click.option("--codec", default=None, help="Codec folder (default: the bundled codec).")
 @click.option(
@@ -122,19 +134,31 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     "with its own layout and sampler, instead of a checkpoint.",
 )
 @click.option("--videos", default=None, help="Videos to evaluate on (default: held-out synthetic scenes).")
-@click.option("--count", default=64, show_default=True, help="Clips to evaluate.")
-@click.option("--seed-start", default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
-@click.option("--history", type=int, default=None, help="Observed frames M (default: the bundle's).")
-@click.option("--clip", type=int, default=None, help="Predicted frames G (default: the bundle's).")
-@click.option("--steps", type=int, default=None, help="Denoising steps (default: the bundle's).")
-@click.option("--guidance", type=float, default=None, help="Guidance scale (default: the bundle's).")
-@click.option("--seed", default=0, show_default=True, help="Sampler noise seed.")
-@click.option("--json", "json_out", default=None, help="Also write the figures to this JSON file.")
+@click.option("--count", type=POSITIVE, default=64, show_default=True, help="Clips to evaluate.")
+@click.option("--seed-start", type=SEED, default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
+@click.option("--history", type=POSITIVE, default=None, help="Observed frames M (default: the bundle's).")
+@click.option("--clip", type=POSITIVE, default=None, help="Predicted frames G (default: the bundle's).")
+@click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (default: the bundle's).")
+@click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (default: the bundle's).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler noise seed.")
+@click.option(
+    "--num-clips",
+    type=POSITIVE,
+    default=None,
+    help="Clips rolled out per scene; each after the first conditions on predicted frames (default 2).",
+)
+@click.option("--json", "json_out", default=None, help="Also write every figure to this JSON file.")
+@click.option("--plot", default=None, help="Also plot the figures by horizon to this PNG (needs matplotlib).")
+@click.option("--sheet", default=None, help="Also write a contact sheet PNG: observed, true, predicted, baselines.")
+@click.option("--sheet-clips", type=POSITIVE, default=None, help="Scenes on the contact sheet (default 1).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, clip, steps, guidance, seed,
-              json_out) -> None:  # fmt: skip
-    """Mean pixel MSE of predicted clips against the copy-last-frame baseline."""
-    from vgpt.bundled import bundled_default
-    from vgpt.training.evaluate import EvalConfig, evaluate
+              num_clips, json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
+    """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
+    still there, and where), against copy-last-frame and constant-velocity baselines."""
+    from vgpt.atomic import atomic_file
+    from vgpt.bundled import resolve_checkpoint
+    from vgpt.training.evaluate import EvalConfig, evaluate, horizon_table
 
     _logging()
     defaults: dict = {}
@@ -145,11 +169,8 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, cli
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
                                    "and sampler are baked into its graphs")  # fmt: skip
-    elif checkpoint is None or codec is None:
-        default = _run(bundled_default)
-        checkpoint = checkpoint or str(default.model_dir)
-        codec = codec or str(default.codec_dir)
-        defaults = default.settings
+    else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
+        checkpoint, codec, defaults = _run(resolve_checkpoint, checkpoint, codec)
     settings = {
         "history": history or defaults.get("history", 4),
         "clip": clip or defaults.get("clip", 4),
@@ -158,31 +179,42 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, cli
         "height": defaults.get("height", 64),
         "width": defaults.get("width", 64),
     }
-    config = EvalConfig(checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, count=count,
-                        seed_start=seed_start, seed=seed, **settings)  # fmt: skip
+    # Options left out keep EvalConfig's defaults.
+    given = {"num_clips": num_clips, "sheet_clips": sheet_clips}
+    config = _run(lambda: EvalConfig(checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, count=count,
+                                     seed_start=seed_start, seed=seed, plot=plot, sheet=sheet, progress=progress,
+                                     **settings, **{k: v for k, v in given.items() if v is not None}))  # fmt: skip
     result = _run(evaluate, config)
     click.echo(
         f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"
-        f"  ({result['clips']} clips, {result['history']} -> {result['clip']} frames, {result['steps']} steps, "
-        f"guidance {result['guidance']}, {result['source']})"
+        f"  (first clip; {result['clips']} clips, {result['history']} -> {result['num_clips']} x {result['clip']} "
+        f"frames, {result['steps']} steps, guidance {result['guidance']}, {result['source']})"
     )
+    click.echo(horizon_table(result))
     if json_out:
-        Path(json_out).write_text(json.dumps(result, indent=2))
+        with atomic_file(Path(json_out), "w") as f:
+            f.write(json.dumps(result, indent=2))
+    for path in (json_out, plot, sheet):
+        if path:
+            click.echo(f"wrote {path}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command
 @click.option("--out", required=True, help="Folder for the videos (scene-SEED.mp4).")
-@click.option("--count", default=100, show_default=True)
+@click.option("--count", type=POSITIVE, default=100, show_default=True)
 @click.option(
     "--seed-start",
+    type=SEED,
     default=0,
     show_default=True,
     help=f"First seed; seeds from {EVAL_SEED_START} on are the held-out evaluation set.",
 )
-@click.option("--frames", default=_SCENE.frames, show_default=True)
-@click.option("--size", default=_SCENE.height, show_default=True, help="Frame height and width (px).")
+@click.option("--frames", type=POSITIVE, default=_SCENE.frames, show_default=True)
+@click.option(
+    "--size", type=click.IntRange(min=16), default=_SCENE.height, show_default=True, help="Frame height and width (px)."
+)
 def synth_main(out, count, seed_start, frames, size) -> None:
     """Write synthetic physics videos (bouncing balls under gravity) as H.264 files."""
     scene = SceneConfig(height=size, width=size, frames=frames)
     paths = _run(write_dataset, out, range(seed_start, seed_start + count), scene)
-    click.echo(f"wrote {len(paths)} videos to {out}")
+    click.echo(f"wrote {plural(len(paths), 'video')} to {out}")

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vgpt.codecs import LightCodec, LightCodecConfig
+from vgpt.progress import progress_bar
 from vgpt.training.data import DataConfig, StreamSampler, VideoClipDataset
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class CodecTrainConfig:
     save_every: int = 0  # also save the codec every this many steps (0: only at the end)
     init: str | None = None  # continue from this codec folder instead of a fresh initialisation
     stop_after: int | None = None  # run only this many steps of the `steps`-long schedule
+    progress: bool = True  # a progress bar (on a terminal)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -48,6 +50,7 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
     batches = iter(loader)
     last = min(config.steps, config.stop_after or config.steps)
+    bar = progress_bar(last, "codec", "step", config.progress)
     for step in range(1, last + 1):
         frames = next(batches).flatten(0, 1)  # [B*n, 3, H, W]
         recon = codec.decode(codec.encode_unscaled(frames) * codec.scaling_factor)
@@ -57,12 +60,14 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)  # plain conv stacks spike without it
         opt.step()
         sched.step()
+        bar.update(1)
         if step % 100 == 0 or step == last:
             log.info("codec step %d loss %.5f psnr %.2f dB", step, loss.item(), psnr(recon.detach(), frames))
         if config.save_every and step % config.save_every == 0 and step < last:
             _calibrate_scale(codec, batches)
             codec.save(config.out, extra={"steps": step, "partial": True}, overwrite=True)
             codec.train()
+    bar.close()
     std = _calibrate_scale(codec, batches)
     return codec, {"latent_std_unscaled": std}
 

@@ -24,7 +24,8 @@ class TrainConfig:
     rope_factor_policy: Literal["long", "length"] = "long"
     # The codec that turns frames into latents (a light codec or a diffusers AutoencoderKL folder).
     codec: str | None = None
-    latent_cache: str | None = None  # folder for encoded latents, so the codec runs once per video
+    # Folder for encoded latents, so the codec runs once per video; a relative path is under out_dir.
+    latent_cache: str | None = None
     # Objective (reference section 6): random clip partition, or one frame per clip (stage 1).
     partition: Literal["random", "per_frame"] = "random"
     context_noise_beta: float = 0.9
@@ -35,6 +36,13 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     warmup_steps: int = 1000
+    # After warm-up: "constant" (the reference), or "cosine" decay to lr * min_lr_ratio at the last step,
+    # which lets a small model trained for few steps settle instead of ending on a noisy update.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = 0.0
+    # An exponential moving average of the weights (0: none). Diffusion samples from EMA weights are
+    # much sharper than from the last step's; checkpoints then also hold `ema/`, the weights to ship.
+    ema_decay: float = 0.0
     steps: int = 10000
     batch_size: int = 8  # per process and micro-batch
     grad_accum: int = 1
@@ -62,8 +70,16 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
         if self.warmup_steps < 0 or self.lr <= 0:
             raise ConfigError(f"TrainConfig: lr={self.lr} must be > 0 and warmup_steps={self.warmup_steps} >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"TrainConfig.ema_decay={self.ema_decay}: must be in [0, 1) (0 turns the average off)")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
         if self.data.num_frames < 2:
             raise ConfigError(f"TrainConfig.data.num_frames={self.data.num_frames}: need >= 2 to split into clips")
+
+    @property
+    def latent_cache_dir(self) -> Path | None:
+        return None if self.latent_cache is None else Path(self.out_dir) / self.latent_cache
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from vgpt.checkpoint import content_hash, load_checkpoint
 from vgpt.codecs import LatentCodec, codec_id, load_codec
 from vgpt.config import ConfigError, get_preset
 from vgpt.model import VideoGPT
+from vgpt.progress import progress_bar
 from vgpt.training import distributed
 from vgpt.training.checkpointing import (
     TrainerState,
@@ -24,6 +26,7 @@ from vgpt.training.checkpointing import (
 )
 from vgpt.training.config import TrainConfig
 from vgpt.training.data import LatentCache, StreamSampler, VideoClipDataset
+from vgpt.training.ema import WeightAverage
 from vgpt.training.objective import next_clip_loss
 
 log = logging.getLogger(__name__)
@@ -33,18 +36,9 @@ def step_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def resolve_init(path: str) -> Path:
-    """A model checkpoint folder, a training checkpoint (its model/), or a training run folder (its
-    latest checkpoint's model/): "start from the previous stage" names the previous stage's run."""
-    p = Path(path)
-    if (p / "checkpoints" / "latest").is_file():
-        p = p / "checkpoints" / (p / "checkpoints" / "latest").read_text().strip()
-    return p / "model" if (p / "model").is_dir() else p
-
-
 def build_model(config: TrainConfig) -> VideoGPT:
     if config.init:
-        model = load_checkpoint(resolve_init(config.init)).model
+        model = load_checkpoint(config.init).model
         if model.config.rope_factor_policy != config.rope_factor_policy:
             model.config = model.config.replace(rope_factor_policy=config.rope_factor_policy)
         return model.train()
@@ -61,8 +55,18 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
 
 
-def warmup_then_constant(optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate at `step` over the peak: linear warm-up, then constant or cosine decay to
+    `min_lr_ratio` at the last step."""
+    warmup = max(1, config.warmup_steps)
+    if step + 1 < warmup or config.lr_schedule == "constant":
+        return min(1.0, (step + 1) / warmup)
+    progress = min(1.0, (step + 1 - warmup) / max(1, config.steps - warmup))
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_scheduler(optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
 
 
 def train(config: TrainConfig) -> Path:
@@ -83,17 +87,18 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         codec = codec.to(info.device).eval()
     cache = None
     if config.latent_cache:
-        cache = LatentCache(config.latent_cache, codec, codec_id(config.codec) if config.codec else "", config.data)
+        cache = LatentCache(config.latent_cache_dir, codec, codec_id(config.codec) if config.codec else "", config.data)
     dataset = VideoClipDataset(config.data, cache)
 
     bare = build_model(config).to(info.device)
     optimizer_model = distributed.wrap(bare, config.strategy, info)
     optimizer = optimizer_for(optimizer_model, config)
-    scheduler = warmup_then_constant(optimizer, config.warmup_steps)
+    scheduler = lr_scheduler(optimizer, config)
+    average = WeightAverage(bare, config.ema_decay) if config.ema_decay > 0 else None
     state = TrainerState(step=0, data_position=0)
     resume = find_resume(config.resume, out) if config.resume else None
     if resume is not None:
-        state = load_training_checkpoint(resume, optimizer_model, optimizer, scheduler, info.device)
+        state = load_training_checkpoint(resume, optimizer_model, optimizer, scheduler, info.device, average)
         log.info("resumed from %s at step %d", resume, state.step)
 
     sampler = StreamSampler(len(dataset), config.data.seed, info.rank, info.world, start=state.data_position)
@@ -130,10 +135,11 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         torch.nn.utils.clip_grad_norm_(optimizer_model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update()
         state.step += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{total:.4f}")
+        bar.update(1)
+        bar.set_postfix(loss=f"{total:.4f}")
         if state.step % config.log_every == 0 or state.step == config.steps:
             elapsed = time.perf_counter() - tick
             rate = tokens_seen * info.world / max(elapsed, 1e-9)
@@ -148,11 +154,10 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         if state.step % config.checkpoint_every == 0 or state.step == config.steps:
             last = save_training_checkpoint(
                 out, optimizer_model, bare, optimizer, scheduler, state, config.to_dict(), info.main,
-                config.keep_checkpoints,
+                config.keep_checkpoints, average,
             )  # fmt: skip
             distributed.barrier(info)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if writer is not None:
         writer.close()
     if info.enabled and config.strategy == "ddp":
@@ -187,8 +192,4 @@ def _tensorboard(config: TrainConfig, out: Path):
 
 
 def _progress(config: TrainConfig, info: distributed.DistInfo, start: int):
-    if not (config.progress and info.main):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    return progress_bar(config.steps, "train", "step", config.progress and info.main, initial=start)

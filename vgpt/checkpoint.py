@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from vgpt.atomic import atomic_dir
 from vgpt.config import ModelConfig
+from vgpt.errors import VgptError
 from vgpt.model import VideoGPT
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ SPECIAL_TOKENS = {
 RELEASED_POS_EMBED_BASE_SIZE = 64
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(VgptError, RuntimeError):
     """A checkpoint that cannot be loaded as asked: says what was found and how to fix it."""
 
 
@@ -101,6 +102,19 @@ def save_state(
     return Path(path)
 
 
+def weights_dir(path: str | Path) -> Path:
+    """The model folder a user means: a training run (its latest checkpoint), a training checkpoint
+    (its `ema/` averaged weights when it kept them, else `model/`), or a model folder itself."""
+    p = Path(path)
+    latest = p / "checkpoints" / "latest"
+    if latest.is_file():
+        p = p / "checkpoints" / latest.read_text().strip()
+    for sub in ("ema", "model"):
+        if (p / sub / "manifest.json").is_file():
+            return p / sub
+    return p
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -109,8 +123,9 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     rope_factor_policy: str | None = None,
 ) -> LoadedCheckpoint:
-    """Load our format or the released format from a folder, strictly."""
-    path = Path(path)
+    """Load our format or the released format from a folder (or a training run or checkpoint folder,
+    through `weights_dir`), strictly."""
+    path = weights_dir(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_dir():

@@ -10,17 +10,12 @@ import logging
 import time
 
 import click
-import numpy as np
-import torch
 
-from vgpt.checkpoint import CheckpointError, load_checkpoint
-from vgpt.config import PRESETS, ConfigError, Layout, get_preset
-from vgpt.model import VideoGPT
-from vgpt.predictors import CachedPredictor, FullPredictor
-from vgpt.sampler import SamplerConfig
+from vgpt.commands import GUIDANCE, POSITIVE, SEED, command
+from vgpt.config import PRESETS
+from vgpt.errors import user_errors
 
 log = logging.getLogger("vgpt")
-_SAMPLER = SamplerConfig()
 
 
 def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
@@ -31,7 +26,7 @@ def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
     return h, w
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command
 @click.option(
     "--preset",
     type=click.Choice(sorted(PRESETS)),
@@ -46,28 +41,37 @@ def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
     help="A vgpt or released Video-GPT checkpoint folder.",
 )
 @click.option("--allow-pickle", is_flag=True, help="Allow .bin/.pt weights (loaded with weights_only=True).")
-@click.option("--history", "history_frames", default=8, show_default=True, help="History frames M.")
-@click.option("--clip", "clip_frames", default=4, show_default=True, help="Frames per predicted clip G.")
+@click.option("--history", "history_frames", type=POSITIVE, default=8, show_default=True, help="History frames M.")
+@click.option("--clip", "clip_frames", type=POSITIVE, default=4, show_default=True, help="Frames per predicted clip G.")
 @click.option(
     "--latent-size", default="8x8", show_default=True, callback=_parse_size, help="Latent height x width (pixels / 8)."
 )
-@click.option("--clips", default=2, show_default=True, help="Clips to predict autoregressively.")
-@click.option("--steps", default=20, show_default=True, help="Denoising steps per clip.")
-@click.option("--guidance", default=_SAMPLER.guidance, show_default=True, help="Guidance scale; 1 = off.")
-@click.option("--shift", default=_SAMPLER.shift, show_default=True, help="Schedule shift.")
-@click.option("--seed", default=0, show_default=True, help="Seed of weights, history and noise.")
+@click.option("--clips", type=POSITIVE, default=2, show_default=True, help="Clips to predict autoregressively.")
+@click.option("--steps", type=POSITIVE, default=20, show_default=True, help="Denoising steps per clip.")
+@click.option("--guidance", type=GUIDANCE, default=1.5, show_default=True, help="Guidance scale; 1 = off.")
+@click.option(
+    "--shift", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Schedule shift."
+)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of weights, history and noise.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the latents to this .npz.")
 def predict_main(**options) -> None:
     """Predict the next clips of a latent history with the `full` and `cached` predictors."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    with user_errors():
         _predict(**options)
-    except (ConfigError, CheckpointError) as err:
-        raise click.ClickException(str(err)) from err
 
 
 def _predict(preset, checkpoint, allow_pickle, history_frames, clip_frames, latent_size, clips, steps, guidance,
              shift, seed, out) -> None:  # fmt: skip
+    import numpy as np
+    import torch
+
+    from vgpt.checkpoint import load_checkpoint
+    from vgpt.config import Layout, get_preset
+    from vgpt.model import VideoGPT
+    from vgpt.predictors import CachedPredictor, FullPredictor
+    from vgpt.sampler import SamplerConfig
+
     torch.manual_seed(seed)
     if checkpoint:
         model = load_checkpoint(checkpoint, allow_pickle=allow_pickle).model

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vgpt.errors import VgptError
+
 RopeFactorPolicy = Literal["long", "length"]
 Prediction = Literal["x", "velocity"]
 
@@ -47,7 +49,7 @@ OMNIGEN_V1_SHORT_FACTOR = (
 )  # fmt: skip
 
 
-class ConfigError(ValueError):
+class ConfigError(VgptError, ValueError):
     """A configuration or layout value that the model cannot take."""
 
 

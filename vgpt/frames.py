@@ -11,8 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vgpt.errors import VgptError
 
-class FrameSizeError(ValueError):
+
+class FrameSizeError(VgptError, ValueError):
     """Frames that cannot be brought to the size asked for."""
 
 

@@ -42,9 +42,24 @@ class SceneConfig:
             raise ValueError(f"SceneConfig: need 1 <= min_balls <= max_balls, got {self.min_balls}, {self.max_balls}")
 
 
-def render_video(seed: int, config: SceneConfig | None = None) -> np.ndarray:
-    """The scene of `seed` as uint8 RGB [F, H, W, 3]."""
-    c = config or SceneConfig()
+# A ball's rim is drawn (1 - SHADE_DEPTH) as bright as its centre: a little depth cue. Ground truth
+# users (the object metrics) need it to know which colours a ball shows.
+SHADE_DEPTH = 0.35
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """The random draws of one scene, in the order render_video has always made them."""
+
+    radius: np.ndarray  # [n] px
+    pos: np.ndarray  # [n, (x, y)] px at frame 0
+    vel: np.ndarray  # [n, (x, y)] px per frame at frame 0
+    colour: np.ndarray  # [n, 3] RGB in 0..1
+    background: np.ndarray  # [3]
+    pillar: tuple[int, int, np.ndarray] | None  # (first column, width, colour [3])
+
+
+def _draw_scene(seed: int, c: SceneConfig) -> _Scene:
     rng = np.random.default_rng(seed)
     H, W = c.height, c.width
     n = int(rng.integers(c.min_balls, c.max_balls + 1))
@@ -58,21 +73,93 @@ def render_video(seed: int, config: SceneConfig | None = None) -> np.ndarray:
         pw = int(rng.integers(W // 10, W // 5))
         px = int(rng.integers(0, W - pw))
         pillar = (px, pw, rng.uniform(0.4, 0.7, 3))
-    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32) + 0.5
-    out = np.empty((c.frames, H, W, 3), np.uint8)
+    return _Scene(radius, pos, vel, colour, background, pillar)
+
+
+def _centres(scene: _Scene, c: SceneConfig) -> np.ndarray:
+    """Every ball's centre in every frame: [F, n, (x, y)] px."""
+    pos, vel = scene.pos, scene.vel
+    out = np.empty((c.frames, *pos.shape))
     for f in range(c.frames):
-        img = np.broadcast_to(background, (H, W, 3)).copy()
-        for i in range(n):  # ball i is drawn over balls < i: a fixed depth order
-            dist = np.hypot(xs - pos[i, 0], ys - pos[i, 1])
-            alpha = np.clip(radius[i] + 0.5 - dist, 0.0, 1.0)[..., None]  # anti-aliased edge
-            shade = 1.0 - 0.35 * np.clip(dist / radius[i], 0, 1)[..., None]  # a little depth cue
-            img = img * (1 - alpha) + colour[i] * shade * alpha
-        if pillar is not None:
-            px, pw, pc = pillar
+        out[f] = pos
+        pos, vel = _step(pos, vel, scene.radius, c)
+    return out
+
+
+def _pixel_centres(c: SceneConfig) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0 : c.height, 0 : c.width].astype(np.float32) + 0.5
+    return xs, ys
+
+
+def _disc(xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, shade) [H, W] of one ball: coverage is 1 inside, anti-aliased over the rim's pixel."""
+    dist = np.hypot(xs - centre[0], ys - centre[1])
+    alpha = np.clip(radius + 0.5 - dist, 0.0, 1.0)
+    shade = 1.0 - SHADE_DEPTH * np.clip(dist / radius, 0, 1)
+    return alpha, shade
+
+
+def render_video(seed: int, config: SceneConfig | None = None) -> np.ndarray:
+    """The scene of `seed` as uint8 RGB [F, H, W, 3]."""
+    c = config or SceneConfig()
+    scene = _draw_scene(seed, c)
+    centres = _centres(scene, c)
+    xs, ys = _pixel_centres(c)
+    out = np.empty((c.frames, c.height, c.width, 3), np.uint8)
+    for f in range(c.frames):
+        img = np.broadcast_to(scene.background, (c.height, c.width, 3)).copy()
+        for i in range(len(scene.radius)):  # ball i is drawn over balls < i: a fixed depth order
+            alpha, shade = _disc(xs, ys, centres[f, i], scene.radius[i])
+            img = img * (1 - alpha[..., None]) + scene.colour[i] * shade[..., None] * alpha[..., None]
+        if scene.pillar is not None:
+            px, pw, pc = scene.pillar
             img[:, px : px + pw] = pc
         out[f] = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
-        pos, vel = _step(pos, vel, radius, c)
     return out
+
+
+@dataclass(frozen=True)
+class SceneObjects:
+    """The ground truth of one scene as `render_video` draws it (same seed, same config).
+
+    A ball is *visible* at a pixel that shows it alone: inside its disc (not on the anti-aliased rim),
+    not covered by a later ball (balls are drawn in index order) nor by the pillar (drawn over all
+    balls). There the pixel is `colour * shade` with shade in [1 - SHADE_DEPTH, 1] (1 at the centre).
+    """
+
+    centre: np.ndarray  # [F, n, (x, y)] px, pixel (0, 0) spans 0..1
+    radius: np.ndarray  # [n] px
+    colour: np.ndarray  # [n, 3] RGB in 0..1, at the ball's centre
+    background: np.ndarray  # [3] RGB in 0..1
+    pillar_colour: np.ndarray | None  # [3] RGB in 0..1, None without a pillar
+    visible: np.ndarray  # [F, n, H, W] bool
+    disc_area: np.ndarray  # [F, n] px inside the disc, whether covered or not
+
+    @property
+    def visible_area(self) -> np.ndarray:
+        """[F, n] px."""
+        return self.visible.sum(axis=(2, 3))
+
+
+def scene_objects(seed: int, config: SceneConfig | None = None) -> SceneObjects:
+    """The balls of `render_video(seed, config)`, frame by frame, from the same simulation."""
+    c = config or SceneConfig()
+    scene = _draw_scene(seed, c)
+    centres = _centres(scene, c)
+    xs, ys = _pixel_centres(c)
+    n = len(scene.radius)
+    pillar = np.zeros((c.height, c.width), bool)
+    if scene.pillar is not None:
+        pillar[:, scene.pillar[0] : scene.pillar[0] + scene.pillar[1]] = True
+    visible = np.zeros((c.frames, n, c.height, c.width), bool)
+    disc_area = np.zeros((c.frames, n), np.int64)
+    for f in range(c.frames):
+        alpha = np.stack([_disc(xs, ys, centres[f, i], scene.radius[i])[0] for i in range(n)])  # [n, H, W]
+        disc_area[f] = (alpha == 1.0).sum(axis=(1, 2))
+        for i in range(n):
+            visible[f, i] = (alpha[i] == 1.0) & ~(alpha[i + 1 :] > 0.0).any(axis=0) & ~pillar
+    pillar_colour = None if scene.pillar is None else scene.pillar[2]
+    return SceneObjects(centres, scene.radius, scene.colour, scene.background, pillar_colour, visible, disc_area)
 
 
 def _step(pos: np.ndarray, vel: np.ndarray, radius: np.ndarray, c: SceneConfig, substeps: int = 4):

@@ -9,19 +9,21 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vgpt.atomic import atomic_path
+from vgpt.errors import VgptError
+
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-class VideoError(RuntimeError):
+class VideoError(VgptError, RuntimeError):
     """A video that cannot be opened, decoded or written."""
 
 
@@ -134,19 +136,12 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarra
     frames = np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
         raise VideoError(f"frames must be a non-empty uint8 [F, H, W, 3] array, got {frames.shape} {frames.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         try:
-            _write_pyav(tmp, frames, fps, crf)
+            _write_pyav(str(tmp), frames, fps, crf)
         except ImportError:
             log.warning("PyAV is not installed: writing %s as mp4v through OpenCV", path)
-            _write_opencv(tmp, frames, fps)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            _write_opencv(str(tmp), frames, fps)
     return path
 
 

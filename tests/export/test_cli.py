@@ -61,10 +61,57 @@ def test_export_cli_errors(tiny_files, tmp_path):
 
 def test_export_cli_takes_a_released_checkpoint(tiny_files, tmp_path):
     released = write_released(random_model(get_preset("tiny")), tmp_path / "released")
-    result = CliRunner().invoke(export_main, ["--checkpoint", str(released), "--out", str(tmp_path / "b")])
-    assert result.exit_code == 1 and "has no vae/ folder; pass --codec" in result.output
+    # No vae/ beside it and no --codec: the bundled codec, with a note (it makes 4-channel latents, as tiny).
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(released), "--out", str(tmp_path / "a"),
+                                              "--layout", "1,1,2x2", "--steps", "2", "--no-verify"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from vgpt.bundled import bundled_default
+
+    codec = json.loads((tmp_path / "a" / "manifest.json").read_text())["sources"]["codec"]
+    assert codec == str(bundled_default().codec_dir)
     result = CliRunner().invoke(export_main, ["--checkpoint", str(released), "--codec", str(tiny_files / "codec"),
                                               "--out", str(tmp_path / "b"), "--layout", "1,1,2x2", "--steps", "2",
                                               "--no-verify"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["verified"] is False
+
+
+def test_a_verification_failure_is_one_error_line_and_leaves_no_bundle(tiny_files, tmp_path, monkeypatch):
+    import vgpt.export.bundle as bundle_module
+    from vgpt.export.verify import OutputError
+
+    def disagreeing(path, module, spec, feeds, atol, rtol, basic_optimization=False):
+        return [OutputError(t.name, 0.3, 2.0, atol, rtol, 0.3 / atol) for t in spec.outputs]
+
+    monkeypatch.setattr(bundle_module, "compare_with_eager", disagreeing)
+    out = tmp_path / "bundle"
+    args = ["--checkpoint", str(tiny_files / "model"), "--codec", str(tiny_files / "codec"), "--out", str(out),
+            "--layout", "2,2,32x32px", "--steps", "2"]  # fmt: skip
+    result = CliRunner().invoke(export_main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    # The graph, the output, the measured and allowed error, and what to try.
+    assert "m2-g2-4x4/encoder.onnx" in line and "latents: max abs 0.3" in line
+    assert "|ort - eager| <= 0.0001 + 0.001 * |eager|" in line and "--no-verify" in line
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--steps", "0"], "--steps"), (["--guidance", "0.5"], "--guidance"), (["--calib-count", "0"], "--calib-count"),
+     (["--calib-seed", "-1"], "--calib-seed"), (["--shift", "0"], "--shift")],
+)  # fmt: skip
+def test_export_options_are_validated(args, message, tmp_path):
+    result = CliRunner().invoke(export_main, ["--out", str(tmp_path / "b"), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_training_run_exports_with_the_bundled_codec(tiny_files, tmp_path):
+    step = tmp_path / "run" / "checkpoints" / "step-0000002"
+    shutil.copytree(tiny_files / "model", step / "model")
+    (tmp_path / "run" / "checkpoints" / "latest").write_text("step-0000002\n")
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(tmp_path / "run"), "--out", str(out), "--layout",
+                                              "2,2,32x32px", "--steps", "2", "--no-verify"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["sources"]["checkpoint"] == str(step / "model")

@@ -12,7 +12,9 @@ from vgpt.video import probe, read_frames, write_video
 
 
 def _run(*args):
-    return CliRunner().invoke(run_main, [*args, "--no-progress"])
+    """vgpt-run as a user types it: progress display on (conftest sets VGPT_PROGRESS=1 so that the bars
+    really draw although pytest's output is no terminal)."""
+    return CliRunner().invoke(run_main, list(args))
 
 
 def test_vgpt_run_writes_a_side_by_side_video(model_folder, clip_video, tmp_path):
@@ -80,7 +82,7 @@ def test_camera_that_stops_mid_run_keeps_what_was_predicted(model_folder, tmp_pa
     assert "camera 0 stopped delivering frames" in result.output
     # The camera outruns the predictor, so the bounded queue drops frames; whatever was predicted
     # before the disconnect is in the video.
-    predicted = int(re.search(r"predicted (\d+) frames in (\d+) clips", result.output).group(1))
+    predicted = int(re.search(r"predicted (\d+) frames? in (\d+) clips?", result.output).group(1))
     assert predicted >= 2 and probe(out).frames == predicted
 
 
@@ -99,3 +101,97 @@ def test_torch_backend_from_the_cli(model_folder, clip_video, tmp_path, backend)
     result = _run("--input", str(clip_video), "--engine", str(model_folder), "--output", str(tmp_path / "t.mp4"),
                   "--backend", backend, "--clips", "1")  # fmt: skip
     assert result.exit_code == 0 and "(torch)" in result.output
+
+
+def test_live_mode_with_default_settings_shows_progress(model_folder, clip_video, tmp_path):
+    # A tqdm bar without a total used to be tested with `if bar:`, which raises TypeError in live mode.
+    out = tmp_path / "live.mp4"
+    result = _run("--input", str(clip_video), "--engine", str(model_folder), "--output", str(out), "--live")
+    assert result.exit_code == 0, result.output
+    assert "predict:" in result.output and "clip" in result.output  # the bar drew
+    assert probe(out).frames > 0
+
+
+def test_a_training_checkpoint_runs_with_the_bundled_or_a_given_codec(model_folder, clip_video, tmp_path, caplog):
+    import shutil
+
+    step = tmp_path / "run" / "checkpoints" / "step-0000001"
+    shutil.copytree(model_folder / "model", step / "model")
+    (tmp_path / "run" / "checkpoints" / "latest").write_text("step-0000001\n")
+    common = ["--input", str(clip_video), "--output", str(tmp_path / "o.mp4"), "--clips", "1", "--steps", "2"]
+    result = _run(*common, "--engine", str(tmp_path / "run"), "--codec", str(model_folder / "codec"))
+    assert result.exit_code == 0, result.output
+    # With no codec beside it and none given, the bundled codec (4 latent channels, as tiny's) with a note.
+    with caplog.at_level("INFO", logger="vgpt.bundled"):
+        result = _run(*common, "--engine", str(step))
+    assert result.exit_code == 0, result.output
+    assert "using the bundled codec" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--threads", "1000"], "threads: use 1 .."),
+        (["--threads", "0"], "threads: use 1 .."),
+        (["--clips", "0"], "--clips"),
+        (["--clips", "-1"], "--clips"),
+        (["--steps", "0"], "--steps"),
+        (["--guidance", "-1"], "--guidance"),
+        (["--seed", str(2**64)], "--seed"),
+        (["--max-frames", "0"], "--max-frames"),
+    ],
+)
+def test_resource_flags_are_validated_before_anything_runs(args, message, tmp_path):
+    result = _run("--input", str(tmp_path / "never-read.mp4"), *args)
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_engine_path_that_does_not_exist_says_so(clip_video, tmp_path):
+    result = _run("--input", str(clip_video), "--engine", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1 and "nowhere does not exist" in result.output
+
+
+def test_ctrl_c_in_live_mode_keeps_the_video_joins_the_capture_thread_and_exits_130(model_folder, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    import threading
+
+    frames = render_video(3, SceneConfig(height=32, width=32, frames=40))
+
+    def camera():
+        yield from frames[:12]
+        raise KeyboardInterrupt  # what Ctrl-C (or SIGTERM, through vgpt-run's handler) raises
+
+    monkeypatch.setattr(run_module, "open_source", lambda spec: FrameSource("camera 0", 10.0, True, camera()))
+    out = tmp_path / "live.mp4"
+    result = _run("--input", "0", "--engine", str(model_folder), "--output", str(out), "--live", "--queue-size", "64")
+    assert result.exit_code == 130, result.output
+    assert "Interrupted" in result.output
+    assert probe(out).frames > 0, "a playable file with what was predicted"
+    assert not [t for t in threading.enumerate() if t.name == "vgpt-capture" and t.is_alive()]
+
+
+def test_live_max_frames_below_the_history_is_refused(model_folder, clip_video, tmp_path):
+    result = _run("--input", str(clip_video), "--engine", str(model_folder), "--output", str(tmp_path / "o.mp4"),
+                  "--live", "--max-frames", "2")  # fmt: skip
+    assert result.exit_code == 1 and "--max-frames 2 stops before the 3 history frames" in result.output
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("folder", "is a folder"), ("file/o.mp4", "is a file, so no folder"), ("o.avi", "name a .mp4 file")],
+)
+def test_output_paths_are_checked_before_the_model_loads(output, message, clip_video, tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    result = _run("--input", str(clip_video), "--engine", str(tmp_path / "never-loaded"),
+                  "--output", str(tmp_path / output))  # fmt: skip
+    assert result.exit_code == 1 and message in result.output and str(tmp_path / output) in result.output
+
+
+def test_frames_dir_naming_a_file_is_refused_before_anything_is_written(clip_video, tmp_path):
+    (tmp_path / "frames").write_text("x")
+    result = _run("--input", str(clip_video), "--output", str(tmp_path / "o.mp4"), "--frames-dir",
+                  str(tmp_path / "frames"))  # fmt: skip
+    assert result.exit_code == 1 and "is a file; name a folder" in result.output
+    assert not (tmp_path / "o.mp4").exists()

@@ -1,13 +1,16 @@
 import json
 
+import cv2
+import pytest
 import torch
 from click.testing import CliRunner
 
 from tests.conftest import random_model
 from vgpt.checkpoint import save_checkpoint
 from vgpt.codecs import LightCodec
-from vgpt.config import get_preset
+from vgpt.config import ConfigError, get_preset
 from vgpt.training.cli import eval_main, synth_main
+from vgpt.training.evaluate import EvalConfig
 
 
 def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
@@ -26,11 +29,68 @@ def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
     # The same through real files: vgpt-synth writes the held-out scenes, vgpt-eval reads them.
     assert CliRunner().invoke(synth_main, ["--out", str(tmp_path / "v"), "--count", "3", "--frames", "4",
                                            "--seed-start", "1000000"]).exit_code == 0  # fmt: skip
-    result = CliRunner().invoke(eval_main, [*args[:-2], "--videos", str(tmp_path / "v"), "--json", str(out)])
+    videos = [*args[:-2], "--videos", str(tmp_path / "v"), "--json", str(out)]
+    result = CliRunner().invoke(eval_main, videos)  # two clips of 2 after 2 observed frames need 6 frames
+    assert result.exit_code == 1 and "need 6 frames per video: use longer videos or fewer clips" in result.output
+    result = CliRunner().invoke(eval_main, [*videos, "--num-clips", "1"])
     assert result.exit_code == 0, result.output
+    assert "object scores skipped" in result.output
     from_files = json.loads(out.read_text())
     # H.264 at crf 18 changes pixels slightly; the baseline moves little.
     assert abs(from_files["baseline_mse"] - report["baseline_mse"]) < 0.2 * report["baseline_mse"]
+    # Videos have no object truth: pixel figures only, and no constant-velocity baseline (it finds balls by colour).
+    assert from_files["objects"] is None and list(from_files["baselines"]) == ["copy_last"]
+    assert len(from_files["psnr_by_horizon"]) == len(from_files["baselines"]["copy_last"]["ssim_by_horizon"]) == 2
+
+
+def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path):
+    save_checkpoint(random_model(get_preset("tiny")), tmp_path / "model")
+    torch.manual_seed(0)
+    LightCodec().eval().save(tmp_path / "codec")
+    out, plot, sheet = tmp_path / "eval.json", tmp_path / "plot.png", tmp_path / "sheet.png"
+    args = ["--checkpoint", str(tmp_path / "model"), "--codec", str(tmp_path / "codec"), "--count", "2",
+            "--history", "2", "--clip", "2", "--steps", "2", "--json", str(out), "--plot", str(plot),
+            "--sheet", str(sheet), "--sheet-clips", "2"]  # fmt: skip
+    result = CliRunner().invoke(eval_main, [*args, "--progress"])
+    assert result.exit_code == 0, result.output
+    assert "eval: 100%" in result.output, "the bar draws (VGPT_PROGRESS=1 shows it on any output)"
+    report = json.loads(out.read_text())
+    assert report["num_clips"] == 2 and report["horizons"] == [1, 2, 3, 4]  # the default: 2 clips of G = 2
+    objects = report["objects"]
+    assert 0 <= objects["presence"] <= 1 and len(objects["presence_by_horizon"]) == 4
+    assert len(objects["centroid_error_by_horizon"]) == 4 and "colour_error" in objects
+    for name in ("copy_last", "constant_velocity"):
+        baseline = report["baselines"][name]
+        assert len(baseline["presence_by_horizon"]) == len(baseline["centroid_error_by_horizon"]) == 4
+        assert len(baseline["psnr_by_horizon"]) == len(baseline["ssim_by_horizon"]) == 4
+        assert baseline["centroid_error_px"] is not None
+    # Copying the last frame keeps every ball sharp: it is present a frame later.
+    assert report["baselines"]["copy_last"]["presence_by_horizon"][0] == 1.0
+    assert len(report["psnr_by_horizon"]) == len(report["ssim_by_horizon"]) == 4
+    assert "presence" in result.output and "+4" in result.output  # the table by horizon
+    # The plot and the sheet: 2 scenes x 5 rows (observed, truth, predicted, 2 baselines) of 64 px frames x 3.
+    assert plot.stat().st_size > 10_000
+    image = cv2.imread(str(sheet))
+    assert image.shape[0] > 2 * 5 * 192 and image.shape[1] > 4 * 192
+    # --no-progress turns the bar off (it is also off when the output is not a terminal, unless
+    # VGPT_PROGRESS=1, as the test suite sets it).
+    result = CliRunner().invoke(eval_main, [*args[:12], "--count", "1", "--num-clips", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "eval:" not in result.output and "+2" in result.output and "+3" not in result.output
+
+
+def test_vgpt_eval_option_errors():
+    result = CliRunner().invoke(eval_main, ["--num-clips", "0"])
+    assert result.exit_code == 2 and "Invalid value for '--num-clips': 0 is not in the range x>=1" in result.output
+    result = CliRunner().invoke(eval_main, ["--count", "1", "--sheet-clips", "2", "--steps", "1"])
+    assert result.exit_code == 1 and "sheet_clips=2 is more than the 1 scenes evaluated" in result.output
+
+
+def test_eval_config_defaults_and_errors():
+    config = EvalConfig()
+    assert config.progress and config.num_clips == 2 and config.sheet_clips == 1  # the bar is on by default
+    with pytest.raises(ConfigError, match=r"EvalConfig.num_clips=0: must be a positive integer"):
+        EvalConfig(num_clips=0)
 
 
 def test_vgpt_eval_defaults_to_the_bundled_model(tmp_path):
@@ -39,3 +99,4 @@ def test_vgpt_eval_defaults_to_the_bundled_model(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["clips"] == 1 and report["history"] == 4 and report["clip"] == 4
+    assert report["num_clips"] == 2 and len(report["objects"]["presence_by_horizon"]) == 8

@@ -63,3 +63,49 @@ def test_shipped_stage_configs_load():
     assert load_train_config("stage4").data.num_frames == 80
     assert load_train_config("stage2").init == "runs/stage1"
     assert load_train_config("stage2", **{"data.source": "x", "steps": 5}).steps == 5
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    from vgpt.training.loop import lr_factor
+
+    config = TrainConfig(data={"source": "x"}, warmup_steps=10, steps=110, lr_schedule="cosine", min_lr_ratio=0.1)
+    factors = [lr_factor(step, config) for step in range(110)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)  # linear warm-up
+    assert factors[59] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the decay
+    assert factors[109] == pytest.approx(0.1)  # the floor at the last step
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))  # never rises after warm-up
+    constant = config.replace(lr_schedule="constant")
+    assert [lr_factor(s, constant) for s in (9, 50, 109)] == [1.0, 1.0, 1.0]
+
+
+def test_weight_average_is_saved_beside_the_model_and_resumes_exactly(tiny_train_config, tmp_path):
+    # Constant after warm-up: a cosine schedule's shape depends on `steps`, which the stop-and-resume
+    # below changes from 3 to 6.
+    config = tiny_train_config.replace(ema_decay=0.5)
+    straight = train(config.replace(out_dir=str(tmp_path / "a")))
+    first = config.replace(out_dir=str(tmp_path / "b"), steps=3)
+    train(first)
+    resumed = train(first.replace(steps=6, resume="auto"))
+    ema_a = load_checkpoint(straight / "ema").model.state_dict()
+    ema_b = load_checkpoint(resumed / "ema").model.state_dict()
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a), "the average resumes bit for bit"
+    raw = _weights(straight)
+    assert any(not torch.equal(raw[k], ema_a[k]) for k in raw), "the average is not the last weights"
+    # A run or checkpoint folder names its averaged weights: that is what gets evaluated and shipped.
+    from vgpt.checkpoint import weights_dir
+
+    assert weights_dir(tmp_path / "a") == straight / "ema"
+    assert weights_dir(straight) == straight / "ema"
+
+
+def test_resuming_without_the_average_it_was_trained_with_is_refused(tiny_train_config, tmp_path):
+    train(tiny_train_config.replace(steps=3))
+    with pytest.raises(CheckpointError, match="has no weight average"):
+        train(tiny_train_config.replace(steps=6, resume="auto", ema_decay=0.9))
+
+
+def test_latent_cache_goes_under_the_run_folder(tiny_train_config, tmp_path):
+    config = tiny_train_config.replace(latent_cache="latents", steps=1, checkpoint_every=1)
+    train(config)
+    assert any((tmp_path / "run" / "latents").iterdir())
+    assert not (tmp_path / "latents").exists()

@@ -1,0 +1,69 @@
+// An export bundle's manifest.json, read and checked (the C++ side of export/manifest.py).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace vgpt {
+
+struct TensorSpec {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::string dtype;  // numpy name: float32, float16, bfloat16, int64
+    size_t numel() const;
+    size_t bytes() const;
+};
+
+struct GraphFile {
+    std::string name;
+    uint64_t bytes = 0;
+    std::string sha256;
+};
+
+struct GraphSpec {
+    std::string name, file;
+    std::vector<TensorSpec> inputs, outputs;
+    std::vector<GraphFile> files;  // the graph and any external-data files
+    const TensorSpec& tensor(const std::string& tensor_name) const;  // throws VGPT_BAD_BUNDLE
+};
+
+// The layout value object as the manifest records it (vgpt.config.Layout.to_dict).
+struct LayoutSpec {
+    int history_frames = 0, clip_frames = 0, latent_height = 0, latent_width = 0, vae_downsample = 0;
+    int height() const { return latent_height * vae_downsample; }
+    int width() const { return latent_width * vae_downsample; }
+};
+
+struct Manifest {
+    std::string root;         // the bundle folder
+    std::string layout_name;  // the chosen layout, and its folder under root
+    std::string folder;
+    LayoutSpec layout;
+    int steps = 0;
+    bool quantized = false;     // fp8/int8 Q/DQ graphs: ONNX Runtime's basic optimization level only
+    std::string ort_version;    // the ONNX Runtime the export was verified with ("" when not recorded)
+    std::map<std::string, GraphSpec> graphs;
+    std::string path(const GraphSpec& graph) const { return folder + "/" + graph.file; }
+};
+
+inline constexpr const char* kManifest = "manifest.json";
+inline constexpr const char* kEncoder = "encoder";
+inline constexpr const char* kPrefill = "prefill";
+inline constexpr const char* kDenoise = "denoise";
+inline constexpr const char* kDecoder = "decoder";
+
+// The bundle folder for a bundle folder, a layout folder or a file inside one (export/manifest.py's
+// find_manifest). Throws VGPT_NOT_FOUND.
+std::string find_bundle(const std::string& path);
+
+// Reads root/manifest.json, picks the layout (nullptr or "": the first), checks that every graph file
+// the layout lists exists with its recorded size and, when verify_hashes, its sha256. Throws
+// VGPT_BAD_BUNDLE with what is wrong and how to rebuild.
+Manifest read_manifest(const std::string& root, const char* layout_name, bool verify_hashes);
+
+// Compares "major.minor" of two version strings as export/manifest.py's _version_tuple does.
+bool version_newer(const std::string& a, const std::string& b);
+
+}  // namespace vgpt

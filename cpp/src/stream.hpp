@@ -1,0 +1,77 @@
+// One camera's state over a shared Model: the history window of the newest M latents, the KV cache,
+// the latent ping-pong buffers and their IoBindings, all allocated and bound once at creation.
+//
+// The exact mode of runtime/predictor.py: every predicted clip runs the history through prefill, then
+// S bound denoising steps that alternate two bindings (A reads buffer pair 0 and writes pair 1, B the
+// reverse), then the decoder; each predicted clip joins a copy of the history for the next clip.
+#pragma once
+
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "frames.hpp"
+#include "model.hpp"
+#include "noise.hpp"
+
+namespace vgpt {
+
+// A host buffer that ONNX Runtime reads or writes in place through an OrtValue over it.
+class Tensor {
+public:
+    Tensor(const Model& model, const TensorSpec& spec);
+    OrtValue* value() const { return value_.get(); }
+    float* f32() const { return static_cast<float*>(data_.get()); }
+    int64_t* i64() const { return static_cast<int64_t*>(data_.get()); }
+
+private:
+    std::unique_ptr<void, decltype(&std::free)> data_{nullptr, &std::free};
+    OrtOwner<OrtValue> value_;  // declared after data_: released before the memory it views
+};
+
+struct PredictResult {
+    const uint8_t* frames;
+    int num_frames;
+    const float* latents;
+    size_t latents_count;
+    int64_t history_timestamp_ns;
+};
+
+class Stream {
+public:
+    Stream(std::shared_ptr<const Model> model, uint64_t seed);
+    void reset(uint64_t seed);
+    void observe(const vgpt_image& image);  // image already checked
+    bool ready();
+    // noise: num_clips * G * C * h * w floats, or nullptr for the stream's generator.
+    PredictResult predict(int num_clips, const float* noise, size_t noise_count);
+
+private:
+    using Binding = OrtOwner<OrtIoBinding>;
+    Binding bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
+                 std::initializer_list<std::pair<const char*, const Tensor*>> outputs);
+    void run(const char* graph, const Binding& binding);
+
+    std::shared_ptr<const Model> model_;
+    const OrtApi* api_;
+    Dims d_;
+    std::mutex mu_;  // one call at a time on this stream
+    // Graph buffers (before the bindings that reference them).
+    Tensor frame_, latent_, history_, kv_, z_[2], step_[2], clip_, decoded_;
+    Binding encode_, prefill_, steps_[2], decode_;
+    OrtOwner<OrtRunOptions> run_options_;
+
+    std::vector<float> window_;  // the newest `count_` (<= M) observed latents, oldest first: [M, C, h, w]
+    int count_ = 0;
+    int64_t last_timestamp_ns_ = 0;
+    std::vector<float> work_;    // a prediction's history: [M + G, C, h, w], the first M in use
+    std::vector<float> noise_;   // the generator's draws for one predict call
+    NormalNoise generator_;
+    FrameScratch scratch_;
+    std::vector<uint8_t> out_frames_;  // returned views: valid until the next call on the stream
+    std::vector<float> out_latents_;
+};
+
+}  // namespace vgpt

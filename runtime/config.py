@@ -1,0 +1,41 @@
+"""The settings of `vgpt-run` (and of `run()` for code that embeds the main job). No heavy imports:
+the command's defaults come from here before torch is loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vgpt.config import ConfigError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    input: str
+    output: str | None = "prediction.mp4"
+    engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
+    codec: str | None = None  # a checkpoint's codec, when none sits beside it (default: the bundled codec)
+    frames_dir: str | None = None
+    latents: str | None = None
+    clips: int = 2
+    steps: int | None = None  # None: as exported (or the bundled default's)
+    guidance: float | None = None
+    seed: int = 0
+    backend: str = "onnxruntime"
+    threads: int | None = None
+    live: bool = False
+    max_frames: int | None = None  # live: stop after this many observed frames
+    queue_size: int = 0  # live: frames buffered between capture and prediction (0: 2 x G)
+    kv_cache: str = "exact"  # or "rolling" (approximate: slides the window without re-running it)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("clips", "steps", "max_frames", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"RunConfig.{name}={value}: must be at least 1")
+        if self.queue_size < 0:
+            raise ConfigError(f"RunConfig.queue_size={self.queue_size}: must be >= 0 (0: twice the clip length)")
+        if not 0 <= self.seed < 2**64:
+            raise ConfigError(f"RunConfig.seed={self.seed}: must be in 0 .. 2**64 - 1")
+        if self.guidance is not None and self.guidance < 1:
+            raise ConfigError(f"RunConfig.guidance={self.guidance}: must be >= 1 (1: no guidance)")

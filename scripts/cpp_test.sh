@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Configure, build and test the C/C++ runtime in one command (docs/cpp.md):
+#   scripts/cpp_test.sh                 # build/ : RelWithDebInfo, then ctest
+#   scripts/cpp_test.sh --sanitize      # build/asan/ : AddressSanitizer + UBSan (+ LeakSanitizer), then ctest
+# Fetches the dependencies first (scripts/cpp_deps.sh, root) when they are missing. Builds with
+# $VGPT_JOBS parallel jobs (default 2). The ctest run starts by writing the parity fixtures with the
+# Python runtime (python3 -m tests.cpp_runtime.make_fixtures), so vgpt must be installed for python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build
+sanitize=OFF
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --sanitize) sanitize=ON; build=build/asan; shift ;;
+        --build-dir) build="$2"; shift 2 ;;
+        *) echo "cpp_test.sh: unknown argument $1 (use --sanitize, --build-dir DIR)" >&2; exit 2 ;;
+    esac
+done
+jobs=${VGPT_JOBS:-2}
+
+# The ONNX Runtime headers live under build/deps whatever the build folder (one download).
+ort_include=build/deps/onnxruntime/usr/include/onnxruntime
+if [[ ! -f $ort_include/onnxruntime_c_api.h ]] || ! dpkg-query -W -f='${Status}\n' libgtest-dev nlohmann-json3-dev \
+        2>/dev/null | grep -c "install ok installed" | grep -q '^2$'; then
+    scripts/cpp_deps.sh --build-dir build
+fi
+
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVGPT_SANITIZE=$sanitize \
+    -DVGPT_ORT_INCLUDE_DIR="$PWD/$ort_include"
+cmake --build "$build" -j "$jobs"
+ctest --test-dir "$build" --output-on-failure
