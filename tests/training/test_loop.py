@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import pytest
@@ -73,7 +74,7 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)  # linear warm-up
     assert factors[59] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the decay
     assert factors[109] == pytest.approx(0.1)  # the floor at the last step
-    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))  # never rises after warm-up
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))  # never rises after warm-up
     constant = config.replace(lr_schedule="constant")
     assert [lr_factor(s, constant) for s in (9, 50, 109)] == [1.0, 1.0, 1.0]
 
