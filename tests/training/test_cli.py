@@ -8,32 +8,15 @@ from click.testing import CliRunner
 from vgpt.training.cli import train_codec_main, train_main
 
 
-def test_the_shipped_bundled_config_runs_as_documented(videos, tmp_path):
+def test_the_shipped_bundled_config_runs_as_documented(videos, tmp_path, monkeypatch):
     # The README's `vgpt-train --config bundled` used to fail on a missing runs/codec and wrote
     # runs/latents into the current folder whatever --out said.
     out = tmp_path / "run"
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(
-            train_main,
-            [
-                "--config",
-                "bundled",
-                "--data",
-                str(videos),
-                "--out",
-                str(out),
-                "--steps",
-                "1",
-                "--batch-size",
-                "2",
-            ],  # fmt: skip
-        )
-    finally:
-        os.chdir(old)
+    monkeypatch.chdir(cwd)
+    args = ["--config", "bundled", "--data", str(videos), "--out", str(out), "--steps", "1", "--batch-size", "2"]
+    result = CliRunner().invoke(train_main, args)
     assert result.exit_code == 0, result.output
     assert "using the bundled codec" in result.output
     assert (out / "checkpoints" / "step-0000001" / "model" / "manifest.json").is_file()
