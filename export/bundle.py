@@ -9,7 +9,6 @@ BUNDLE/
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from vgpt.export.onnx_export import SUPPORTED_OPSETS, export_onnx
 from vgpt.export.readiness import GraphReadiness, check_graph
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.export.verify import OutputError, VerificationError, check_model, compare_with_eager
+from vgpt.integrity import canonical_sha256, sha256_file
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.rope import select_factor_set
@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "vgpt-onnx-bundle"
-FORMAT_VERSION = 1
+# 2: the manifest records its own sha256 (`manifest_sha256`); every file's sha256 is checked at load.
+FORMAT_VERSION = 2
+MANIFEST_HASH = "manifest_sha256"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -81,11 +83,7 @@ class ExportConfig:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def graph_files(path: Path) -> list[Path]:
@@ -189,7 +187,9 @@ def export_bundle(
             "verified": config.verify,
             "export_seconds": round(time.perf_counter() - started, 1),
         }  # fmt: skip
-        # Written last: a folder without manifest.json is visibly incomplete.
+        # The manifest's own hash: an edited manifest (say, another step count than the graphs bake in)
+        # is refused at load. Written last: a folder without manifest.json is visibly incomplete.
+        manifest[MANIFEST_HASH] = canonical_sha256(manifest, MANIFEST_HASH)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
 

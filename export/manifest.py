@@ -9,8 +9,9 @@ from typing import Any
 
 from vgpt.config import Layout, ModelConfig
 from vgpt.errors import VgptError
-from vgpt.export.bundle import FORMAT, FORMAT_VERSION, MANIFEST, file_sha256
+from vgpt.export.bundle import FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_HASH
 from vgpt.export.spec import GraphSpec
+from vgpt.integrity import canonical_sha256, verify_file
 
 
 class BundleError(VgptError, RuntimeError):
@@ -71,21 +72,31 @@ def find_manifest(path: str | Path) -> Path:
     raise BundleError(f"no {MANIFEST} at or above {p}: the export is incomplete or this is not a bundle; {REBUILD}")
 
 
-def load_bundle(path: str | Path, verify_hashes: bool = False) -> Bundle:
-    """Read and check a bundle: format, every graph file present with its recorded size (and sha256 when
-    `verify_hashes`)."""
+def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
+    """Read and check a bundle: format, the manifest's own hash, every graph file present with its
+    recorded size and sha256 (hashed once per file and remembered by size and modification time,
+    `vgpt.integrity`)."""
     root = find_manifest(path)
     try:
         manifest = json.loads((root / MANIFEST).read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{root / MANIFEST} is not valid JSON ({err}); {REBUILD}") from err
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{root / MANIFEST} holds no JSON object; {REBUILD}")
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{root / MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BundleError(f"{root} was exported by a newer vgpt (format {manifest['format_version']}); upgrade vgpt")
+    _check_manifest_hash(root, manifest)
     _check_versions(root, manifest)
     bundle = Bundle(root, manifest)
-    for entry in bundle.layouts:
+    try:
+        entries = bundle.layouts
+    except (KeyError, TypeError, ValueError) as err:
+        raise BundleError(f"{root / MANIFEST} is malformed (no usable layouts: {err!r}); {REBUILD}") from err
+    if not entries:
+        raise BundleError(f"{root / MANIFEST} lists no layout; {REBUILD}")
+    for entry in entries:
         for meta in entry.graphs.values():
             for name, info in meta["files"].items():
                 file = entry.folder / name
@@ -96,9 +107,21 @@ def load_bundle(path: str | Path, verify_hashes: bool = False) -> Bundle:
                     raise BundleError(
                         f"{file} has {size} bytes, the manifest says {info['bytes']}: truncated or replaced; {REBUILD}"
                     )
-                if verify_hashes and file_sha256(file) != info["sha256"]:
-                    raise BundleError(f"{file} does not match the manifest's sha256; {REBUILD}")
+                if verify_hashes and not verify_file(file, info["sha256"]):
+                    raise BundleError(f"{file} does not match the sha256 its manifest records: the file was changed "
+                                      f"or damaged; {REBUILD}")  # fmt: skip
     return bundle
+
+
+def _check_manifest_hash(root: Path, manifest: dict[str, Any]) -> None:
+    recorded = manifest.get(MANIFEST_HASH)
+    if recorded is None:
+        if manifest.get("format_version", 0) >= 2:
+            raise BundleError(f"{root / MANIFEST} lacks its {MANIFEST_HASH}; {REBUILD}")
+        return  # format 1 bundles predate the field; their graph files are still checked
+    if canonical_sha256(manifest, MANIFEST_HASH) != recorded:
+        raise BundleError(f"{root / MANIFEST} was edited after the export (its content no longer matches its "
+                          f"{MANIFEST_HASH}): the graphs bake in what it first said; {REBUILD}")  # fmt: skip
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

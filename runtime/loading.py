@@ -7,10 +7,12 @@ while its manifest still records the same weights, codec, layout, schedule and l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ def cached_export(
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import codec_id, load_codec
     from vgpt.export.bundle import MANIFEST, ExportConfig, export_bundle
+    from vgpt.export.manifest import load_bundle
 
     checkpoint, codec_dir, settings = resolve_checkpoint(source, codec_source)
     loaded = load_checkpoint(checkpoint)
@@ -70,18 +73,39 @@ def cached_export(
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     out = cache_root() / key
-    manifest = out / MANIFEST
-    if manifest.is_file():
-        # The key fields name the source weights' hash, the codec's, the layout, the sampler and the
-        # library versions: the cached bundle is reused only while all of them are unchanged.
-        if json.loads(manifest.read_text()).get("sources", {}).get("key") == key_fields:
-            return out
-        log.info("cached export %s no longer matches; exporting again", out)
-    log.info("exporting %s into %s (first use)", checkpoint, out)
-    config = ExportConfig(layouts=(layout,), sampler=sampler)
-    export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
-                  overwrite=True)  # fmt: skip
+    with _cache_lock(out):  # concurrent first runs: one exports, the others wait and reuse it
+        for stale in out.parent.glob(f".{out.name}.*"):  # left by an export that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        if (out / MANIFEST).is_file():
+            try:
+                recorded = json.loads((out / MANIFEST).read_text()).get("sources", {}).get("key")
+                if recorded == key_fields:
+                    # The key names the source weights' hash, the codec's, the layout, the sampler and the
+                    # library versions; load_bundle checks every graph file against its sha256.
+                    load_bundle(out)
+                    return out
+                log.info("cached export %s no longer matches; exporting again", out)
+            except (BundleError, ValueError, AttributeError) as err:
+                log.warning("the cached export %s is damaged (%s): exporting it again", out, err)
+        log.info("exporting %s into %s (first use)", checkpoint, out)
+        config = ExportConfig(layouts=(layout,), sampler=sampler)
+        export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
+                      overwrite=True)  # fmt: skip
     return out
+
+
+@contextlib.contextmanager
+def _cache_lock(folder: Path):
+    """An exclusive lock on `folder`'s cache entry (a lock file beside it), released on exit or death."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _is_bundle(source: str | Path) -> bool:

@@ -15,7 +15,7 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kFormat = "vgpt-onnx-bundle";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // export/bundle.py FORMAT_VERSION
 constexpr const char* kPrecisionsQuantized[] = {"fp8", "int8"};  // calibration/policy.py PRECISIONS
 
 bool is_file(const std::string& p) {

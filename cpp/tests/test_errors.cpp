@@ -115,7 +115,7 @@ TEST(Errors, ManifestVersionsAndLayouts) {
     EXPECT_FAILURE(load(bundle.string()), VGPT_RUNTIME_LIBRARY, "newer than the loaded");
 
     json format = m;
-    format["format_version"] = 2;
+    format["format_version"] = 3;
     write_json(bundle / "manifest.json", format);
     EXPECT_FAILURE(load(bundle.string()), VGPT_BAD_BUNDLE, "exported by a newer vgpt");
 }

@@ -195,3 +195,23 @@ def test_frames_dir_naming_a_file_is_refused_before_anything_is_written(clip_vid
                   str(tmp_path / "frames"))  # fmt: skip
     assert result.exit_code == 1 and "is a file; name a folder" in result.output
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_damaged_cached_export_is_rebuilt_with_a_note(model_folder, clip_video, tmp_path, caplog):
+    from vgpt.runtime.loading import cache_root
+
+    common = ["--input", str(clip_video), "--output", str(tmp_path / "o.mp4"), "--engine", str(model_folder),
+              "--clips", "1"]  # fmt: skip
+    assert _run(*common).exit_code == 0
+    entry = next(p for p in cache_root().iterdir() if p.is_dir() and not p.name.startswith("."))
+    graph = next(entry.rglob("decoder.onnx"))
+    graph.write_bytes(graph.read_bytes()[:100])  # truncated, as a full disk or a killed copy leaves it
+    (cache_root() / f".{entry.name}.abc.tmp").mkdir()  # a temporary folder of an export that was killed
+    with caplog.at_level("INFO", logger="vgpt.runtime.loading"):
+        result = _run(*common)
+    assert result.exit_code == 0, result.output
+    assert "is damaged" in caplog.text and "exporting it again" in caplog.text
+    assert not list(cache_root().glob(".*.tmp")), "leftovers of killed exports are cleaned"
+    (entry / "manifest.json").write_text("{broken")
+    with caplog.at_level("INFO", logger="vgpt.runtime.loading"):
+        assert _run(*common).exit_code == 0
