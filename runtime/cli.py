@@ -38,6 +38,9 @@ _RUN = RunConfig(input="")
     help="Side-by-side video (observed | predicted), H.264 through PyAV (mp4v through OpenCV otherwise).",
 )
 @click.option("--frames-dir", default=None, help="Also write the predicted frames as PNGs here.")
+@click.option(
+    "--sheet", default=None, help="Also write a contact sheet PNG: observed, true future (when known), predicted."
+)
 @click.option("--latents", default=None, help="Also write the predicted latents to this .npz.")
 @click.option("--clips", type=POSITIVE, default=_RUN.clips, show_default=True, help="Clips to predict (offline mode).")
 @click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (must match the bundle's schedule).")
@@ -66,8 +69,8 @@ _RUN = RunConfig(input="")
     "docs/benchmarks.md).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
-def run_main(input_, engine, codec, output, frames_dir, latents, clips, steps, guidance, seed, backend, threads, live,
-             max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
+def run_main(input_, engine, codec, output, frames_dir, sheet, latents, clips, steps, guidance, seed, backend, threads,
+             live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -77,7 +80,7 @@ def run_main(input_, engine, codec, output, frames_dir, latents, clips, steps, g
     with user_errors():
         from vgpt.runtime.run import run
 
-        config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir,
+        config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, sheet=sheet,
                            latents=latents, clips=clips, steps=steps, guidance=guidance, seed=seed, backend=backend,
                            threads=threads, live=live, max_frames=max_frames, queue_size=queue_size,
                            kv_cache=kv_cache, progress=progress)  # fmt: skip

@@ -15,6 +15,7 @@ class RunConfig:
     engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
     codec: str | None = None  # a checkpoint's codec, when none sits beside it (default: the bundled codec)
     frames_dir: str | None = None
+    sheet: str | None = None  # offline: a contact sheet PNG (observed, true future if any, predicted)
     latents: str | None = None
     clips: int = 2
     steps: int | None = None  # None: as exported (or the bundled default's)

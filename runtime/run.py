@@ -76,6 +76,11 @@ def check_outputs(config: RunConfig) -> None:
         if out.is_dir():
             raise OutputPathError(f"--output {out} is a folder; name a .mp4 file (e.g. {out / 'prediction.mp4'})")
         _check_parent(out, "--output")
+    if config.sheet:
+        sheet = Path(config.sheet)
+        if sheet.suffix.lower() != ".png" or sheet.is_dir():
+            raise OutputPathError(f"--sheet {sheet}: name a .png file")
+        _check_parent(sheet, "--sheet")
     if config.frames_dir:
         frames = Path(config.frames_dir)
         if frames.exists() and not frames.is_dir():
@@ -138,6 +143,8 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
                                        on_clip=lambda _: bar.update(1))  # fmt: skip
     shown = _fit(observed, layout)
     _write(config, compose(shown, M, prediction.frames), prediction, source.fps)
+    if config.sheet:
+        write_sheet(config.sheet, shown, M, prediction.frames, source.description, G)
     summary = RunSummary(len(prediction.frames), config.clips, prediction.seconds_per_clip,
                          prediction.seconds_per_step, predictor.backend.name)  # fmt: skip
     if disconnected is not None:
@@ -191,6 +198,21 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     n = max(clips, 1)
     return RunSummary(sum(len(p) for p in predicted), clips, per_clip / n, per_step / n, predictor.backend.name,
                       dropped=frames.dropped, error=error, interrupted=interrupted)  # fmt: skip
+
+
+def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.ndarray, title: str, clip: int) -> None:
+    """A contact sheet: the observed frames, the true future when the input has it, the prediction (a wider
+    gap between clips when the history is a whole number of them)."""
+    from vgpt.runtime.sheet import SheetRow, contact_sheet, write_png
+
+    rows = [SheetRow("observed", np.stack(shown[:history]), [f"t-{history - 1 - i}" if i < history - 1 else "t"
+                                                            for i in range(history)])]  # fmt: skip
+    future = np.stack(shown[history:]) if len(shown) > history else None
+    if future is not None:
+        rows.append(SheetRow("true future", future, [f"+{i + 1}" for i in range(len(future))], first_column=history))
+    rows.append(SheetRow("predicted", predicted, [f"+{i + 1}" for i in range(len(predicted))], first_column=history))
+    write_png(path, contact_sheet(rows, title=title, group=clip if history % clip == 0 else 0))
+    log.info("wrote %s", path)
 
 
 def _write(config: RunConfig, video_frames: list[np.ndarray], prediction: Prediction, fps: float) -> None:

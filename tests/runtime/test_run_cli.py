@@ -20,8 +20,14 @@ def _run(*args):
 def test_vgpt_run_writes_a_side_by_side_video(model_folder, clip_video, tmp_path):
     out = tmp_path / "out.mp4"
     result = _run("--input", str(clip_video), "--engine", str(model_folder), "--output", str(out), "--clips", "3",
-                  "--frames-dir", str(tmp_path / "png"), "--latents", str(tmp_path / "lat.npz"))  # fmt: skip
+                  "--frames-dir", str(tmp_path / "png"), "--latents", str(tmp_path / "lat.npz"),
+                  "--sheet", str(tmp_path / "sheet.png"))  # fmt: skip
     assert result.exit_code == 0, result.output
+    import cv2
+
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    # Three rows (observed, true future: the video has 12 frames, predicted) of 32 px frames enlarged.
+    assert sheet is not None and sheet.shape[0] > 3 * 32 * 3 and sheet.shape[1] > 9 * 32 * 3
     info = probe(out)
     # History 3 + 3 clips x 2 frames; two 32 px panels enlarged 8x with a 4 px divider.
     assert (info.frames, info.height, info.width) == (3 + 6, 256, 2 * 256 + 4)
