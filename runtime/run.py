@@ -122,26 +122,31 @@ def _fit(frames: list[np.ndarray], layout: Layout) -> list[np.ndarray]:
 def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     layout = predictor.layout
     M, G = layout.history_frames, layout.clip_frames
-    observed: list[np.ndarray] = []
+    # Only the M history frames are kept at the input's resolution (the predictor takes them as they
+    # came); every frame is kept for display at the layout's size as uint8, so a 1080p input costs the
+    # same memory as a 64 px one beyond those M frames.
+    history: list[np.ndarray] = []
+    shown: list[np.ndarray] = []
     disconnected = None
     try:
         for frame in source:
-            if not observed:
+            if not shown:
                 check_input_size(frame.shape[0], frame.shape[1], layout)
-            observed.append(frame)
-            if len(observed) >= M + config.clips * G:
+            if len(history) < M:
+                history.append(frame)
+            shown.extend(_fit([frame], layout))
+            if len(shown) >= M + config.clips * G:
                 break
     except SourceDisconnected as err:
         disconnected = err
-    if len(observed) < M:
-        got = plural(len(observed), "frame")
+    if len(shown) < M:
+        got = plural(len(shown), "frame")
         raise InputError(f"{source.description} gave {got}, fewer than the {M} history frames the layout needs")
-    predictor.observe(np.stack(observed[:M]))
+    predictor.observe(np.stack(history))
     with progress_bar(config.clips, "predict", "clip", config.progress) as bar:
         prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
                                        return_latents=config.latents is not None,
                                        on_clip=lambda _: bar.update(1))  # fmt: skip
-    shown = _fit(observed, layout)
     _write(config, compose(shown, M, prediction.frames), prediction, source.fps)
     if config.sheet:
         write_sheet(config.sheet, shown, M, prediction.frames, source.description, G)
