@@ -40,11 +40,11 @@ def quantized(request, codec, tmp_path_factory):
                           calibration=CalibrationConfig(count=4, levels=4),
                           calibration_root=str(tmp_path_factory.getbasetemp() / "calib"))  # fmt: skip
     manifest = export_bundle(model, codec, out, config)
-    quantized.models[precision] = model  # quantized in place: the eager side of verification
+    QUANTIZED_MODELS[precision] = model  # quantized in place: the eager side of verification
     return precision, out, manifest, layout
 
 
-quantized.models = {}
+QUANTIZED_MODELS: dict = {}
 
 
 def _ops(path):
@@ -151,7 +151,7 @@ def test_verification_ignores_a_rounding_flip_but_not_a_wrong_scale(quantized):
     from vgpt.export.verify import compare_with_eager
 
     precision, out, _, layout = quantized
-    model = quantized.models[precision]
+    model = QUANTIZED_MODELS[precision]
     path = load_bundle(out).layout().path("prefill")
     spec = graph_specs(model.config, layout)[PREFILL]
     module = PrefillGraph(model, layout, SAMPLER)

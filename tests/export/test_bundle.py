@@ -89,7 +89,7 @@ def test_failed_verification_leaves_no_bundle(tiny_parts, tmp_path, monkeypatch)
     model, codec = tiny_parts
     monkeypatch.setitem(TOLERANCES["float32"], DENOISE, (0.0, 0.0))
     layout = Layout.for_model(model.config, 2, 1, 2, 2)
-    with pytest.raises(VerificationError, match=r"denoise.onnx: ONNX Runtime disagrees with PyTorch: z_next"):
+    with pytest.raises(VerificationError, match=r"denoise.onnx: ONNX Runtime disagrees with PyTorch on z_next"):
         export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,), sampler=SAMPLER))
     assert not (tmp_path / "b").exists() and not list(tmp_path.iterdir())
 
