@@ -145,7 +145,9 @@ class ErrorStat:
         diff = np.where(np.isfinite(x) & np.isfinite(y), np.abs(x - y), np.where(both_nan, 0.0, np.inf))
         self.max_abs = max(self.max_abs, float(diff.max(initial=0.0)))
         self.max_rel = max(self.max_rel, float((diff / np.maximum(np.abs(y), 1e-12)).max(initial=0.0)))
-        self.worst = max(self.worst, float((diff / (atol + rtol * np.abs(y))).max(initial=0.0)))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero tolerance: any difference is infinite
+            ratio = np.where(diff == 0, 0.0, diff / (atol + rtol * np.abs(y)))
+        self.worst = max(self.worst, float(ratio.max(initial=0.0)))
 
     def result(self, name: str, atol: float, rtol: float) -> OutputError:
         return OutputError(name, self.max_abs, self.max_rel, atol, rtol, self.worst)
