@@ -71,10 +71,10 @@ def check_outputs(config: RunConfig) -> None:
     """Refuse output paths that cannot be written before any model is loaded or frame predicted."""
     if config.output:
         out = Path(config.output)
-        if out.suffix.lower() != ".mp4":
-            raise OutputPathError(f"--output {out}: vgpt-run writes H.264 in an MP4 container; name a .mp4 file")
         if out.is_dir():
             raise OutputPathError(f"--output {out} is a folder; name a .mp4 file (e.g. {out / 'prediction.mp4'})")
+        if out.suffix.lower() != ".mp4":
+            raise OutputPathError(f"--output {out}: vgpt-run writes H.264 in an MP4 container; name a .mp4 file")
         _check_parent(out, "--output")
     if config.sheet:
         sheet = Path(config.sheet)
