@@ -120,9 +120,13 @@ def test_a_bundle_from_a_newer_onnxruntime_is_refused(model_folder, tmp_path):
 
     load_predictor(model_folder)
     copy = tmp_path / "bundle"
-    shutil.copytree(next(cache_root().iterdir()), copy)
+    from vgpt.export.bundle import MANIFEST_HASH
+    from vgpt.integrity import canonical_sha256
+
+    shutil.copytree(next(p for p in cache_root().iterdir() if p.is_dir()), copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["versions"]["onnxruntime"] = "99.0.0"
+    manifest[MANIFEST_HASH] = canonical_sha256(manifest, MANIFEST_HASH)  # as a newer vgpt would have written it
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(Exception, match=r"verified with onnxruntime 99\.0\.0, newer than the installed"):
         load_predictor(copy)

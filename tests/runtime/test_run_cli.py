@@ -58,7 +58,7 @@ def test_bundle_errors(model_folder, clip_video, tmp_path):
 
     common = ["--input", str(clip_video), "--output", str(tmp_path / "o.mp4")]
     assert _run(*common, "--engine", str(model_folder)).exit_code == 0
-    bundle = next(cache_root().iterdir())
+    bundle = next(p for p in cache_root().iterdir() if p.is_dir())
     denoise = next(bundle.rglob("denoise.onnx"))
     result = _run(*common, "--engine", str(denoise), "--steps", "7")
     assert result.exit_code == 1 and "re-export with --steps 7" in result.output
