@@ -1,8 +1,14 @@
 #include "stream.hpp"
 
+#include <chrono>
 #include <cstring>
 
 namespace vgpt {
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+}  // namespace
 
 Tensor::Tensor(const Model& model, const TensorSpec& spec) {
     const OrtApi* api = model.api();
@@ -59,9 +65,11 @@ Stream::Binding Stream::bind(const char* graph, std::initializer_list<std::pair<
     return binding;
 }
 
-void Stream::run(const char* graph, const Binding& binding) {
+double Stream::run(const char* graph, const Binding& binding) {
+    const double start = now();
     check(api_, api_->RunWithBinding(model_->session(graph), run_options_.get(), binding.get()),
           std::string("ONNX Runtime failed running ") + graph + ".onnx");
+    return now() - start;
 }
 
 void Stream::reset(uint64_t seed) {
@@ -114,22 +122,31 @@ PredictResult Stream::predict(int num_clips, const float* noise, size_t noise_co
     }
     out_frames_.resize(size_t(num_clips) * d_.G * frame_bytes);
     out_latents_.resize(need);
+    PredictProfile prof;
+    const double start = now();
     std::memcpy(work_.data(), window_.data(), size_t(d_.M) * L * sizeof(float));
     for (int k = 0; k < num_clips; ++k) {
+        const double t0 = now();
         std::memcpy(history_.f32(), work_.data(), size_t(d_.M) * L * sizeof(float));
-        run(kPrefill, prefill_);
+        prof.inside += run(kPrefill, prefill_);
+        const double t1 = now();
         std::memcpy(z_[0].f32(), noise + k * clip, clip * sizeof(float));
         step_[0].i64()[0] = 0;
-        for (int i = 0; i < d_.S; ++i) run(kDenoise, steps_[i & 1]);  // the hot loop: one bound run per step
-        const float* z = z_[d_.S & 1].f32();                            // [1, G, C, h, w]
+        for (int i = 0; i < d_.S; ++i) prof.inside += run(kDenoise, steps_[i & 1]);  // the hot loop: one bound run per step
+        const float* z = z_[d_.S & 1].f32();                                          // [1, G, C, h, w]
         std::memcpy(clip_.f32(), z, clip * sizeof(float));
         std::memcpy(out_latents_.data() + k * clip, z, clip * sizeof(float));
-        run(kDecoder, decode_);
+        const double t2 = now();
+        prof.inside += run(kDecoder, decode_);
         to_uint8(decoded_.f32(), d_.G, d_.H, d_.W, out_frames_.data() + size_t(k) * d_.G * frame_bytes);
         // Autoregression on a copy: the history for the next clip is the newest M of [history, clip].
         std::memcpy(work_.data() + size_t(d_.M) * L, z, clip * sizeof(float));
         std::memmove(work_.data(), work_.data() + clip, size_t(d_.M) * L * sizeof(float));
+        const double t3 = now();
+        prof.prefill += t1 - t0, prof.denoise += t2 - t1, prof.decode += t3 - t2;
     }
+    prof.total = now() - start;
+    profile_ = prof;
     return {out_frames_.data(), num_clips * d_.G, out_latents_.data(), out_latents_.size(), last_timestamp_ns_};
 }
 

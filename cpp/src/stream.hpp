@@ -31,6 +31,13 @@ private:
     OrtOwner<OrtValue> value_;  // declared after data_: released before the memory it views
 };
 
+// Where the last predict call's time went, in wall seconds (steady clock): the tools/bench.cpp
+// figures. `inside` is the part spent inside ONNX Runtime's run calls; the rest of `total` is host work
+// (copies, noise, the uint8 conversion, the loop itself).
+struct PredictProfile {
+    double total = 0, prefill = 0, denoise = 0, decode = 0, inside = 0;
+};
+
 struct PredictResult {
     const uint8_t* frames;
     int num_frames;
@@ -47,12 +54,14 @@ public:
     bool ready();
     // noise: num_clips * G * C * h * w floats, or nullptr for the stream's generator.
     PredictResult predict(int num_clips, const float* noise, size_t noise_count);
+    // The last predict call's; read it on the thread that called predict, before the next call.
+    const PredictProfile& profile() const { return profile_; }
 
 private:
     using Binding = OrtOwner<OrtIoBinding>;
     Binding bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
                  std::initializer_list<std::pair<const char*, const Tensor*>> outputs);
-    void run(const char* graph, const Binding& binding);
+    double run(const char* graph, const Binding& binding);  // returns the seconds it took
 
     std::shared_ptr<const Model> model_;
     const OrtApi* api_;
@@ -72,6 +81,7 @@ private:
     FrameScratch scratch_;
     std::vector<uint8_t> out_frames_;  // returned views: valid until the next call on the stream
     std::vector<float> out_latents_;
+    PredictProfile profile_;
 };
 
 }  // namespace vgpt
