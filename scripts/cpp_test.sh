@@ -2,6 +2,7 @@
 # Configure, build and test the C/C++ runtime in one command (docs/cpp.md):
 #   scripts/cpp_test.sh                 # build/ : RelWithDebInfo, then ctest
 #   scripts/cpp_test.sh --sanitize      # build/asan/ : AddressSanitizer + UBSan (+ LeakSanitizer), then ctest
+#   scripts/cpp_test.sh --tensorrt      # build/trt/ : with the TensorRT backend (needs CUDA and TensorRT; gpu_check.sh)
 # Fetches the dependencies first (scripts/cpp_deps.sh, root) when they are missing. Builds with
 # $VGPT_JOBS parallel jobs (default 2). The ctest run starts by writing the parity fixtures with the
 # Python runtime (python3 -m tests.cpp_runtime.make_fixtures), so vgpt must be installed for python3.
@@ -10,11 +11,13 @@ cd "$(dirname "$0")/.."
 
 build=build
 sanitize=OFF
+tensorrt=OFF
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --sanitize) sanitize=ON; build=build/asan; shift ;;
+        --tensorrt) tensorrt=ON; build=build/trt; shift ;;
         --build-dir) build="$2"; shift 2 ;;
-        *) echo "cpp_test.sh: unknown argument $1 (use --sanitize, --build-dir DIR)" >&2; exit 2 ;;
+        *) echo "cpp_test.sh: unknown argument $1 (use --sanitize, --tensorrt, --build-dir DIR)" >&2; exit 2 ;;
     esac
 done
 jobs=${VGPT_JOBS:-2}
@@ -26,7 +29,7 @@ if [[ ! -f $ort_include/onnxruntime_c_api.h ]] || ! dpkg-query -W -f='${Status}\
     scripts/cpp_deps.sh --build-dir build
 fi
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVGPT_SANITIZE=$sanitize \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVGPT_SANITIZE=$sanitize -DVGPT_WITH_TENSORRT=$tensorrt \
     -DVGPT_ORT_INCLUDE_DIR="$PWD/$ort_include"
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure

@@ -1,13 +1,14 @@
-// A loaded bundle: the manifest, ONNX Runtime and one session per graph. Immutable once loaded, so
-// any number of streams (and threads) share it; ONNX Runtime sessions are safe to run concurrently.
+// A loaded model: the bundle's manifest and layout, and whatever the backend loads once (ONNX Runtime
+// sessions, TensorRT engines). Immutable once loaded, so any number of streams (and threads) share it;
+// each stream gets its own Engine: its buffers, bindings or execution contexts.
 #pragma once
 
-#include <map>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "manifest.hpp"
-#include "ort.hpp"
 #include "vgpt/vgpt.h"
 
 namespace vgpt {
@@ -30,29 +31,48 @@ struct Dims {  // the layout, in the letters of docs/style.md
     size_t pixels() const { return size_t(H) * W; }
 };
 
-class Model {
+// The layout of a bundle's manifest, checked against the tensors a stream relies on (shapes and
+// dtypes of every graph's inputs and outputs); throws VGPT_BAD_BUNDLE.
+Dims bundle_dims(const Manifest& manifest);
+
+std::string shape_text(const std::vector<int64_t>& shape);  // "[1, 4, 8, 8]"
+
+inline double seconds_now() {  // the steady clock, for the timing profile
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// One stream's buffers and graph calls on one backend (the C++ side of runtime/backends/base.py).
+// Returned pointers are host memory valid until the next call. `inside` accumulates the seconds spent
+// inside the backend's run calls: what is left of a predict call is host work (the bench's figure).
+class Engine {
 public:
-    static std::shared_ptr<const Model> load(const std::string& path, const Options& options);
-
-    const OrtApi* api() const { return ort_->api; }
-    const Manifest& manifest() const { return manifest_; }
-    const Dims& dims() const { return dims_; }
-    OrtSession* session(const std::string& graph) const { return sessions_.at(graph).get(); }
-    const GraphSpec& spec(const std::string& graph) const { return manifest_.graphs.at(graph); }
-    const OrtMemoryInfo* cpu() const { return cpu_.get(); }
-
-private:
-    Model() = default;
-    // Declaration order is destruction order reversed: sessions go before the environment, and the
-    // library handle (never unloaded) is held for all of them.
-    std::shared_ptr<const OrtLibrary> ort_;
-    Manifest manifest_;
-    Dims dims_{};
-    OrtOwner<OrtEnv> env_;
-    OrtOwner<OrtMemoryInfo> cpu_;
-    std::map<std::string, OrtOwner<OrtSession>> sessions_;
+    virtual ~Engine() = default;
+    virtual float* frame() = 0;                            // the encoder's input [1, 3, H, W], filled in place
+    virtual const float* encode() = 0;                     // frame() -> latents [1, C, h, w]
+    virtual void prefill(const float* history) = 0;        // [1, M, C, h, w] -> the KV cache
+    virtual const float* denoise(const float* noise) = 0;  // [1, G, C, h, w] -> the clip after S steps
+    virtual const float* decode(const float* clip) = 0;    // [G, C, h, w] -> frames [G, 3, H, W]
+    double inside = 0;
 };
 
-ONNXTensorElementDataType element_type(const TensorSpec& t);  // throws VGPT_BAD_BUNDLE
+class Model {
+public:
+    virtual ~Model() = default;
+    // The backend of options.backend: path is a bundle (ONNX Runtime) or an engines folder (TensorRT).
+    static std::shared_ptr<const Model> load(const std::string& path, const Options& options);
+
+    const Manifest& manifest() const { return manifest_; }
+    const Dims& dims() const { return dims_; }
+    virtual std::unique_ptr<Engine> engine() const = 0;  // a new stream's
+
+protected:
+    Manifest manifest_;
+    Dims dims_{};
+};
+
+std::shared_ptr<const Model> load_onnxruntime(const std::string& path, const Options& options);  // ort_model.cpp
+#ifdef VGPT_WITH_TENSORRT
+std::shared_ptr<const Model> load_tensorrt(const std::string& path, const Options& options);  // trt_model.cpp
+#endif
 
 }  // namespace vgpt

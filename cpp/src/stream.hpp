@@ -1,12 +1,10 @@
-// One camera's state over a shared Model: the history window of the newest M latents, the KV cache,
-// the latent ping-pong buffers and their IoBindings, all allocated and bound once at creation.
+// One camera's state over a shared Model: the history window of the newest M latents, the noise
+// generator, and its own Engine (the backend's buffers, bindings or contexts, made once at creation).
 //
 // The exact mode of runtime/predictor.py: every predicted clip runs the history through prefill, then
-// S bound denoising steps that alternate two bindings (A reads buffer pair 0 and writes pair 1, B the
-// reverse), then the decoder; each predicted clip joins a copy of the history for the next clip.
+// the S denoising steps, then the decoder; each predicted clip joins a copy of the history for the next.
 #pragma once
 
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,21 +16,8 @@
 
 namespace vgpt {
 
-// A host buffer that ONNX Runtime reads or writes in place through an OrtValue over it.
-class Tensor {
-public:
-    Tensor(const Model& model, const TensorSpec& spec);
-    OrtValue* value() const { return value_.get(); }
-    float* f32() const { return static_cast<float*>(data_.get()); }
-    int64_t* i64() const { return static_cast<int64_t*>(data_.get()); }
-
-private:
-    std::unique_ptr<void, decltype(&std::free)> data_{nullptr, &std::free};
-    OrtOwner<OrtValue> value_;  // declared after data_: released before the memory it views
-};
-
 // Where the last predict call's time went, in wall seconds (steady clock): the tools/bench.cpp
-// figures. `inside` is the part spent inside ONNX Runtime's run calls; the rest of `total` is host work
+// figures. `inside` is the part spent inside the backend's run calls; the rest of `total` is host work
 // (copies, noise, the uint8 conversion, the loop itself).
 struct PredictProfile {
     double total = 0, prefill = 0, denoise = 0, decode = 0, inside = 0;
@@ -58,19 +43,10 @@ public:
     const PredictProfile& profile() const { return profile_; }
 
 private:
-    using Binding = OrtOwner<OrtIoBinding>;
-    Binding bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
-                 std::initializer_list<std::pair<const char*, const Tensor*>> outputs);
-    double run(const char* graph, const Binding& binding);  // returns the seconds it took
-
-    std::shared_ptr<const Model> model_;
-    const OrtApi* api_;
+    std::shared_ptr<const Model> model_;  // declared before engine_: outlives it
     Dims d_;
+    std::unique_ptr<Engine> engine_;
     std::mutex mu_;  // one call at a time on this stream
-    // Graph buffers (before the bindings that reference them).
-    Tensor frame_, latent_, history_, kv_, z_[2], step_[2], clip_, decoded_;
-    Binding encode_, prefill_, steps_[2], decode_;
-    OrtOwner<OrtRunOptions> run_options_;
 
     std::vector<float> window_;  // the newest `count_` (<= M) observed latents, oldest first: [M, C, h, w]
     int count_ = 0;

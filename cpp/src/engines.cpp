@@ -1,0 +1,202 @@
+#include "engines.hpp"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "error.hpp"
+#include "model.hpp"  // shape_text
+#include "sha256.hpp"
+
+namespace vgpt {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kRebuildEngines = "rebuild them with vgpt-build on this machine";
+constexpr const char* kStreamGraphs[] = {kEncoder, kPrefill, kDenoise, kDecoder};
+
+bool has_manifest(const std::string& folder) {
+    struct stat s;
+    return stat((folder + "/" + kEngineManifest).c_str(), &s) == 0 && S_ISREG(s.st_mode);
+}
+
+// "10.7.0.post1" -> {10, 7, 0}: the leading digits of up to three dot-separated pieces.
+std::vector<int> version_triple(const std::string& text) {
+    std::vector<int> parts;
+    std::stringstream in(text);
+    std::string piece;
+    while (parts.size() < 3 && std::getline(in, piece, '.')) {
+        size_t n = 0;
+        while (n < piece.size() && piece[n] >= '0' && piece[n] <= '9') ++n;
+        if (n == 0) break;
+        parts.push_back(std::stoi(piece.substr(0, n)));
+    }
+    return parts;
+}
+
+}  // namespace
+
+std::string find_engines(const std::string& path) {
+    if (path.empty()) throw Error(VGPT_INVALID_ARGUMENT, "the engines path is empty");
+    const bool plan = path.size() > 5 && path.compare(path.size() - 5, 5, ".plan") == 0;
+    const std::string folder = plan ? (path.rfind('/') == std::string::npos ? "." : path.substr(0, path.rfind('/')))
+                                    : path;
+    if (!has_manifest(folder)) {
+        throw Error(VGPT_NOT_FOUND, folder + " has no " + kEngineManifest +
+                                        ": build engines with vgpt-build --bundle B --out DIR, and load DIR");
+    }
+    return folder;
+}
+
+EngineManifest read_engine_manifest(const std::string& folder) {
+    const std::string file = folder + "/" + kEngineManifest;
+    std::ifstream in(file);
+    if (!in) throw Error(VGPT_NOT_FOUND, "cannot open " + file);
+    EngineManifest m;
+    m.folder = folder;
+    try {
+        const json j = json::parse(in);
+        if (j.value("format", std::string()) != kEngineFormat) {
+            throw Error(VGPT_BAD_BUNDLE, file + " is not a vgpt engine manifest (format " +
+                                             j.value("format", json()).dump() + ", expected \"" + kEngineFormat + "\")");
+        }
+        m.tensorrt_version = j.at("tensorrt_version");
+        m.gpu_name = j.at("gpu").at("name");
+        const json& cc = j.at("gpu").at("compute_capability");
+        m.capability_major = cc.at(0), m.capability_minor = cc.at(1);
+        m.layout = j.at("layout");
+        m.bundle = j.at("bundle");
+        m.precision = j.at("builder").at("precision");
+        m.steps = j.at("sampler").at("steps");
+        for (const auto& [graph, p] : j.at("plans").items()) m.plans[graph] = {p.at("file"), p.at("bytes"), p.at("sha256")};
+        for (const auto& [graph, sha] : j.at("source_graphs_sha256").items()) m.source_sha256[graph] = sha;
+    } catch (const json::exception& e) {
+        throw Error(VGPT_BAD_BUNDLE, file + " is not valid JSON or lacks a field (" + std::string(e.what()) + "); " +
+                                         kRebuildEngines);
+    }
+    for (const char* g : kStreamGraphs) {
+        if (!m.plans.count(g)) {
+            throw Error(VGPT_BAD_BUNDLE, file + " lists no " + g + " engine; " + kRebuildEngines);
+        }
+    }
+    return m;
+}
+
+TensorRTHost tensorrt_host(int32_t lib_version, const std::string& gpu_name, int capability_major,
+                           int capability_minor) {
+    TensorRTHost host;
+    host.major = lib_version / 10000, host.minor = lib_version / 100 % 100, host.patch = lib_version % 100;
+    host.gpu_name = gpu_name;
+    host.capability_major = capability_major, host.capability_minor = capability_minor;
+    return host;
+}
+
+void check_engine_host(const EngineManifest& m, const TensorRTHost& host) {
+    const std::vector<int> built = version_triple(m.tensorrt_version);
+    const std::string here =
+        std::to_string(host.major) + "." + std::to_string(host.minor) + "." + std::to_string(host.patch);
+    if (built.size() != 3 || built != std::vector<int>{host.major, host.minor, host.patch}) {
+        throw Error(VGPT_BAD_BUNDLE, "the engines in " + m.folder + " were built with TensorRT " + m.tensorrt_version +
+                                         ", this is TensorRT " + here + ": " + kRebuildEngines);
+    }
+    if (m.gpu_name != host.gpu_name || m.capability_major != host.capability_major ||
+        m.capability_minor != host.capability_minor) {
+        auto sm = [](int a, int b) { return std::to_string(a) + "." + std::to_string(b); };
+        throw Error(VGPT_BAD_BUNDLE, "the engines in " + m.folder + " were built for " + m.gpu_name + " (sm " +
+                                         sm(m.capability_major, m.capability_minor) + "), this is " + host.gpu_name +
+                                         " (sm " + sm(host.capability_major, host.capability_minor) +
+                                         "): rebuild them with vgpt-build on this GPU");
+    }
+}
+
+void check_plan_files(const EngineManifest& m, bool verify_hashes) {
+    for (const auto& [graph, plan] : m.plans) {
+        const std::string path = m.folder + "/" + plan.file;
+        struct stat s;
+        if (stat(path.c_str(), &s) != 0 || !S_ISREG(s.st_mode)) {
+            throw Error(VGPT_BAD_BUNDLE, path + " is missing (" + graph + " engine); " + kRebuildEngines);
+        }
+        if (uint64_t(s.st_size) != plan.bytes) {
+            throw Error(VGPT_BAD_BUNDLE, path + " has " + std::to_string(s.st_size) + " bytes, the manifest says " +
+                                             std::to_string(plan.bytes) + ": truncated or replaced; " + kRebuildEngines);
+        }
+        if (verify_hashes && sha256_file(path) != plan.sha256) {
+            throw Error(VGPT_BAD_BUNDLE, path + " does not match its sha256 in " + kEngineManifest + ": " +
+                                             kRebuildEngines);
+        }
+    }
+}
+
+void check_sources(const EngineManifest& m, const Manifest& bundle) {
+    for (const char* g : kStreamGraphs) {
+        const GraphSpec& spec = bundle.graphs.at(g);
+        std::string now;
+        for (const GraphFile& f : spec.files) {
+            if (f.name == spec.file) now = f.sha256;
+        }
+        auto built = m.source_sha256.find(g);
+        if (built == m.source_sha256.end() || built->second != now) {
+            throw Error(VGPT_BAD_BUNDLE, "the " + std::string(g) + " engine in " + m.folder + " was not built from " +
+                                             bundle.path(spec) + " as the bundle holds it now (re-exported?): " +
+                                             kRebuildEngines);
+        }
+    }
+}
+
+const DeviceBuffer& BufferPlan::buffer(const std::string& name) const {
+    for (const DeviceBuffer& b : buffers) {
+        if (b.name == name) return b;
+    }
+    throw Error(VGPT_INTERNAL, "no device buffer named " + name);
+}
+
+size_t BufferPlan::total_bytes() const {
+    size_t n = 0;
+    for (const DeviceBuffer& b : buffers) n += b.bytes;
+    return n;
+}
+
+BufferPlan buffer_plan(const Manifest& bundle) {
+    auto spec = [&](const char* graph, const char* tensor) -> const TensorSpec& {
+        return bundle.graphs.at(graph).tensor(tensor);
+    };
+    const TensorSpec& kv = spec(kPrefill, "kv_cache");
+    const TensorSpec& kv_in = spec(kDenoise, "kv_cache");
+    if (kv.shape != kv_in.shape || kv.dtype != kv_in.dtype) {
+        throw Error(VGPT_BAD_BUNDLE, bundle.root + ": prefill writes a KV cache of " + kv.dtype + " " +
+                                         shape_text(kv.shape) + ", the denoising step reads " + kv_in.dtype + " " +
+                                         shape_text(kv_in.shape) + "; " + kRebuild);
+    }
+    BufferPlan plan;
+    plan.buffers = {
+        {"frame", spec(kEncoder, "frames").bytes(), {{kEncoder, "frames"}}},
+        {"latent", spec(kEncoder, "latents").bytes(), {{kEncoder, "latents"}}},
+        {"history", spec(kPrefill, "history").bytes(), {{kPrefill, "history"}}},
+        {"kv", kv.bytes(), {{kPrefill, "kv_cache"}, {kDenoise, "kv_cache"}}},  // written once, read by every step
+        {"z0", spec(kDenoise, "z").bytes(), {{kDenoise, "z"}}},
+        {"z1", spec(kDenoise, "z_next").bytes(), {{kDenoise, "z_next"}}},
+        {"step0", spec(kDenoise, "step").bytes(), {{kDenoise, "step"}}},
+        {"step1", spec(kDenoise, "step_next").bytes(), {{kDenoise, "step_next"}}},
+        {"clip", spec(kDecoder, "latents").bytes(), {{kDecoder, "latents"}}},
+        {"frames_out", spec(kDecoder, "frames").bytes(), {{kDecoder, "frames"}}},
+    };
+    plan.steps[0] = {{"z", "z0"}, {"step", "step0"}, {"z_next", "z1"}, {"step_next", "step1"}, {"kv_cache", "kv"}};
+    plan.steps[1] = {{"z", "z1"}, {"step", "step1"}, {"z_next", "z0"}, {"step_next", "step0"}, {"kv_cache", "kv"}};
+    return plan;
+}
+
+const char* result_buffer(int steps) { return steps % 2 == 0 ? "z0" : "z1"; }
+
+void check_engine_tensor(const std::string& graph, const TensorSpec& spec, const std::string& dtype,
+                         const std::vector<int64_t>& shape) {
+    if (dtype != spec.dtype || shape != spec.shape) {
+        throw Error(VGPT_BAD_BUNDLE, "the " + graph + " engine's '" + spec.name + "' is " + dtype + " " +
+                                         shape_text(shape) + ", the bundle's graph says " + spec.dtype + " " +
+                                         shape_text(spec.shape) + ": " + kRebuildEngines + " from this bundle");
+    }
+}
+
+}  // namespace vgpt

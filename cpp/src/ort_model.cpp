@@ -1,0 +1,275 @@
+// The ONNX Runtime backend: one session per graph, shared by every stream of the model; each stream's
+// OrtEngine allocates its buffers once and binds them once (two IoBindings ping-pong over the steps).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "error.hpp"
+#include "model.hpp"
+#include "ort.hpp"
+
+namespace vgpt {
+namespace {
+
+ONNXTensorElementDataType element_type(const TensorSpec& t) {
+    if (t.dtype == "float32") return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    if (t.dtype == "float16") return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    if (t.dtype == "bfloat16") return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
+    if (t.dtype == "int64") return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+    throw Error(VGPT_BAD_BUNDLE, "tensor '" + t.name + "' has dtype '" + t.dtype +
+                                     "': vgpt knows float32, float16, bfloat16 and int64; " + kRebuild);
+}
+
+// The graph's own inputs or outputs against the manifest's: names, element types and static shapes.
+void check_io(const OrtApi* api, OrtSession* session, const GraphSpec& spec, const std::string& path, bool inputs) {
+    const char* kind = inputs ? "input" : "output";
+    const std::vector<TensorSpec>& expected = inputs ? spec.inputs : spec.outputs;
+    OrtAllocator* alloc = nullptr;
+    check(api, api->GetAllocatorWithDefaultOptions(&alloc), "ONNX Runtime allocator");
+    size_t count = 0;
+    check(api, inputs ? api->SessionGetInputCount(session, &count) : api->SessionGetOutputCount(session, &count),
+          path + ": cannot count its " + kind + "s");
+    const std::string fix = std::string("; the manifest and the graph disagree: ") + kRebuild;
+    if (count != expected.size()) {
+        throw Error(VGPT_BAD_BUNDLE, path + " has " + std::to_string(count) + " " + kind + "s, the manifest lists " +
+                                         std::to_string(expected.size()) + fix);
+    }
+    for (size_t i = 0; i < count; ++i) {
+        char* raw = nullptr;
+        check(api, inputs ? api->SessionGetInputName(session, i, alloc, &raw)
+                          : api->SessionGetOutputName(session, i, alloc, &raw),
+              path + ": cannot read an " + kind + " name");
+        const std::string name = raw;
+        alloc->Free(alloc, raw);
+        auto found = std::find_if(expected.begin(), expected.end(), [&](const TensorSpec& t) { return t.name == name; });
+        if (found == expected.end()) {
+            throw Error(VGPT_BAD_BUNDLE, path + ": " + kind + " '" + name + "' is not in the manifest's " + spec.name +
+                                             " graph" + fix);
+        }
+        OrtTypeInfo* info_raw = nullptr;
+        check(api, inputs ? api->SessionGetInputTypeInfo(session, i, &info_raw)
+                          : api->SessionGetOutputTypeInfo(session, i, &info_raw),
+              path + ": cannot read the type of " + name);
+        OrtOwner<OrtTypeInfo> info(api, info_raw);
+        const OrtTensorTypeAndShapeInfo* tensor = nullptr;
+        check(api, api->CastTypeInfoToTensorInfo(info.get(), &tensor), path + ": " + name + " is not a tensor");
+        if (!tensor) throw Error(VGPT_BAD_BUNDLE, path + ": " + kind + " '" + name + "' is not a tensor" + fix);
+        ONNXTensorElementDataType type;
+        size_t rank = 0;
+        check(api, api->GetTensorElementType(tensor, &type), path + ": element type of " + name);
+        check(api, api->GetDimensionsCount(tensor, &rank), path + ": rank of " + name);
+        std::vector<int64_t> dims(rank);
+        check(api, api->GetDimensions(tensor, dims.data(), rank), path + ": shape of " + name);
+        if (type != element_type(*found)) {
+            throw Error(VGPT_BAD_BUNDLE, path + ": " + kind + " '" + name + "' has ONNX element type " +
+                                             std::to_string(int(type)) + ", the manifest says " + found->dtype + fix);
+        }
+        bool same = rank == found->shape.size();
+        for (size_t d = 0; same && d < rank; ++d) same = dims[d] < 0 || dims[d] == found->shape[d];  // < 0: dynamic
+        if (!same) {
+            throw Error(VGPT_BAD_BUNDLE, path + ": " + kind + " '" + name + "' has shape " + shape_text(dims) +
+                                             " in the graph, the manifest says " + shape_text(found->shape) + fix);
+        }
+    }
+}
+
+// A loaded bundle over ONNX Runtime. ONNX Runtime sessions are safe to run concurrently.
+class OrtModel : public Model {
+public:
+    static std::shared_ptr<const Model> load(const std::string& path, const Options& options);
+    std::unique_ptr<Engine> engine() const override;
+
+    const OrtApi* api() const { return ort_->api; }
+    OrtSession* session(const std::string& graph) const { return sessions_.at(graph).get(); }
+    const GraphSpec& spec(const std::string& graph) const { return manifest_.graphs.at(graph); }
+    const OrtMemoryInfo* cpu() const { return cpu_.get(); }
+
+private:
+    // Declaration order is destruction order reversed: sessions go before the environment, and the
+    // library handle (never unloaded) is held for all of them.
+    std::shared_ptr<const OrtLibrary> ort_;
+    OrtOwner<OrtEnv> env_;
+    OrtOwner<OrtMemoryInfo> cpu_;
+    std::map<std::string, OrtOwner<OrtSession>> sessions_;
+};
+
+// A host buffer that ONNX Runtime reads or writes in place through an OrtValue over it.
+class Tensor {
+public:
+    Tensor(const OrtModel& model, const TensorSpec& spec);
+    OrtValue* value() const { return value_.get(); }
+    float* f32() const { return static_cast<float*>(data_.get()); }
+    int64_t* i64() const { return static_cast<int64_t*>(data_.get()); }
+    size_t bytes() const { return bytes_; }
+
+private:
+    size_t bytes_;
+    std::unique_ptr<void, decltype(&std::free)> data_{nullptr, &std::free};
+    OrtOwner<OrtValue> value_;  // declared after data_: released before the memory it views
+};
+
+Tensor::Tensor(const OrtModel& model, const TensorSpec& spec) : bytes_(spec.bytes()) {
+    const OrtApi* api = model.api();
+    data_.reset(std::aligned_alloc(64, (bytes_ + 63) / 64 * 64));  // size: a multiple of the alignment
+    if (!data_) throw std::bad_alloc();
+    std::memset(data_.get(), 0, bytes_);
+    OrtValue* value = nullptr;
+    check(api, api->CreateTensorWithDataAsOrtValue(model.cpu(), data_.get(), bytes_, spec.shape.data(), spec.shape.size(),
+                                                   element_type(spec), &value),
+          "ONNX Runtime tensor '" + spec.name + "'");
+    value_ = OrtOwner<OrtValue>(api, value);
+}
+
+// One stream's buffers and bindings: the KV cache bound as prefill's output and every step's input;
+// the latent clip and the step index in two pairs of buffers, binding A reading pair 0 and writing
+// pair 1, binding B the reverse, so the loop is S bound runs and nothing else.
+class OrtEngine : public Engine {
+public:
+    explicit OrtEngine(const OrtModel& model);
+    float* frame() override { return frame_.f32(); }
+    const float* encode() override;
+    void prefill(const float* history) override;
+    const float* denoise(const float* noise) override;
+    const float* decode(const float* clip) override;
+
+private:
+    using Binding = OrtOwner<OrtIoBinding>;
+    Binding bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
+                 std::initializer_list<std::pair<const char*, const Tensor*>> outputs);
+    void run(const char* graph, const Binding& binding);
+
+    const OrtModel& model_;  // outlived: the stream holds the model
+    const OrtApi* api_;
+    int steps_;
+    Tensor frame_, latent_, history_, kv_, z_[2], step_[2], clip_, decoded_;  // before the bindings
+    Binding encode_, prefill_, steps_bound_[2], decode_;
+    OrtOwner<OrtRunOptions> run_options_;
+};
+
+OrtEngine::OrtEngine(const OrtModel& m)
+    : model_(m),
+      api_(m.api()),
+      steps_(m.dims().S),
+      frame_(m, m.spec(kEncoder).tensor("frames")),
+      latent_(m, m.spec(kEncoder).tensor("latents")),
+      history_(m, m.spec(kPrefill).tensor("history")),
+      kv_(m, m.spec(kPrefill).tensor("kv_cache")),
+      z_{{m, m.spec(kDenoise).tensor("z")}, {m, m.spec(kDenoise).tensor("z_next")}},
+      step_{{m, m.spec(kDenoise).tensor("step")}, {m, m.spec(kDenoise).tensor("step_next")}},
+      clip_(m, m.spec(kDecoder).tensor("latents")),
+      decoded_(m, m.spec(kDecoder).tensor("frames")) {
+    encode_ = bind(kEncoder, {{"frames", &frame_}}, {{"latents", &latent_}});
+    prefill_ = bind(kPrefill, {{"history", &history_}}, {{"kv_cache", &kv_}});
+    for (int a = 0; a < 2; ++a) {
+        steps_bound_[a] = bind(kDenoise, {{"z", &z_[a]}, {"kv_cache", &kv_}, {"step", &step_[a]}},
+                               {{"z_next", &z_[1 - a]}, {"step_next", &step_[1 - a]}});
+    }
+    decode_ = bind(kDecoder, {{"latents", &clip_}}, {{"frames", &decoded_}});
+    OrtRunOptions* ro = nullptr;
+    check(api_, api_->CreateRunOptions(&ro), "ONNX Runtime run options");
+    run_options_ = OrtOwner<OrtRunOptions>(api_, ro);
+}
+
+OrtEngine::Binding OrtEngine::bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
+                                   std::initializer_list<std::pair<const char*, const Tensor*>> outputs) {
+    OrtIoBinding* raw = nullptr;
+    check(api_, api_->CreateIoBinding(model_.session(graph), &raw), std::string("ONNX Runtime binding of ") + graph);
+    Binding binding(api_, raw);
+    for (const auto& [name, tensor] : inputs) {
+        check(api_, api_->BindInput(raw, name, tensor->value()), std::string("binding ") + graph + " input " + name);
+    }
+    for (const auto& [name, tensor] : outputs) {
+        check(api_, api_->BindOutput(raw, name, tensor->value()), std::string("binding ") + graph + " output " + name);
+    }
+    return binding;
+}
+
+void OrtEngine::run(const char* graph, const Binding& binding) {
+    const double start = seconds_now();
+    check(api_, api_->RunWithBinding(model_.session(graph), run_options_.get(), binding.get()),
+          std::string("ONNX Runtime failed running ") + graph + ".onnx");
+    inside += seconds_now() - start;
+}
+
+const float* OrtEngine::encode() {
+    run(kEncoder, encode_);
+    return latent_.f32();
+}
+
+void OrtEngine::prefill(const float* history) {
+    std::memcpy(history_.f32(), history, history_.bytes());
+    run(kPrefill, prefill_);
+}
+
+const float* OrtEngine::denoise(const float* noise) {
+    std::memcpy(z_[0].f32(), noise, z_[0].bytes());
+    step_[0].i64()[0] = 0;
+    for (int i = 0; i < steps_; ++i) run(kDenoise, steps_bound_[i & 1]);  // the hot loop: one bound run per step
+    return z_[steps_ & 1].f32();                                          // [1, G, C, h, w]
+}
+
+const float* OrtEngine::decode(const float* clip) {
+    std::memcpy(clip_.f32(), clip, clip_.bytes());
+    run(kDecoder, decode_);
+    return decoded_.f32();
+}
+
+std::unique_ptr<Engine> OrtModel::engine() const { return std::make_unique<OrtEngine>(*this); }
+
+std::shared_ptr<const Model> OrtModel::load(const std::string& path, const Options& options) {
+    std::shared_ptr<OrtModel> model(new OrtModel());
+    OrtModel& m = *model;
+    m.manifest_ = read_manifest(find_bundle(path), options.layout.c_str(), options.verify_hashes);
+    const Manifest& man = m.manifest_;
+    m.dims_ = bundle_dims(man);
+
+    m.ort_ = load_ort(options.ort_library.empty() ? nullptr : options.ort_library.c_str());
+    const OrtLibrary& lib = *m.ort_;
+    const OrtApi* api = lib.api;
+    if (!man.ort_version.empty() && version_newer(man.ort_version, lib.version)) {
+        throw Error(VGPT_RUNTIME_LIBRARY, man.root + " was exported and verified with onnxruntime " + man.ort_version +
+                                              ", newer than the loaded " + lib.version + " (" + lib.path +
+                                              "): use a newer ONNX Runtime, or " + kRebuild + " here");
+    }
+    OrtEnv* env = nullptr;
+    check(api, api->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "vgpt", &env), "ONNX Runtime CreateEnv");
+    m.env_ = OrtOwner<OrtEnv>(api, env);
+    OrtMemoryInfo* cpu = nullptr;
+    check(api, api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &cpu), "ONNX Runtime memory info");
+    m.cpu_ = OrtOwner<OrtMemoryInfo>(api, cpu);
+
+    OrtSessionOptions* so_raw = nullptr;
+    check(api, api->CreateSessionOptions(&so_raw), "ONNX Runtime session options");
+    OrtOwner<OrtSessionOptions> so(api, so_raw);
+    check(api, api->SetIntraOpNumThreads(so.get(), options.intra_op_threads), "intra_op_threads");
+    check(api, api->SetInterOpNumThreads(so.get(), 1), "inter-op threads");
+    check(api, api->SetSessionExecutionMode(so.get(), ORT_SEQUENTIAL), "execution mode");
+    // Q/DQ graphs with FP8 run on the CPU only at the basic optimisation level (as ort_backend.py).
+    check(api, api->SetSessionGraphOptimizationLevel(so.get(), man.quantized ? ORT_ENABLE_BASIC : ORT_ENABLE_ALL),
+          "graph optimization level");
+    // Off by default: a control loop calls predict at its own rate, and spinning threads between the
+    // calls would take cores from the rest of the process.
+    check(api, api->AddSessionConfigEntry(so.get(), "session.intra_op.allow_spinning", options.allow_spinning ? "1" : "0"),
+          "allow_spinning");
+    for (const char* graph : {kEncoder, kPrefill, kDenoise, kDecoder}) {
+        const GraphSpec& spec = man.graphs.at(graph);
+        const std::string file = man.path(spec);
+        OrtSession* session = nullptr;
+        check(api, api->CreateSession(env, file.c_str(), so.get(), &session), "ONNX Runtime cannot load " + file,
+              VGPT_BAD_BUNDLE);
+        OrtOwner<OrtSession> owned(api, session);
+        check_io(api, session, spec, file, true);
+        check_io(api, session, spec, file, false);
+        m.sessions_.emplace(graph, std::move(owned));
+    }
+    return model;
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> load_onnxruntime(const std::string& path, const Options& options) {
+    return OrtModel::load(path, options);
+}
+
+}  // namespace vgpt

@@ -1,0 +1,300 @@
+// The TensorRT backend, compiled only with -DVGPT_WITH_TENSORRT=ON (TensorRT 10 and CUDA 12 APIs).
+//
+// A TrtModel deserializes the plans of a vgpt-build folder once (after engines.cpp's refusals: another
+// TensorRT version, another GPU, changed plans, plans built from other graphs than the bundle holds).
+// Each stream's TrtEngine has its own CUDA stream, device buffers (engines.cpp buffer_plan: one KV cache
+// bound to prefill and both step contexts), pinned host copies of what the host reads or writes, and
+// one execution context per binding set (encoder, prefill, decoder, and two for the alternating steps)
+// whose tensor addresses are set once. The S denoising steps are captured once per stream in a CUDA
+// graph and replayed for every clip; between clips the host only uploads the noise, zeroes the step
+// index and downloads the clip (as runtime/backends/trt_backend.py).
+#include <NvInferRuntime.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include "engines.hpp"
+#include "error.hpp"
+#include "model.hpp"
+
+namespace vgpt {
+namespace {
+
+class Logger : public nvinfer1::ILogger {
+    void log(Severity severity, const char* message) noexcept override {
+        if (severity <= Severity::kWARNING) std::fprintf(stderr, "vgpt: TensorRT: %s\n", message);
+    }
+};
+
+void cuda(cudaError_t status, const std::string& what) {
+    if (status != cudaSuccess) throw Error(VGPT_RUNTIME_LIBRARY, what + ": CUDA error " + cudaGetErrorString(status));
+}
+
+std::string numpy_dtype(nvinfer1::DataType t) {
+    switch (t) {
+        case nvinfer1::DataType::kFLOAT: return "float32";
+        case nvinfer1::DataType::kHALF: return "float16";
+        case nvinfer1::DataType::kBF16: return "bfloat16";
+        case nvinfer1::DataType::kINT64: return "int64";
+        case nvinfer1::DataType::kINT32: return "int32";
+        default: return "TensorRT type " + std::to_string(int(t));
+    }
+}
+
+std::vector<char> read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(VGPT_BAD_BUNDLE, "cannot read " + path);
+    return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+}
+
+constexpr const char* kStreamGraphs[] = {kEncoder, kPrefill, kDenoise, kDecoder};
+
+class TrtModel : public Model, public std::enable_shared_from_this<TrtModel> {
+public:
+    static std::shared_ptr<const Model> load(const std::string& path, const Options& options);
+    std::unique_ptr<Engine> engine() const override;
+
+    // A new execution context of a graph's engine (creation serialized: streams are made from any thread).
+    std::unique_ptr<nvinfer1::IExecutionContext> context(const char* graph) const {
+        std::lock_guard<std::mutex> lock(mu_);
+        std::unique_ptr<nvinfer1::IExecutionContext> ctx(engines_.at(graph)->createExecutionContext());
+        if (!ctx) throw Error(VGPT_RUNTIME_LIBRARY, std::string("TensorRT cannot create a context of the ") + graph + " engine");
+        return ctx;
+    }
+    const BufferPlan& plan() const { return plan_; }
+    int device() const { return device_; }
+
+private:
+    // Destroyed in reverse: the engines before the runtime, both before the logger they report to.
+    Logger logger_;
+    std::unique_ptr<nvinfer1::IRuntime> runtime_;
+    std::map<std::string, std::unique_ptr<nvinfer1::ICudaEngine>> engines_;
+    BufferPlan plan_;
+    int device_ = 0;
+    mutable std::mutex mu_;
+};
+
+std::shared_ptr<const Model> TrtModel::load(const std::string& path, const Options& options) {
+    auto model = std::make_shared<TrtModel>();
+    TrtModel& m = *model;
+    const EngineManifest em = read_engine_manifest(find_engines(path));
+    cuda(cudaGetDevice(&m.device_), "no CUDA device");
+    cudaDeviceProp prop{};
+    cuda(cudaGetDeviceProperties(&prop, m.device_), "CUDA device properties");
+    check_engine_host(em, tensorrt_host(getInferLibVersion(), prop.name, prop.major, prop.minor));
+    check_plan_files(em, options.verify_hashes);
+    m.manifest_ = read_manifest(find_bundle(em.bundle), em.layout.c_str(), options.verify_hashes);
+    if (m.manifest_.steps != em.steps) {
+        throw Error(VGPT_BAD_BUNDLE, em.folder + " was built for " + std::to_string(em.steps) + " steps, the bundle " +
+                                         em.bundle + " now has " + std::to_string(m.manifest_.steps) +
+                                         ": rebuild the engines with vgpt-build");
+    }
+    check_sources(em, m.manifest_);
+    m.dims_ = bundle_dims(m.manifest_);
+    m.plan_ = buffer_plan(m.manifest_);
+    m.runtime_.reset(nvinfer1::createInferRuntime(m.logger_));
+    if (!m.runtime_) throw Error(VGPT_RUNTIME_LIBRARY, "TensorRT cannot create its runtime");
+    for (const char* graph : kStreamGraphs) {
+        const std::string file = em.folder + "/" + em.plans.at(graph).file;
+        const std::vector<char> data = read_file(file);
+        std::unique_ptr<nvinfer1::ICudaEngine> engine(m.runtime_->deserializeCudaEngine(data.data(), data.size()));
+        if (!engine) throw Error(VGPT_BAD_BUNDLE, "TensorRT cannot deserialize " + file + "; rebuild it with vgpt-build");
+        const GraphSpec& spec = m.manifest_.graphs.at(graph);
+        for (int32_t i = 0; i < engine->getNbIOTensors(); ++i) {
+            const char* name = engine->getIOTensorName(i);
+            const nvinfer1::Dims d = engine->getTensorShape(name);
+            check_engine_tensor(graph, spec.tensor(name), numpy_dtype(engine->getTensorDataType(name)),
+                                std::vector<int64_t>(d.d, d.d + d.nbDims));
+        }
+        m.engines_.emplace(graph, std::move(engine));
+    }
+    return model;
+}
+
+using DevicePtr = std::unique_ptr<void, cudaError_t (*)(void*)>;
+
+class TrtEngine : public Engine {
+public:
+    explicit TrtEngine(std::shared_ptr<const TrtModel> model);
+    ~TrtEngine() override;
+    float* frame() override { return host("frame"); }
+    const float* encode() override;
+    void prefill(const float* history) override;
+    const float* denoise(const float* noise) override;
+    const float* decode(const float* clip) override;
+
+private:
+    float* host(const std::string& buffer) { return static_cast<float*>(host_.at(buffer).get()); }
+    void* device(const std::string& buffer) { return device_.at(buffer).get(); }
+    void upload(const std::string& buffer);    // its pinned host copy -> the device (on the stream)
+    void download(const std::string& buffer);  // the device -> its pinned host copy (on the stream)
+    void enqueue(nvinfer1::IExecutionContext& ctx, const char* what);
+    void loop();      // the S steps, alternating the two step contexts
+    void capture();   // warm up once, then record loop() into a CUDA graph
+    void finish();    // waits for the stream; the wait counts as time inside the backend
+
+    std::shared_ptr<const TrtModel> model_;
+    const BufferPlan& plan_;
+    const int steps_;
+    const std::string result_;
+    // Destroyed in reverse: the graph, the contexts, then the memory they point at, then the stream.
+    std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_{nullptr, &cudaStreamDestroy};
+    std::map<std::string, DevicePtr> device_, host_;
+    std::unique_ptr<nvinfer1::IExecutionContext> encoder_, prefill_, decoder_, step_[2];
+    std::unique_ptr<CUgraph_st, cudaError_t (*)(cudaGraph_t)> graph_{nullptr, &cudaGraphDestroy};
+    std::unique_ptr<CUgraphExec_st, cudaError_t (*)(cudaGraphExec_t)> exec_{nullptr, &cudaGraphExecDestroy};
+};
+
+TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
+    : model_(std::move(model)), plan_(model_->plan()), steps_(model_->dims().S), result_(result_buffer(steps_)) {
+    cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
+    cudaStream_t s = nullptr;
+    cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    stream_.reset(s);
+    for (const DeviceBuffer& b : plan_.buffers) {
+        void* p = nullptr;
+        cuda(cudaMalloc(&p, b.bytes), "cudaMalloc of " + b.name);
+        device_.emplace(b.name, DevicePtr(p, &cudaFree));
+        cuda(cudaMemset(p, 0, b.bytes), "cudaMemset of " + b.name);
+    }
+    for (const std::string& name : {std::string("frame"), std::string("latent"), std::string("history"),
+                                    std::string("z0"), result_, std::string("clip"), std::string("frames_out")}) {
+        if (host_.count(name)) continue;  // the result may be z0
+        void* p = nullptr;
+        cuda(cudaMallocHost(&p, plan_.buffer(name).bytes), "cudaMallocHost of " + name);
+        host_.emplace(name, DevicePtr(p, &cudaFreeHost));
+    }
+    encoder_ = model_->context(kEncoder);
+    prefill_ = model_->context(kPrefill);
+    decoder_ = model_->context(kDecoder);
+    step_[0] = model_->context(kDenoise);
+    step_[1] = model_->context(kDenoise);
+    // Every address once: the codec and prefill contexts from the plan's bindings, the two step contexts
+    // from its two binding sets. Nothing is rebound afterwards, so the captured graph stays valid.
+    std::map<std::string, nvinfer1::IExecutionContext*> single = {
+        {kEncoder, encoder_.get()}, {kPrefill, prefill_.get()}, {kDecoder, decoder_.get()}};
+    for (const DeviceBuffer& b : plan_.buffers) {
+        for (const auto& [graph, tensor] : b.bindings) {
+            if (graph == kDenoise) continue;
+            if (!single.at(graph)->setTensorAddress(tensor.c_str(), device(b.name))) {
+                throw Error(VGPT_RUNTIME_LIBRARY, "TensorRT refuses the address of " + graph + "'s " + tensor);
+            }
+        }
+    }
+    for (int a = 0; a < 2; ++a) {
+        for (const auto& [tensor, buffer] : plan_.steps[a]) {
+            if (!step_[a]->setTensorAddress(tensor.c_str(), device(buffer))) {
+                throw Error(VGPT_RUNTIME_LIBRARY, "TensorRT refuses the address of the step's " + tensor);
+            }
+        }
+    }
+}
+
+TrtEngine::~TrtEngine() {
+    if (stream_) cudaStreamSynchronize(stream_.get());  // nothing in flight on the memory about to be freed
+}
+
+void TrtEngine::upload(const std::string& buffer) {
+    cuda(cudaMemcpyAsync(device(buffer), host_.at(buffer).get(), plan_.buffer(buffer).bytes, cudaMemcpyHostToDevice,
+                         stream_.get()),
+         "upload of " + buffer);
+}
+
+void TrtEngine::download(const std::string& buffer) {
+    cuda(cudaMemcpyAsync(host_.at(buffer).get(), device(buffer), plan_.buffer(buffer).bytes, cudaMemcpyDeviceToHost,
+                         stream_.get()),
+         "download of " + buffer);
+}
+
+void TrtEngine::enqueue(nvinfer1::IExecutionContext& ctx, const char* what) {
+    const double start = seconds_now();
+    if (!ctx.enqueueV3(stream_.get())) throw Error(VGPT_RUNTIME_LIBRARY, std::string("TensorRT failed to enqueue ") + what);
+    inside += seconds_now() - start;
+}
+
+void TrtEngine::finish() {
+    const double start = seconds_now();
+    cuda(cudaStreamSynchronize(stream_.get()), "the TensorRT stream");
+    inside += seconds_now() - start;
+}
+
+void TrtEngine::loop() {
+    for (int i = 0; i < steps_; ++i) enqueue(*step_[i & 1], "a denoising step");
+}
+
+void TrtEngine::capture() {
+    // TensorRT may allocate or set up on a context's first enqueue, which a capture must not record.
+    cuda(cudaMemsetAsync(device("step0"), 0, plan_.buffer("step0").bytes, stream_.get()), "step reset");
+    loop();
+    finish();
+    cuda(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal), "CUDA graph capture");
+    try {
+        loop();
+    } catch (...) {
+        cudaGraph_t broken = nullptr;
+        cudaStreamEndCapture(stream_.get(), &broken);
+        if (broken) cudaGraphDestroy(broken);
+        throw;
+    }
+    cudaGraph_t graph = nullptr;
+    cuda(cudaStreamEndCapture(stream_.get(), &graph), "CUDA graph capture of the denoising loop");
+    graph_.reset(graph);
+    cudaGraphExec_t exec = nullptr;
+    cuda(cudaGraphInstantiateWithFlags(&exec, graph, 0), "CUDA graph instantiation");
+    exec_.reset(exec);
+}
+
+const float* TrtEngine::encode() {
+    cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
+    upload("frame");
+    enqueue(*encoder_, "the encoder");
+    download("latent");
+    finish();
+    return host("latent");
+}
+
+void TrtEngine::prefill(const float* history) {
+    cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
+    std::memcpy(host("history"), history, plan_.buffer("history").bytes);
+    upload("history");
+    enqueue(*prefill_, "prefill");
+    finish();  // the pinned history copy is free again, and the phase's time is its own
+}
+
+const float* TrtEngine::denoise(const float* noise) {
+    cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
+    if (!exec_) capture();  // once per stream, before the noise goes in (the warm-up writes z0 and z1)
+    std::memcpy(host("z0"), noise, plan_.buffer("z0").bytes);
+    upload("z0");
+    cuda(cudaMemsetAsync(device("step0"), 0, plan_.buffer("step0").bytes, stream_.get()), "step reset");
+    const double start = seconds_now();
+    cuda(cudaGraphLaunch(exec_.get(), stream_.get()), "CUDA graph launch of the denoising loop");
+    inside += seconds_now() - start;
+    download(result_);
+    finish();
+    return host(result_);
+}
+
+const float* TrtEngine::decode(const float* clip) {
+    cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
+    std::memcpy(host("clip"), clip, plan_.buffer("clip").bytes);
+    upload("clip");
+    enqueue(*decoder_, "the decoder");
+    download("frames_out");
+    finish();
+    return host("frames_out");
+}
+
+std::unique_ptr<Engine> TrtModel::engine() const { return std::make_unique<TrtEngine>(shared_from_this()); }
+
+}  // namespace
+
+std::shared_ptr<const Model> load_tensorrt(const std::string& path, const Options& options) {
+    return TrtModel::load(path, options);
+}
+
+}  // namespace vgpt
