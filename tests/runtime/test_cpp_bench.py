@@ -31,6 +31,7 @@ def test_ratios_are_python_time_over_cpp_time():
     python, cpp = runtime_report(2.0, 0.04, 0.05), runtime_report(1.0, 0.01, 0.001)
     r = ratios(python, cpp)
     assert r["cpp_vs_python_clip"] == pytest.approx(2.0)  # medians: 2.0 vs 1.0
+    assert r["cpp_vs_python_clip_min"] == pytest.approx(2.0)  # minima: 2.0 vs 1.0
     assert r["cpp_vs_python_step"] == pytest.approx(4.0)
     assert (r["python_host_overhead"], r["cpp_host_overhead"]) == (0.05, 0.001)
 
