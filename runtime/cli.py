@@ -11,7 +11,7 @@ import click
 
 from vgpt.commands import GUIDANCE, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
 from vgpt.errors import user_errors
-from vgpt.runtime.config import RunConfig
+from vgpt.runtime.config import PROVIDERS, RunConfig
 
 _RUN = RunConfig(input="")
 
@@ -51,6 +51,12 @@ _RUN = RunConfig(input="")
 )
 @click.option("--threads", type=THREADS, default=None, help="CPU threads for the backend (1 .. 4 x the cores).")
 @click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    default=None,
+    help="ONNX Runtime execution provider (default cpu); a missing one is an error, never a fall back to the CPU.",
+)
+@click.option(
     "--live",
     is_flag=True,
     help="Keep predicting as frames arrive: capture runs in its own thread into a bounded queue that "
@@ -70,7 +76,7 @@ _RUN = RunConfig(input="")
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
 def run_main(input_, engine, codec, output, frames_dir, sheet, latents, clips, steps, guidance, seed, backend, threads,
-             live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
+             provider, live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -82,7 +88,7 @@ def run_main(input_, engine, codec, output, frames_dir, sheet, latents, clips, s
 
         config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, sheet=sheet,
                            latents=latents, clips=clips, steps=steps, guidance=guidance, seed=seed, backend=backend,
-                           threads=threads, live=live, max_frames=max_frames, queue_size=queue_size,
+                           threads=threads, provider=provider, live=live, max_frames=max_frames, queue_size=queue_size,
                            kv_cache=kv_cache, progress=progress)  # fmt: skip
         with _sigterm_as_interrupt():
             summary = run(config)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from vgpt.config import ConfigError
 
+# ONNX Runtime execution providers `--provider` names (vgpt.runtime.backends.ort_backend maps them).
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -23,6 +26,7 @@ class RunConfig:
     seed: int = 0
     backend: str = "onnxruntime"
     threads: int | None = None
+    provider: str | None = None  # ONNX Runtime execution provider: cpu, cuda, tensorrt (None: cpu)
     live: bool = False
     max_frames: int | None = None  # live: stop after this many observed frames
     queue_size: int = 0  # live: frames buffered between capture and prediction (0: 2 x G)
@@ -34,6 +38,11 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"RunConfig.{name}={value}: must be at least 1")
+        if self.provider is not None and self.provider not in PROVIDERS:
+            raise ConfigError(f"RunConfig.provider={self.provider!r}: choose one of {PROVIDERS}")
+        if self.provider is not None and self.backend != "onnxruntime":
+            raise ConfigError(f"RunConfig.provider={self.provider!r}: execution providers are ONNX Runtime's; "
+                              f"the {self.backend} backend takes none")  # fmt: skip
         if self.queue_size < 0:
             raise ConfigError(f"RunConfig.queue_size={self.queue_size}: must be >= 0 (0: twice the clip length)")
         if not 0 <= self.seed < 2**64:

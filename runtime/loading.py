@@ -135,11 +135,13 @@ def check_codec_fits(codec, config, codec_dir) -> None:
 
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None,
-                 codec: str | Path | None = None):  # fmt: skip
+                 codec: str | Path | None = None, providers: list[str] | None = None):  # fmt: skip
     from vgpt.export.manifest import load_bundle
 
     if backend not in BACKENDS:
         raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
+    if providers and backend != "onnxruntime":
+        raise BundleError(f"execution providers {providers} are ONNX Runtime's; the {backend} backend takes none")
     if backend == "tensorrt" or (source is not None and _is_engine(source)):
         from vgpt.runtime.backends.trt_backend import TensorRTBackend
 
@@ -164,7 +166,7 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
                               f"and guidance are baked into the graphs; re-export with --{name} {value}")  # fmt: skip
     from vgpt.runtime.backends.ort_backend import OrtBackend
 
-    return OrtBackend(bundle, threads=threads)
+    return OrtBackend(bundle, threads=threads, providers=providers)
 
 
 def _torch_backend(source, threads, steps, guidance, codec_source):

@@ -162,10 +162,12 @@ def load_predictor(
     guidance: float | None = None,
     mode: str = "exact",
     codec: str | Path | None = None,
+    providers: list[str] | None = None,
 ) -> VideoPredictor:
     """A predictor from a bundle (folder, or a graph file whose manifest sits above it), a checkpoint
     or training run folder (exported on first use; `codec` when none sits beside it), or the bundled
-    default (None)."""
+    default (None). `providers`: ONNX Runtime execution providers in order of preference ("cpu", "cuda",
+    "tensorrt"); one that is missing is an error, never a silent fall back to the CPU."""
     from vgpt.runtime.loading import open_backend
 
-    return VideoPredictor(open_backend(source, backend, threads, steps, guidance, codec), mode)
+    return VideoPredictor(open_backend(source, backend, threads, steps, guidance, codec, providers), mode)

@@ -102,7 +102,8 @@ def _check_parent(path: Path, option: str) -> None:
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
     predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
-                               config.kv_cache, config.codec)  # fmt: skip
+                               config.kv_cache, config.codec,
+                               [config.provider] if config.provider else None)  # fmt: skip
     M = predictor.layout.history_frames
     if config.live and config.max_frames is not None and config.max_frames < M:
         raise InputError(f"--max-frames {config.max_frames} stops before the {M} history frames a prediction "

@@ -1,18 +1,29 @@
 """The ONNX Runtime backend: the bundle's four graphs, every buffer allocated and bound once.
 
-The KV cache is one array bound as the prefill graph's output and every denoising step's input. The
+The KV cache is one buffer bound as the prefill graph's output and every denoising step's input. The
 latent clip and the step index live in two pairs of buffers; binding A reads pair 0 and writes pair 1,
 binding B the reverse, so the loop is S calls of `run_with_iobinding` and nothing else: no allocation,
 no host copy, no arithmetic on the host.
+
+Where the buffers live follows the execution provider: on the CPU they are numpy arrays that ONNX
+Runtime reads and writes in place; with CUDA or TensorRT they are device OrtValues, so the only
+host <-> device copies are a frame in (encode), the history in (prefill), the noise in and the clip out
+(denoise) and the frames out (decode); a denoising step copies nothing.
+
+Optimization level by precision: fp32, fp16 and INT8 graphs run at `ORT_ENABLE_ALL`, where the CPU
+provider fuses each INT8 Q/DQ MatMul into an integer kernel (MatMulIntegerToFloat); FP8 Q/DQ graphs
+run at the basic level, since FP8 is a TensorRT precision that the CPU provider only emulates.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from vgpt.calibration.policy import PRECISIONS
+from vgpt.errors import VgptError
 from vgpt.export.manifest import Bundle, BundleError
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
 from vgpt.runtime.backends.base import Backend
@@ -21,62 +32,151 @@ log = logging.getLogger(__name__)
 
 _NP = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
 
+# The names `vgpt-run --provider` takes, and ONNX Runtime's names for them.
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+# Precisions whose Q/DQ the CPU provider runs only at the basic optimization level.
+BASIC_LEVEL_PRECISIONS = ("fp8",)
 
-def _providers(requested: list[str] | None) -> list[str]:
+
+class ProviderError(VgptError, RuntimeError):
+    """An execution provider that this ONNX Runtime does not have, or that failed to start."""
+
+
+def provider_names(requested: list[str] | None) -> list[str]:
+    """ONNX Runtime provider names for what the user asked for (short names or ORT's own, in order of
+    preference); None is the CPU. The CPU provider is appended after a GPU one because ONNX Runtime
+    places the few nodes the GPU provider lacks (shape arithmetic) there; the buffers stay on the device."""
+    if not requested:
+        return [PROVIDERS["cpu"]]
+    known = set(PROVIDERS.values())
+    names = []
+    for p in requested:
+        name = PROVIDERS.get(p.lower(), p)
+        if name not in known:
+            raise ProviderError(f"execution provider {p!r}: choose one of {sorted(PROVIDERS)} (or {sorted(known)})")
+        if name not in names:
+            names.append(name)
+    if names[0] != PROVIDERS["cpu"] and PROVIDERS["cpu"] not in names:
+        names.append(PROVIDERS["cpu"])
+    return names
+
+
+def check_available(names: list[str], available: list[str]) -> None:
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ProviderError(
+            f"ONNX Runtime here has no {', '.join(missing)} (it has {', '.join(available)}); install the "
+            "onnxruntime-gpu package that matches your CUDA (and TensorRT) for cuda/tensorrt, or use --provider cpu"
+        )
+
+
+def check_started(requested: list[str], started: list[str], path) -> None:
+    """ONNX Runtime falls back to the CPU when a GPU provider fails to start (missing CUDA libraries, say):
+    refuse that instead of running silently on the CPU."""
+    if requested[0] not in started:
+        raise ProviderError(f"ONNX Runtime could not start {requested[0]} for {path} (it started {started}); see "
+                            "its log above for the missing library, or use --provider cpu")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the bound buffers live: ONNX Runtime's device name and id ("cpu", 0 or "cuda", n)."""
+
+    device: str
+    device_id: int = 0
+
+    @classmethod
+    def for_providers(cls, names: list[str], device_id: int = 0) -> Placement:
+        gpu = names[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
+        return cls("cuda", device_id) if gpu else cls("cpu", 0)
+
+    @property
+    def on_host(self) -> bool:
+        return self.device == "cpu"
+
+
+class _Buffer:
+    """One bound tensor. On the host: a numpy array that an OrtValue wraps without copying, so the
+    graph reads and writes the array itself. On a device: an OrtValue in device memory, written and
+    read with explicit copies at the edges of the loop only."""
+
+    def __init__(self, shape: tuple[int, ...], dtype, placement: Placement) -> None:
+        import onnxruntime as ort
+
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        if placement.on_host:
+            self.host = np.zeros(shape, dtype)
+            self.value = ort.OrtValue.ortvalue_from_numpy(self.host)
+        else:
+            self.host = None
+            self.value = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, placement.device, placement.device_id)
+
+    def write(self, array: np.ndarray) -> None:
+        if self.host is not None:
+            np.copyto(self.host, array)
+        else:
+            self.value.update_inplace(np.ascontiguousarray(array, self.dtype))
+
+    def read(self) -> np.ndarray:
+        return self.host.copy() if self.host is not None else self.value.numpy()
+
+
+def session_options(precision: str, threads: int | None, spin: bool | None = None):
+    """Session options for a bundle of this precision (see the module docstring for the level)."""
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    if requested is None:
-        return ["CPUExecutionProvider"]
-    missing = [p for p in requested if p not in available]
-    if missing:
-        raise BundleError(f"ONNX Runtime providers {missing} are not available here (available: {available})")
-    return requested
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if spin is not None:
+        # Spinning keeps the pool's threads awake between the S runs of the loop (lower latency per step,
+        # a busy core while waiting); without it they sleep and are woken at every run.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    basic = precision in BASIC_LEVEL_PRECISIONS
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if basic else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    return options
 
 
 class OrtBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, layout: str | None = None, threads: int | None = None,
-                 providers: list[str] | None = None) -> None:  # fmt: skip
+                 providers: list[str] | None = None, spin: bool | None = None) -> None:  # fmt: skip
         import onnxruntime as ort
 
         entry = bundle.layout(layout)
         self.layout, self.steps = entry.layout, int(bundle.manifest["sampler"]["steps"])
         self.manifest = bundle.manifest
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        # Q/DQ graphs with FP8 run on the CPU only at the basic optimisation level.
-        quantized = bundle.manifest.get("precision") in PRECISIONS
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if quantized else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        )
-        self.providers = _providers(providers)
+        self.precision = bundle.manifest.get("precision", "fp32")
+        options = session_options(self.precision, threads, spin)
+        self.providers = provider_names(providers)
+        check_available(self.providers, ort.get_available_providers())
+        self.placement = Placement.for_providers(self.providers)
         self._sessions, self._specs = {}, {}
         graphs = [ENCODER, PREFILL, DENOISE, DECODER] + ([APPEND] if APPEND in entry.graphs else [])
         for graph in graphs:
             path = entry.path(graph)
             try:
-                self._sessions[graph] = ort.InferenceSession(str(path), options, providers=self.providers)
+                session = ort.InferenceSession(str(path), options, providers=self.providers)
             except Exception as err:  # ORT raises its own exception types for invalid or truncated files
                 raise BundleError(f"ONNX Runtime cannot load {path}: {err}") from err
-            self._specs[graph] = entry.spec(graph)
+            check_started(self.providers, session.get_providers(), path)
+            self._sessions[graph], self._specs[graph] = session, entry.spec(graph)
         self._allocate()
 
-    def _buffer(self, spec: GraphSpec, name: str) -> np.ndarray:
+    def _buffer(self, spec: GraphSpec, name: str) -> _Buffer:
         t = spec.tensor(name)
-        return np.zeros(t.shape, _NP[t.dtype])
+        return _Buffer(t.shape, _NP[t.dtype], self.placement)
 
-    def _bind(self, graph: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
-        import onnxruntime as ort
-
+    def _bind(self, graph: str, inputs: dict[str, _Buffer], outputs: dict[str, _Buffer]):
         binding = self._sessions[graph].io_binding()
-        for name, array in inputs.items():
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
-        for name, array in outputs.items():
-            binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
+        for name, buffer in inputs.items():
+            binding.bind_ortvalue_input(name, buffer.value)
+        for name, buffer in outputs.items():
+            binding.bind_ortvalue_output(name, buffer.value)
         return binding
 
     def _allocate(self) -> None:
@@ -100,6 +200,7 @@ class OrtBackend(Backend):
             DECODER: self._bind(DECODER, {"latents": self.clip}, {"frames": self.frames_out}),
         }
         self._steps = [self._step_bindings(0)]
+        self._step_zero = np.zeros(self.step[0].shape, np.int64)
 
     def _step_bindings(self, kv: int) -> list:
         return [
@@ -116,12 +217,12 @@ class OrtBackend(Backend):
         self._sessions[graph].run_with_iobinding(binding)
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
-        np.copyto(self.frame, frame)
+        self.frame.write(frame)
         self._run(ENCODER, self._bindings[ENCODER])
-        return self.latent.copy()
+        return self.latent.read()
 
     def prefill(self, history: np.ndarray) -> None:
-        np.copyto(self.history, history)
+        self.history.write(history)
         self._run(PREFILL, self._bindings[PREFILL])
         self._kv_index = 0
 
@@ -129,26 +230,29 @@ class OrtBackend(Backend):
         if not self.supports_rolling:
             raise BundleError("this bundle has no append.onnx (rolling mode); re-export it with this vgpt version")
         if len(self.kv) == 1:
-            self.kv.append(np.zeros_like(self.kv[0]))
+            self.kv.append(self._buffer(self._specs[PREFILL], "kv_cache"))
             self._steps.append(self._step_bindings(1))
             self._appends = [self._bind(APPEND, {"latents": self.latent_in, "kv_cache": self.kv[a]},
                                         {"kv_next": self.kv[1 - a]}) for a in (0, 1)]  # fmt: skip
-        np.copyto(self.latent_in, latents)
+        self.latent_in.write(latents)
         self._run(APPEND, self._appends[self._kv_index])
         self._kv_index = 1 - self._kv_index
 
+    def _start_loop(self, z: np.ndarray) -> None:
+        self.z[0].write(z)
+        self.step[0].write(self._step_zero)
+
     def denoise(self, z: np.ndarray) -> np.ndarray:
-        np.copyto(self.z[0], z)
-        self.step[0][0] = 0
+        self._start_loop(z)
         session, steps = self._sessions[DENOISE], self._steps[self._kv_index]
         for i in range(self.steps):  # the hot loop: one bound run per step
             session.run_with_iobinding(steps[i & 1])
-        return self.z[self.steps & 1].copy()
+        return self.z[self.steps & 1].read()
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        np.copyto(self.clip, latents)
+        self.clip.write(latents)
         self._run(DECODER, self._bindings[DECODER])
-        return self.frames_out.copy()
+        return self.frames_out.read()
 
     def step_once(self) -> None:
         """One bound denoising step (for benchmarks)."""
@@ -157,16 +261,13 @@ class OrtBackend(Backend):
     def denoise_timed(self, z: np.ndarray) -> tuple[np.ndarray, float, float]:
         """`denoise` with every run call timed: (clip, seconds inside ONNX Runtime, loop seconds). The
         difference is the host overhead of the loop."""
-        import time
-
         start = time.perf_counter()
-        np.copyto(self.z[0], z)
-        self.step[0][0] = 0
+        self._start_loop(z)
         session, steps = self._sessions[DENOISE], self._steps[self._kv_index]
         inside = 0.0
         for i in range(self.steps):
             t0 = time.perf_counter()
             session.run_with_iobinding(steps[i & 1])
             inside += time.perf_counter() - t0
-        out = self.z[self.steps & 1].copy()
+        out = self.z[self.steps & 1].read()
         return out, inside, time.perf_counter() - start

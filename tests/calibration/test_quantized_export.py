@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
 
 from tests.conftest import random_model
 from vgpt.calibration.data import CalibrationConfig
+from vgpt.calibration.kernels import integer_kernel_report
 from vgpt.codecs import LightCodec
 from vgpt.config import Layout, get_preset
 from vgpt.export.bundle import ExportConfig, export_bundle
@@ -91,6 +93,23 @@ def test_quantized_bundle_predicts_close_to_fp32(quantized, codec):
     # per value), INT8 ~0.4% of the range per value; through 2 layers, 4 steps and guidance 2 the
     # clip's relative error stays well under 0.2 (seen ~0.03 fp8, ~0.01 int8). Not equal: it quantizes.
     assert 1e-5 < rel < 0.2, rel
+
+
+def test_int8_runs_on_integer_kernels_at_full_optimization_and_fp8_stays_basic(quantized):
+    precision, out, _, _ = quantized
+    entry = load_bundle(out).layout()
+    backend = OrtBackend(load_bundle(out))
+    level = backend._sessions["denoise"].get_session_options().graph_optimization_level
+    if precision == "fp8":
+        # FP8 is a TensorRT precision: the CPU provider only emulates it, at the basic level.
+        assert level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        return
+    assert level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for graph in ("prefill", "denoise", "append"):
+        report = integer_kernel_report(entry.path(graph))
+        # Every quantized Linear layer's MatMul, in the graph ONNX Runtime runs, is one integer kernel.
+        assert report.quantized_matmuls > 0 and report.all_fused, (graph, report.to_dict())
+        assert report.ops.get("DequantizeLinear", 0) == 0, (graph, report.ops)
 
 
 def test_fp8_needs_opset_19_and_quantization_needs_fp32_weights():
