@@ -1,4 +1,4 @@
-"""vgpt.runtime.cpp_bench: the report's reduction and ratios always; the Python side on a tiny bundle;
+"""vgpt.runtime.cpp_bench: the report's reduction and ratios always; the Python side on the tiny model's bundle;
 the comparison with the C++ runtime only where vgpt_bench was built (scripts/cpp_test.sh builds it)."""
 
 import json
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cpp_runtime.make_fixtures import tiny_bundle
 from vgpt.runtime.cpp_bench import RUNTIME_KEYS, compare_cpp, parse_cpp, ratios, summary, time_python
+from vgpt.runtime.loading import cached_export
 
 BINARY = Path(os.environ.get("VGPT_BENCH_BINARY", Path(__file__).parents[2] / "build" / "vgpt_bench"))
 
@@ -48,23 +48,25 @@ def test_parse_cpp_refuses_what_is_not_its_json():
         parse_cpp(json.dumps({k: 0 for k in RUNTIME_KEYS if k != "host_overhead"}))
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.mktemp("cpp-bench") / "bundle")
+@pytest.fixture
+def bundle(model_folder):
+    """The tiny model's bundle in the session's export cache (the predictor tests export the same one)."""
+    return cached_export(model_folder, None, None)
 
 
 def check_runtime(report: dict, clips: int) -> None:
     assert len(report["clip_seconds"]["runs"]) == clips
     assert report["clip_seconds"]["min"] <= report["clip_seconds"]["median"]
     assert 0 <= report["host_overhead"] < 1
-    assert report["step_seconds"] * report["layout"]["steps"] < report["clip_seconds"]["median"]
+    # Each clip's steps take less than the clip; the median step is some clip's (timing noise aside).
+    assert 0 < report["step_seconds"] * report["layout"]["steps"] < max(report["clip_seconds"]["runs"])
 
 
 def test_python_side_on_a_tiny_bundle(bundle):
     report = time_python(bundle, clips=3, threads=1)
     check_runtime(report, 3)
     assert report["layout"] == {"history": 3, "clip": 2, "height": 32, "width": 32, "latent_channels": 4,
-                                "latent_height": 4, "latent_width": 4, "steps": 4}  # fmt: skip
+                                "latent_height": 4, "latent_width": 4, "steps": 3}  # fmt: skip
 
 
 @pytest.mark.skipif(not BINARY.is_file(), reason=f"{BINARY} is not built (scripts/cpp_test.sh, or VGPT_BENCH_BINARY)")
