@@ -28,8 +28,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def accuracy_report(candidate, reference, clips: list[np.ndarray], seed: int = 0, source: str = "",
                     progress: bool = True) -> dict:  # fmt: skip
     """`candidate` (the quantized bundle's backend) against `reference` (fp32) on `clips`."""
+    from vgpt.evaluation import task_scores
     from vgpt.progress import progress_bar
-    from vgpt.training.evaluate import predict_clips, task_scores
+    from vgpt.runtime.evaluate import predict_clips
 
     M = candidate.layout.history_frames
     with progress_bar(2 * len(clips), "accuracy report", "clip", progress) as bar:

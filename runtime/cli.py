@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -12,6 +13,7 @@ import click
 from vgpt.commands import GUIDANCE, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
 from vgpt.errors import user_errors
 from vgpt.runtime.config import PROVIDERS, RunConfig
+from vgpt.synthetic import EVAL_SEED_START
 
 _RUN = RunConfig(input="")
 
@@ -39,9 +41,17 @@ _RUN = RunConfig(input="")
 )
 @click.option("--frames-dir", default=None, help="Also write the predicted frames as PNGs here.")
 @click.option(
-    "--sheet", default=None, help="Also write a contact sheet PNG: observed, true future (when known), predicted."
+    "--sheet",
+    default=None,
+    help="Also write a contact sheet PNG: observed, true future (when known), predicted (--live: the last clip).",
 )
 @click.option("--latents", default=None, help="Also write the predicted latents to this .npz.")
+@click.option(
+    "--stats",
+    default=None,
+    help="Live mode: append one JSON line per predicted clip here (seconds since start, frames observed and "
+    "dropped, the clip's compute time), flushed as it goes: for monitoring and soak tests.",
+)
 @click.option("--clips", type=POSITIVE, default=_RUN.clips, show_default=True, help="Clips to predict (offline mode).")
 @click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (must match the bundle's schedule).")
 @click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (must match the bundle's).")
@@ -75,8 +85,8 @@ _RUN = RunConfig(input="")
     "docs/benchmarks.md).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
-def run_main(input_, engine, codec, output, frames_dir, sheet, latents, clips, steps, guidance, seed, backend, threads,
-             provider, live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
+def run_main(input_, engine, codec, output, frames_dir, sheet, latents, stats, clips, steps, guidance, seed, backend,
+             threads, provider, live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -87,9 +97,9 @@ def run_main(input_, engine, codec, output, frames_dir, sheet, latents, clips, s
         from vgpt.runtime.run import run
 
         config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, sheet=sheet,
-                           latents=latents, clips=clips, steps=steps, guidance=guidance, seed=seed, backend=backend,
-                           threads=threads, provider=provider, live=live, max_frames=max_frames, queue_size=queue_size,
-                           kv_cache=kv_cache, progress=progress)  # fmt: skip
+                           latents=latents, stats=stats, clips=clips, steps=steps, guidance=guidance, seed=seed,
+                           backend=backend, threads=threads, provider=provider, live=live, max_frames=max_frames,
+                           queue_size=queue_size, kv_cache=kv_cache, progress=progress)  # fmt: skip
         with _sigterm_as_interrupt():
             summary = run(config)
     click.echo(summary.line())
@@ -137,14 +147,28 @@ def _sigterm_as_interrupt():
 @click.option("--warmup", type=NON_NEGATIVE, default=1, show_default=True)
 @click.option("--threads", type=THREADS, default=None, help="CPU threads (1 .. 4 x the cores).")
 @click.option("--no-onnx", is_flag=True, help="Skip the ONNX Runtime measurements.")
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(["fp32", "fp16", "int8", "fp8"]),
+    help="Export the model at these and time them side by side (default: fp32 and int8).",
+)
+@click.option("--bundle", "bundles", multiple=True, help="Time these bundles side by side instead (one layout).")
+@click.option("--cpp", default=None, help="A built vgpt_bench: also time the C++ runtime on the fp32 bundle.")
+@click.option(
+    "--thread-settings", is_flag=True, help="Also time each bundle at 1 .. cores threads, spinning on and off."
+)
 @click.option("--drift", is_flag=True, help="Also measure the rolling KV cache's drift from the exact cache.")
 @click.option("--json", "json_out", default=None, help="Write every figure, the machine and versions here.")
 @click.option("--markdown", default=None, help="Write the table as markdown here.")
 @click.option("--plot", default=None, help="Write a PNG of the scaling curves here (matplotlib).")
 def bench_main(model, history, clip, latent_size, steps, guidance, extra, scaling, scaling_steps, repeats, warmup,
-               threads, no_onnx, drift, json_out, markdown, plot) -> None:  # fmt: skip
+               threads, no_onnx, precisions, bundles, cpp, thread_settings, drift, json_out, markdown,
+               plot) -> None:  # fmt: skip
     """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
-    the host overhead of the denoising loop and the scaling with history length."""
+    precisions (or --bundle bundles) side by side against this CPU's GEMM peak, the host overhead of the
+    denoising loop and the scaling with history length."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         h, w = (int(v) for v in latent_size.lower().split("x"))
@@ -156,18 +180,19 @@ def bench_main(model, history, clip, latent_size, steps, guidance, extra, scalin
         raise click.BadParameter("sizes, history lengths and layouts must be positive")
     with user_errors():
         _bench(model, history, clip, h, w, steps, guidance, layouts, histories, scaling_steps, repeats, warmup, threads,
-               no_onnx, drift, json_out, markdown, plot)  # fmt: skip
+               no_onnx, precisions, bundles, cpp, thread_settings, drift, json_out, markdown, plot)  # fmt: skip
 
 
 def _bench(model, history, clip, h, w, steps, guidance, layouts, histories, scaling_steps, repeats, warmup, threads,
-           no_onnx, drift, json_out, markdown, plot) -> None:  # fmt: skip
+           no_onnx, precisions, bundles, cpp, thread_settings, drift, json_out, markdown, plot) -> None:  # fmt: skip
     from vgpt.runtime.bench import BenchConfig, run_bench, table, write_json
     from vgpt.runtime.bench import plot as plot_report
 
     config = BenchConfig(model=model, history=history, clip=clip, latent=(h, w), steps=steps, guidance=guidance,
                          extra_layouts=layouts, scaling_histories=histories, scaling_steps=scaling_steps,
                          repeats=repeats, warmup=warmup, threads=threads, onnx=not no_onnx,
-                         drift=drift)  # fmt: skip
+                         drift=drift, bundles=tuple(bundles), cpp=cpp, thread_settings=thread_settings,
+                         **({"precisions": tuple(precisions)} if precisions else {}))  # fmt: skip
     report = run_bench(config)
     text = table(report)
     click.echo(text)
@@ -179,3 +204,85 @@ def _bench(model, history, clip, h, w, steps, guidance, layouts, histories, scal
         Path(markdown).write_text(text + "\n")
     if plot:
         plot_report(report, plot)
+
+
+def _in_user_errors(fn, *args):
+    with user_errors():
+        return fn(*args)
+
+
+@command
+@click.option("--checkpoint", default=None, help="Model checkpoint (default: the bundled model).")
+@click.option("--codec", default=None, help="Codec folder (default: the bundled codec).")
+@click.option(
+    "--bundle",
+    default=None,
+    help="An export bundle (fp32/fp16/FP8/INT8) to evaluate through ONNX Runtime, "
+    "with its own layout and sampler, instead of a checkpoint.",
+)
+@click.option("--videos", default=None, help="Videos to evaluate on (default: held-out synthetic scenes).")
+@click.option("--count", type=POSITIVE, default=64, show_default=True, help="Clips to evaluate.")
+@click.option("--seed-start", type=SEED, default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
+@click.option("--history", type=POSITIVE, default=None, help="Observed frames M (default: the bundle's).")
+@click.option("--clip", type=POSITIVE, default=None, help="Predicted frames G (default: the bundle's).")
+@click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (default: the bundle's).")
+@click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (default: the bundle's).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler noise seed.")
+@click.option(
+    "--num-clips",
+    type=POSITIVE,
+    default=None,
+    help="Clips rolled out per scene; each after the first conditions on predicted frames (default 2).",
+)
+@click.option("--json", "json_out", default=None, help="Also write every figure to this JSON file.")
+@click.option("--plot", default=None, help="Also plot the figures by horizon to this PNG (needs matplotlib).")
+@click.option("--sheet", default=None, help="Also write a contact sheet PNG: observed, true, predicted, baselines.")
+@click.option("--sheet-clips", type=POSITIVE, default=None, help="Scenes on the contact sheet (default 1).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
+def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, clip, steps, guidance, seed,
+              num_clips, json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
+    """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
+    still there, and where), against copy-last-frame and constant-velocity baselines."""
+    from vgpt.atomic import atomic_file
+    from vgpt.bundled import Defaults, resolve_checkpoint
+    from vgpt.evaluation import EvalConfig, horizon_table
+    from vgpt.runtime.evaluate import evaluate
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    defaults = Defaults()
+    if bundle is not None:
+        fixed = {"--checkpoint": checkpoint, "--codec": codec, "--history": history, "--clip": clip, "--steps": steps,
+                 "--guidance": guidance}  # fmt: skip
+        given = [k for k, v in fixed.items() if v is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
+                                   "and sampler are baked into its graphs")  # fmt: skip
+    else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
+        checkpoint, codec, defaults = _in_user_errors(resolve_checkpoint, checkpoint, codec)
+    settings = {
+        "history": history or defaults.history,
+        "clip": clip or defaults.clip,
+        "steps": steps or defaults.steps,
+        "guidance": guidance or defaults.guidance,
+        "height": defaults.height,
+        "width": defaults.width,
+    }
+    # Options left out keep EvalConfig's defaults.
+    given = {"num_clips": num_clips, "sheet_clips": sheet_clips}
+    config = _in_user_errors(lambda: EvalConfig(
+        checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, count=count, seed_start=seed_start, seed=seed,
+        plot=plot, sheet=sheet, progress=progress, **settings, **{k: v for k, v in given.items() if v is not None}
+    ))  # fmt: skip
+    result = _in_user_errors(evaluate, config)
+    click.echo(
+        f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"
+        f"  (first clip; {result['clips']} clips, {result['history']} -> {result['num_clips']} x {result['clip']} "
+        f"frames, {result['steps']} steps, guidance {result['guidance']}, {result['source']})"
+    )
+    click.echo(horizon_table(result))
+    if json_out:
+        with atomic_file(json_out, "w") as f:
+            f.write(json.dumps(result, indent=2))
+    for path in (json_out, plot, sheet):
+        if path:
+            click.echo(f"wrote {path}")

@@ -18,8 +18,9 @@ class RunConfig:
     engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
     codec: str | None = None  # a checkpoint's codec, when none sits beside it (default: the bundled codec)
     frames_dir: str | None = None
-    sheet: str | None = None  # offline: a contact sheet PNG (observed, true future if any, predicted)
+    sheet: str | None = None  # a contact sheet PNG (observed, true future if any, predicted; live: the last clip)
     latents: str | None = None
+    stats: str | None = None  # live: one JSON line per predicted clip (time, frames, drops, clip seconds)
     clips: int = 2
     steps: int | None = None  # None: as exported (or the bundled default's)
     guidance: float | None = None
@@ -43,6 +44,8 @@ class RunConfig:
         if self.provider is not None and self.backend != "onnxruntime":
             raise ConfigError(f"RunConfig.provider={self.provider!r}: execution providers are ONNX Runtime's; "
                               f"the {self.backend} backend takes none")  # fmt: skip
+        if self.stats and not self.live:
+            raise ConfigError("--stats records a live run clip by clip: use it with --live")
         if self.queue_size < 0:
             raise ConfigError(f"RunConfig.queue_size={self.queue_size}: must be >= 0 (0: twice the clip length)")
         if not 0 <= self.seed < 2**64:

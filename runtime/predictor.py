@@ -7,7 +7,12 @@
 The history is the newest M observed frames as latents; predictions never enter it (a multi-clip
 prediction feeds each clip to the next on a copy). In the exact mode (the only
 mode of static graphs) every predicted clip runs the history through prefill once, then S denoising
-steps against that cache. `observe` and `predict` may be called from different threads.
+steps against that cache.
+
+Threads: `observe` may be called from any number of threads, also while `predict` runs in another: it
+encodes under its own lock (the encoder's buffers) and touches the history only to append, so a capture
+thread waits at most for another frame's encoding, never for a prediction. Predictions are serialized
+(they share the backend's KV cache and clip buffers) and work on a snapshot of the history.
 """
 
 from __future__ import annotations
@@ -62,7 +67,10 @@ class VideoPredictor:
         self._warm = False  # rolling: the backend's cache holds the observed window
         self.layout: Layout = backend.layout
         self._history: collections.deque[np.ndarray] = collections.deque(maxlen=self.layout.history_frames)
-        self._lock = threading.Lock()
+        self._pending: list[np.ndarray] = []  # rolling: latents observed since the cache was last updated
+        self._lock = threading.Lock()  # the history, `observed` and `_pending`: held for appends and snapshots
+        self._encode_lock = threading.Lock()  # the encoder graph's buffers
+        self._predict_lock = threading.Lock()  # the KV cache and every other buffer of the backend
         self.observed = 0
 
     @property
@@ -70,8 +78,9 @@ class VideoPredictor:
         return len(self._history) >= self.layout.history_frames
 
     def reset(self) -> None:
-        with self._lock:
+        with self._predict_lock, self._lock:
             self._history.clear()
+            self._pending.clear()
             self.observed = 0
             self._warm = False
 
@@ -82,66 +91,55 @@ class VideoPredictor:
             frames = frames[None]
         H, W = self.layout.pixel_size
         x = fit_frames(frames, H, W).numpy()  # [F, 3, H, W]
-        latents = [self.backend.encode(x[i : i + 1])[0] for i in range(len(x))]
-        with self._lock:
-            for latent in latents:
-                self._history.append(latent)
-                self.observed += 1
+        with self._encode_lock:
+            latents = [self.backend.encode(x[i : i + 1])[0] for i in range(len(x))]
+            with self._lock:  # in encoding order, so frames from one thread stay in their order
+                self._history.extend(latents)
+                self.observed += len(latents)
                 if self.mode == "rolling":
-                    if self._warm:
-                        self.backend.append(latent[None, None])
-                    elif self.ready:
-                        self.backend.prefill(np.stack(list(self._history))[None])
-                        self._warm = True
+                    self._pending.extend(latents)
+                    del self._pending[: -self.layout.history_frames]
+
+    def _snapshot(self) -> np.ndarray:
+        """The history [1, M, C, h, w]; rolling mode brings the backend's cache up to date first."""
+        M = self.layout.history_frames
+        with self._lock:
+            if len(self._history) < M:
+                raise NotEnoughHistoryError(
+                    f"predict() needs {M} observed frames (the layout's history), only {len(self._history)} so far"
+                )
+            history = np.stack(list(self._history))[None]
+            pending, self._pending = self._pending, []
+        if self.mode == "rolling":
+            if self._warm and len(pending) < M:
+                for latent in pending:
+                    self.backend.append(latent[None, None])
+            else:  # cold, or every cached frame has left the window: rebuild it exactly
+                self.backend.prefill(history)
+                self._warm = True
+        return history
 
     def predict(self, num_clips: int = 1, generator: torch.Generator | None = None, return_latents: bool = False,
                 on_clip: Callable[[int], None] | None = None) -> Prediction:  # fmt: skip
         """The next num_clips * G frames; each predicted clip joins the history for the next."""
         if num_clips < 1:
             raise ValueError(f"num_clips={num_clips}: must be >= 1")
-        with self._lock:
-            M = self.layout.history_frames
-            if len(self._history) < M:
-                raise NotEnoughHistoryError(
-                    f"predict() needs {M} observed frames (the layout's history), only {len(self._history)} so far"
-                )
-            history = np.stack(list(self._history))[None]  # [1, M, C, h, w]
-            shape = (1, self.layout.clip_frames, *history.shape[2:])
-            clips, latents = [], []
-            t_prefill = t_denoise = t_decode = 0.0
-            start = time.perf_counter()
-            for k in range(num_clips):
-                t0 = time.perf_counter()
-                if not (self.mode == "rolling" and self._warm and k == 0):
-                    self.backend.prefill(history)
-                    self._warm = False  # the rolling window is rebuilt from the observed frames
-                t1 = time.perf_counter()
-                z = torch.randn(shape, generator=generator).numpy()
-                clip = self.backend.denoise(z)  # [1, G, C, h, w]
-                t2 = time.perf_counter()
-                clips.append(self.backend.decode(clip[0]))
-                t3 = time.perf_counter()
-                t_prefill, t_denoise, t_decode = t_prefill + t1 - t0, t_denoise + t2 - t1, t_decode + t3 - t2
-                latents.append(clip[0])
-                history = np.concatenate([history, clip], axis=1)[:, -M:]  # autoregression on a copy
-                if on_clip is not None:
-                    on_clip(len(clips))
-            elapsed = time.perf_counter() - start
-        frames = to_uint8(torch.from_numpy(np.concatenate(clips)))
+        with self._predict_lock:
+            history = self._snapshot()  # [1, M, C, h, w]
+            warm = self.mode == "rolling" and self._warm
+            result = rollout(self.backend, history, [generator] * num_clips, prefilled=warm, on_clip=on_clip)
+            if num_clips > 1:
+                self._warm = False  # the cache now holds predicted frames: rebuilt from the observed ones next time
         return Prediction(
-            frames=frames,
-            latents=np.concatenate(latents) if return_latents else None,
-            seconds_per_clip=elapsed / num_clips,
-            seconds_per_step=t_denoise / (num_clips * self.backend.steps),
-            timings={
-                "prefill": t_prefill / num_clips,
-                "denoise": t_denoise / num_clips,
-                "decode": t_decode / num_clips,
-            },
+            frames=to_uint8(torch.from_numpy(result.frames)),
+            latents=result.latents if return_latents else None,
+            seconds_per_clip=result.seconds / num_clips,
+            seconds_per_step=result.timings["denoise"] / (num_clips * self.backend.steps),
+            timings={k: v / num_clips for k, v in result.timings.items()},
         )
 
-    def stream(self, frames: Iterable[np.ndarray], every: int | None = None,
-               generator: torch.Generator | None = None) -> Iterator[tuple[int, Prediction]]:  # fmt: skip
+    def stream(self, frames: Iterable[np.ndarray], every: int | None = None, generator: torch.Generator | None = None,
+               return_latents: bool = False) -> Iterator[tuple[int, Prediction]]:  # fmt: skip
         """For a live source: observe each frame; once M frames are in, predict the next clip every
         `every` frames (default G). Yields (frames observed so far, prediction)."""
         every = every or self.layout.clip_frames
@@ -151,7 +149,47 @@ class VideoPredictor:
             since += 1
             if self.ready and since >= every:
                 since = 0
-                yield self.observed, self.predict(1, generator)
+                yield self.observed, self.predict(1, generator, return_latents)
+
+
+@dataclass
+class Rollout:
+    latents: np.ndarray  # [K*G, C, h, w]
+    frames: np.ndarray  # decoded, float32 [K*G, 3, H, W] in about [-1, 1]
+    seconds: float
+    timings: dict[str, float]  # seconds in prefill, denoise and decode, summed over the clips
+
+
+def rollout(backend: Backend, window: np.ndarray, generators: list[torch.Generator | None], prefilled: bool = False,
+            on_clip: Callable[[int], None] | None = None) -> Rollout:  # fmt: skip
+    """The clip loop, the one every caller runs (vgpt-run, vgpt-eval, the accuracy report, the bench):
+    for each generator, prefill the window [1, M, C, h, w] into the backend's KV cache, draw the clip's
+    noise from the generator, run the S denoising steps, decode, and slide the window over the predicted
+    clip (autoregression on a copy). `prefilled`: the backend's cache already holds `window` (rolling
+    mode), so the first clip skips prefill. Pass one generator per clip; the same one repeated draws
+    each clip's noise after the previous clip's."""
+    M, G = window.shape[1], backend.layout.clip_frames
+    shape = (1, G, *window.shape[2:])
+    latents, frames = [], []
+    timings = dict.fromkeys(("prefill", "denoise", "decode"), 0.0)
+    start = time.perf_counter()
+    for k, generator in enumerate(generators):
+        t0 = time.perf_counter()
+        if not (prefilled and k == 0):
+            backend.prefill(window)
+        t1 = time.perf_counter()
+        z = torch.randn(shape, generator=generator).numpy()
+        clip = np.array(backend.denoise(z))  # [1, G, C, h, w], a copy: the backend reuses its buffers
+        t2 = time.perf_counter()
+        frames.append(backend.decode(clip[0]))
+        t3 = time.perf_counter()
+        for name, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            timings[name] += seconds
+        latents.append(clip[0])
+        window = np.concatenate([window, clip], axis=1)[:, -M:]
+        if on_clip is not None:
+            on_clip(k + 1)
+    return Rollout(np.concatenate(latents), np.concatenate(frames), time.perf_counter() - start, timings)
 
 
 def load_predictor(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +18,9 @@ from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
 from vgpt.progress import progress_bar
 from vgpt.runtime.config import RunConfig
-from vgpt.runtime.output import compose, side_by_side, write_latents, write_pngs
-from vgpt.runtime.predictor import Prediction, load_predictor
+from vgpt.runtime.output import Outputs, compose, side_by_side
+from vgpt.runtime.predictor import load_predictor
 from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_source
-from vgpt.video import write_video
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,11 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
         prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
                                        return_latents=config.latents is not None,
                                        on_clip=lambda _: bar.update(1))  # fmt: skip
-    _write(config, compose(shown, M, prediction.frames), prediction, source.fps)
+    with _outputs(config, source.fps) as outputs:
+        outputs.show(compose(shown, M, prediction.frames))
+        outputs.predicted(prediction.frames, prediction.latents)
+    for path in outputs.written:
+        log.info("wrote %s", path)
     if config.sheet:
         write_sheet(config.sheet, shown, M, prediction.frames, source.description, G)
     summary = RunSummary(len(prediction.frames), config.clips, prediction.seconds_per_clip,
@@ -159,12 +164,17 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
 
 
 def _run_live(config: RunConfig, predictor, source) -> RunSummary:
+    """Predict the next clip every G frames until the source ends, is interrupted or --max-frames is
+    reached. Every output is streamed to disk as it is predicted (memory stays at one clip whatever the
+    run's length) and finished into a playable file on every way out: the end of the source, a
+    disconnect, Ctrl-C and SIGTERM. Only an unexpected error leaves nothing."""
     layout = predictor.layout
-    G = layout.clip_frames
+    M, G = layout.history_frames, layout.clip_frames
     frames = DropOldestQueue(source, config.queue_size or 2 * G)
     recent: list[np.ndarray] = []
-    out_frames, predicted, latents = [], [], []
-    per_clip, per_step, clips = 0.0, 0.0, 0
+    last: tuple[list[np.ndarray], np.ndarray] | None = None  # the newest observed frames and prediction
+    predicted = clips = 0
+    per_clip = per_step = 0.0
     bar = progress_bar(None, "predict", "clip", config.progress)
     error, interrupted = None, False
 
@@ -175,41 +185,54 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             if i == 0:
                 check_input_size(frame.shape[0], frame.shape[1], layout)
             recent.append(frame)
-            del recent[: -layout.history_frames]
+            del recent[:-M]
             yield frame
 
+    outputs = _outputs(config, source.fps)
+    stats = _StatsLog(config.stats) if config.stats else None
     try:
         generator = torch.Generator().manual_seed(config.seed)
-        for _, prediction in predictor.stream(watched(), every=G, generator=generator):
+        for _, prediction in predictor.stream(watched(), every=G, generator=generator,
+                                              return_latents=config.latents is not None):  # fmt: skip
             clips += 1
+            predicted += len(prediction.frames)
             per_clip += prediction.seconds_per_clip
             per_step += prediction.seconds_per_step
-            last = _fit(recent, layout)[-1]
-            for k, f in enumerate(prediction.frames):
-                out_frames.append(side_by_side(last, f, "latest observed", f"predicted +{k + 1}"))
-            predicted.append(prediction.frames)
-            if prediction.latents is not None:
-                latents.append(prediction.latents)
+            observed = _fit(recent, layout)
+            outputs.show([side_by_side(observed[-1], f, "latest observed", f"predicted +{k + 1}")
+                          for k, f in enumerate(prediction.frames)])  # fmt: skip
+            outputs.predicted(prediction.frames, prediction.latents)
+            last = observed, prediction.frames
+            if stats is not None:
+                stats.write(clips=clips, observed=predictor.observed, dropped=frames.dropped,
+                            clip_seconds=prediction.seconds_per_clip)  # fmt: skip
             bar.update(1)
     except SourceDisconnected as err:
         error = str(err)
     except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, which vgpt-run turns into one): keep what was predicted
         error, interrupted = "interrupted", True
+    except BaseException:
+        outputs.abort()
+        raise
     finally:
         bar.close()
         frames.close()  # join the capture thread on every way out
-    if out_frames:
-        stacked = Prediction(np.concatenate(predicted), None, 0.0, 0.0)
-        _write(config, out_frames, stacked, source.fps)
+        if stats is not None:
+            stats.close()
+    for path in outputs.close():
+        log.info("wrote %s", path)
+    if config.sheet and last is not None:
+        observed, newest = last
+        write_sheet(config.sheet, observed, len(observed), newest, f"{source.description} (last clip)", G)
     n = max(clips, 1)
-    return RunSummary(sum(len(p) for p in predicted), clips, per_clip / n, per_step / n, predictor.backend.name,
+    return RunSummary(predicted, clips, per_clip / n, per_step / n, predictor.backend.name,
                       dropped=frames.dropped, error=error, interrupted=interrupted)  # fmt: skip
 
 
 def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.ndarray, title: str, clip: int) -> None:
     """A contact sheet: the observed frames, the true future when the input has it, the prediction (a wider
     gap between clips when the history is a whole number of them)."""
-    from vgpt.runtime.sheet import SheetRow, contact_sheet, write_png
+    from vgpt.sheet import SheetRow, contact_sheet, write_png
 
     rows = [SheetRow("observed", np.stack(shown[:history]), [f"t-{history - 1 - i}" if i < history - 1 else "t"
                                                             for i in range(history)])]  # fmt: skip
@@ -221,11 +244,22 @@ def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.
     log.info("wrote %s", path)
 
 
-def _write(config: RunConfig, video_frames: list[np.ndarray], prediction: Prediction, fps: float) -> None:
-    if config.output:
-        write_video(config.output, np.stack(video_frames), fps=fps)
-        log.info("wrote %s", config.output)
-    if config.frames_dir:
-        write_pngs(config.frames_dir, prediction.frames)
-    if config.latents and prediction.latents is not None:
-        write_latents(config.latents, prediction=prediction.latents)
+class _StatsLog:
+    """`--stats`: one JSON object per line, flushed per clip, so a monitor (or scripts/soak.py) can follow
+    a live run while it goes and what was logged survives a kill."""
+
+    def __init__(self, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", buffering=1)  # line-buffered: each clip is on disk as it is logged
+        self._start = time.monotonic()
+
+    def write(self, **fields) -> None:
+        fields = {"seconds": round(time.monotonic() - self._start, 3), **fields}
+        self._file.write(json.dumps(fields) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _outputs(config: RunConfig, fps: float) -> Outputs:
+    return Outputs(config.output, config.frames_dir, config.latents, fps)

@@ -60,10 +60,17 @@ def open_source(spec: str) -> FrameSource:
 def _images(paths: list[Path]) -> Iterator[np.ndarray]:
     import cv2
 
+    first = None
     for p in paths:
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if bgr is None:
             raise SourceError(f"cannot read image {p}")
+        if first is None:
+            first = p, bgr.shape[:2]
+        elif bgr.shape[:2] != first[1]:
+            (h, w), (h0, w0) = bgr.shape[:2], first[1]
+            raise SourceError(f"image {p} is {w}x{h} px but {first[0].name} is {w0}x{h0} px: the frames of a folder "
+                              "must all have one size")  # fmt: skip
         yield bgr[:, :, ::-1].copy()
 
 

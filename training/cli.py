@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 
 import click
 
-from vgpt.commands import GUIDANCE, NON_NEGATIVE, POSITIVE, SEED, command, plural
+from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, command, plural
 from vgpt.errors import user_errors
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, write_dataset
 
@@ -122,81 +120,6 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     report["init"] = init
     save_trained_codec(codec, out, report)
     click.echo(f"codec PSNR {report['psnr_db']:.2f} dB on {report['psnr_set']}; saved {out}")
-
-
-@command
-@click.option("--checkpoint", default=None, help="Model checkpoint (default: the bundled model).")
-@click.option("--codec", default=None, help="Codec folder (default: the bundled codec).")
-@click.option(
-    "--bundle",
-    default=None,
-    help="An export bundle (fp32/fp16/FP8/INT8) to evaluate through ONNX Runtime, "
-    "with its own layout and sampler, instead of a checkpoint.",
-)
-@click.option("--videos", default=None, help="Videos to evaluate on (default: held-out synthetic scenes).")
-@click.option("--count", type=POSITIVE, default=64, show_default=True, help="Clips to evaluate.")
-@click.option("--seed-start", type=SEED, default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
-@click.option("--history", type=POSITIVE, default=None, help="Observed frames M (default: the bundle's).")
-@click.option("--clip", type=POSITIVE, default=None, help="Predicted frames G (default: the bundle's).")
-@click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (default: the bundle's).")
-@click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (default: the bundle's).")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler noise seed.")
-@click.option(
-    "--num-clips",
-    type=POSITIVE,
-    default=None,
-    help="Clips rolled out per scene; each after the first conditions on predicted frames (default 2).",
-)
-@click.option("--json", "json_out", default=None, help="Also write every figure to this JSON file.")
-@click.option("--plot", default=None, help="Also plot the figures by horizon to this PNG (needs matplotlib).")
-@click.option("--sheet", default=None, help="Also write a contact sheet PNG: observed, true, predicted, baselines.")
-@click.option("--sheet-clips", type=POSITIVE, default=None, help="Scenes on the contact sheet (default 1).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
-def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, clip, steps, guidance, seed,
-              num_clips, json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
-    """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
-    still there, and where), against copy-last-frame and constant-velocity baselines."""
-    from vgpt.atomic import atomic_file
-    from vgpt.bundled import resolve_checkpoint
-    from vgpt.training.evaluate import EvalConfig, evaluate, horizon_table
-
-    _logging()
-    defaults: dict = {}
-    if bundle is not None:
-        fixed = {"--checkpoint": checkpoint, "--codec": codec, "--history": history, "--clip": clip, "--steps": steps,
-                 "--guidance": guidance}  # fmt: skip
-        given = [k for k, v in fixed.items() if v is not None]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
-                                   "and sampler are baked into its graphs")  # fmt: skip
-    else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
-        checkpoint, codec, defaults = _run(resolve_checkpoint, checkpoint, codec)
-    settings = {
-        "history": history or defaults.get("history", 4),
-        "clip": clip or defaults.get("clip", 4),
-        "steps": steps or defaults.get("steps", 50),
-        "guidance": guidance or defaults.get("guidance", 1.5),
-        "height": defaults.get("height", 64),
-        "width": defaults.get("width", 64),
-    }
-    # Options left out keep EvalConfig's defaults.
-    given = {"num_clips": num_clips, "sheet_clips": sheet_clips}
-    config = _run(lambda: EvalConfig(checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, count=count,
-                                     seed_start=seed_start, seed=seed, plot=plot, sheet=sheet, progress=progress,
-                                     **settings, **{k: v for k, v in given.items() if v is not None}))  # fmt: skip
-    result = _run(evaluate, config)
-    click.echo(
-        f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"
-        f"  (first clip; {result['clips']} clips, {result['history']} -> {result['num_clips']} x {result['clip']} "
-        f"frames, {result['steps']} steps, guidance {result['guidance']}, {result['source']})"
-    )
-    click.echo(horizon_table(result))
-    if json_out:
-        with atomic_file(Path(json_out), "w") as f:
-            f.write(json.dumps(result, indent=2))
-    for path in (json_out, plot, sheet):
-        if path:
-            click.echo(f"wrote {path}")
 
 
 @command

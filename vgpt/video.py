@@ -6,6 +6,7 @@ Reading uses OpenCV and falls back to PyAV for what OpenCV cannot decode; writin
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgpt.atomic import atomic_path
+from vgpt.atomic import StagedWriter, atomic_path
 from vgpt.errors import VgptError
 
 log = logging.getLogger(__name__)
@@ -134,46 +135,125 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarra
     """Write uint8 RGB frames as H.264 (PyAV; OpenCV mp4v as fallback), atomically."""
     path = Path(path)
     frames = np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+    if frames.ndim != 4 or not len(frames):
         raise VideoError(f"frames must be a non-empty uint8 [F, H, W, 3] array, got {frames.shape} {frames.dtype}")
-    with atomic_path(path) as tmp:
-        try:
-            _write_pyav(str(tmp), frames, fps, crf)
-        except ImportError:
-            log.warning("PyAV is not installed: writing %s as mp4v through OpenCV", path)
-            _write_opencv(str(tmp), frames, fps)
+    with VideoWriter(path, fps, crf) as writer:
+        for frame in frames:
+            writer.write(frame)
     return path
 
 
-def _write_pyav(path: str, frames: np.ndarray, fps: float, crf: int) -> None:
-    av = _av()
-    from fractions import Fraction
+class VideoWriter(StagedWriter):
+    """Encode frames as they come (bounded memory whatever the length) into a temporary sibling of
+    `path`; `close()` finishes the file and renames it into place, `abort()` removes it. As a context
+    manager it closes on success and aborts on an exception. A writer that got no frame leaves nothing.
 
-    h, w = frames.shape[1:3]
-    # yuv420p halves the chroma planes, so H.264 needs even sizes: pad by one pixel where odd.
-    ph, pw = h + h % 2, w + w % 2
-    if (ph, pw) != (h, w):
-        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    with av.open(path, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        for rgb in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
-        container.mux(stream.encode(None))
+        with VideoWriter("out.mp4", fps=10) as writer:
+            for frame in frames:          # uint8 RGB [H, W, 3], all of one size
+                writer.write(frame)
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 10.0, crf: int = 18) -> None:
+        self.path, self.fps, self.crf = Path(path), fps, crf
+        self.frames = 0
+        self._size: tuple[int, int] | None = None
+        self._atomic = self._tmp = self._sink = None
+
+    def _open(self, height: int, width: int) -> None:
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        try:
+            self._sink = _PyAvSink(str(self._tmp), height, width, self.fps, self.crf)
+        except ImportError:
+            log.warning("PyAV is not installed: writing %s as mp4v through OpenCV", self.path)
+            self._sink = _OpenCvSink(str(self._tmp), height, width, self.fps)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise VideoError(f"a frame must be uint8 [H, W, 3], got {frame.shape} {frame.dtype}")
+        if self._size is None:
+            self._size = frame.shape[:2]
+            self._open(*self._size)
+        elif frame.shape[:2] != self._size:
+            raise VideoError(f"{self.path}: frame of {frame.shape[1]}x{frame.shape[0]} px in a video of "
+                             f"{self._size[1]}x{self._size[0]} px")  # fmt: skip
+        try:
+            self._sink.write(frame)
+        except BaseException:
+            self.abort()
+            raise
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        """Finish the file (flush the encoder, write the index) and move it into place; the path, or
+        None when no frame was written."""
+        if self._sink is None:
+            return None
+        sink, atomic = self._sink, self._atomic
+        self._sink = self._atomic = None
+        try:
+            sink.close()
+        except BaseException as err:
+            atomic.__exit__(type(err), err, err.__traceback__)
+            raise
+        atomic.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; nothing appears under the final name."""
+        sink, atomic = self._sink, self._atomic
+        self._sink = self._atomic = None
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                sink.close()
+        if atomic is not None:
+            err = VideoError("aborted")
+            atomic.__exit__(VideoError, err, None)
 
 
-def _write_opencv(path: str, frames: np.ndarray, fps: float) -> None:
-    cv2 = _cv2()
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise VideoError(f"OpenCV cannot open {path} for writing")
-    try:
-        for rgb in frames:
-            writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
-    finally:
-        writer.release()
+class _PyAvSink:
+    def __init__(self, path: str, height: int, width: int, fps: float, crf: int) -> None:
+        av = _av()
+        from fractions import Fraction
+
+        # yuv420p halves the chroma planes, so H.264 needs even sizes: pad by one pixel where odd.
+        self._pad = ((0, height % 2), (0, width % 2), (0, 0))
+        self._container = av.open(path, mode="w", format="mp4")
+        self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        self._stream.width, self._stream.height = width + width % 2, height + height % 2
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": "medium"}
+        self._frame = av.VideoFrame
+
+    def write(self, rgb: np.ndarray) -> None:
+        if any(p[1] for p in self._pad):
+            rgb = np.pad(rgb, self._pad, mode="edge")
+        frame = self._frame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> None:
+        try:
+            self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+
+
+class _OpenCvSink:
+    def __init__(self, path: str, height: int, width: int, fps: float) -> None:
+        cv2 = _cv2()
+        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not self._writer.isOpened():
+            raise VideoError(f"OpenCV cannot open {path} for writing")
+
+    def write(self, rgb: np.ndarray) -> None:
+        self._writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
+
+    def close(self) -> None:
+        self._writer.release()
 
 
 def list_videos(source: str | os.PathLike) -> list[Path]:

@@ -6,11 +6,11 @@ from tests.conftest import bundled_parts
 from vgpt.calibration.data import CalibrationConfig
 from vgpt.calibration.report import accuracy_report
 from vgpt.checkpoint import load_checkpoint
+from vgpt.evaluation import layout_clips
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.torch_backend import TorchBackend
-from vgpt.training.evaluate import layout_clips
 
 
 @pytest.mark.parametrize("precision", ["fp8", "int8"])

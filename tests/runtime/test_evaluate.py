@@ -9,8 +9,10 @@ from tests.conftest import random_model
 from vgpt.checkpoint import save_checkpoint
 from vgpt.codecs import LightCodec
 from vgpt.config import ConfigError, get_preset
-from vgpt.training.cli import eval_main, synth_main
-from vgpt.training.evaluate import EvalConfig
+from vgpt.evaluation import EvalConfig
+from vgpt.runtime.cli import eval_main
+from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
+from vgpt.training.cli import synth_main
 
 
 def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
@@ -24,7 +26,13 @@ def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["clips"] == 3 and report["model_mse"] > 0 and report["baseline_mse"] > 0
-    assert abs(report["ratio"] - report["model_mse"] / report["baseline_mse"]) < 1e-12
+    # The copy-last-frame baseline recomputed here from the scenes themselves: the first clip's 2 frames
+    # against the last of the 2 observed ones, pixels in [0, 1]. Same arithmetic in float32 and float64:
+    # 1e-5 relative.
+    scenes = [render_video(EVAL_SEED_START + i, SceneConfig(height=64, width=64, frames=6)) / 255 for i in range(3)]
+    expected = sum(((s[2:4] - s[1:2]) ** 2).mean() for s in scenes) / 3
+    assert report["baseline_mse"] == pytest.approx(expected, rel=1e-5)
+    assert report["ratio"] == pytest.approx(report["model_mse"] / report["baseline_mse"], rel=1e-9)
     assert report["source"] == "synthetic seeds 1000000..1000002"
     # The same through real files: vgpt-synth writes the held-out scenes, vgpt-eval reads them.
     assert CliRunner().invoke(synth_main, ["--out", str(tmp_path / "v"), "--count", "3", "--frames", "4",

@@ -1,3 +1,4 @@
+import collections
 import threading
 
 import numpy as np
@@ -6,6 +7,7 @@ import torch
 
 from vgpt.checkpoint import load_checkpoint
 from vgpt.codecs import load_codec
+from vgpt.export.manifest import BundleError
 from vgpt.frames import fit_frames
 from vgpt.predictors import CachedPredictor
 from vgpt.runtime.loading import cache_root
@@ -77,6 +79,76 @@ def test_history_and_threads(model_folder):
     assert p.observed == 31
 
 
+def test_observe_from_several_threads_never_mixes_frames():
+    """Two capture threads observe at once, each its own frame, many times: every history latent must be
+    exactly the encoding of one of the two frames. Before encoding was guarded the threads shared the
+    encoder's input and output buffers, and on the bundled model (an encoder slow enough for the threads
+    to overlap) about 2% of the latents were a mix of both."""
+    p = load_predictor(None, threads=1)
+    p._history = collections.deque()  # keep every latent, not only the newest M, so that all are checked
+    a, b = _frames(2)
+    encoded = {}
+    for name, frame in (("a", a), ("b", b)):
+        p.observe(frame)
+        encoded[name] = p._history[-1].copy()
+    assert not np.array_equal(encoded["a"], encoded["b"])
+
+    def capture(frame):
+        start.wait()
+        for _ in range(300):
+            p.observe(frame)
+
+    threads = [threading.Thread(target=capture, args=(f,)) for f in (a, b)]
+    start = threading.Barrier(2)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    # Bitwise: the same graph on the same input gives the same bits.
+    wrong = [x for x in p._history if not any(np.array_equal(x, e) for e in encoded.values())]
+    assert p.observed == 602 and not wrong, f"{len(wrong)} of 600 latents are not the encoding of either frame"
+
+
+class _HeldDenoise:
+    """A backend whose denoising loop waits until released: a prediction that is "running" for as long
+    as the test wants, with no timing involved."""
+
+    def __init__(self, backend):
+        self._backend, self.entered, self.release = backend, threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def denoise(self, z):
+        self.entered.set()
+        assert self.release.wait(timeout=120), "the test never released the prediction"
+        return self._backend.denoise(z)
+
+
+def test_observe_does_not_wait_for_a_running_prediction(model_folder):
+    from vgpt.runtime.predictor import VideoPredictor
+
+    held = _HeldDenoise(load_predictor(model_folder, threads=1).backend)
+    p = VideoPredictor(held)
+    frames = _frames(6)
+    p.observe(frames[:3])
+    result = []
+    predicting = threading.Thread(target=lambda: result.append(p.predict(1, torch.Generator().manual_seed(0))))
+    predicting.start()
+    try:
+        assert held.entered.wait(timeout=120)
+        # The prediction is inside its denoising loop (holding the backend): observing must complete.
+        observing = threading.Thread(target=p.observe, args=(frames[3:],))
+        observing.start()
+        observing.join(timeout=60)
+        assert not observing.is_alive(), "observe() waited for the running prediction"
+        assert p.observed == 6 and not result
+    finally:
+        held.release.set()
+        predicting.join(timeout=120)
+    assert result and result[0].frames.shape == (2, 32, 32, 3)
+
+
 def test_stream_predicts_every_clip_from_a_live_generator(model_folder):
     p = load_predictor(model_folder)
     seen = [(count, pred.frames.shape) for count, pred in p.stream(iter(_frames(9)))]
@@ -89,8 +161,40 @@ def test_cached_export_is_reused_and_refreshed(model_folder, tmp_path):
     exports = list(cache_root().iterdir())
     load_predictor(model_folder)
     assert list(cache_root().iterdir()) == exports, "the second load reuses the cached export"
-    with pytest.raises(Exception, match="exported with steps=3, not 5"):
+    with pytest.raises(BundleError, match="exported with steps=3, not 5"):
         load_predictor(exports[0], steps=5)
+
+
+def test_concurrent_first_runs_export_once(model_folder, tmp_path, monkeypatch):
+    """Three first runs at once (a fleet of camera processes starting together): one exports under the
+    cache's file lock, the others wait and reuse its bundle. Threads take the lock as processes do
+    (flock locks belong to each open file)."""
+    import vgpt.export.bundle as bundle_module
+    from vgpt.runtime.loading import cached_export
+
+    monkeypatch.setenv("VGPT_CACHE", str(tmp_path / "cache"))
+    exports, real = [], bundle_module.export_bundle
+
+    def counted(*args, **kwargs):
+        exports.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bundle_module, "export_bundle", counted)
+    results, errors = [], []
+
+    def first_run():
+        try:
+            results.append(cached_export(model_folder, None, None))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=first_run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors and len(results) == 3 and len(set(results)) == 1
+    assert len(exports) == 1, f"exported {len(exports)} times"
 
 
 def test_onnxruntime_backend_reproduces_the_cached_reference_on_the_bundled_model():
@@ -120,7 +224,7 @@ def test_a_bundle_from_a_newer_onnxruntime_is_refused(model_folder, tmp_path):
 
     load_predictor(model_folder)
     copy = tmp_path / "bundle"
-    from vgpt.export.bundle import MANIFEST_HASH
+    from vgpt.export.contract import MANIFEST_HASH
     from vgpt.integrity import canonical_sha256
 
     shutil.copytree(next(p for p in cache_root().iterdir() if p.is_dir()), copy)

@@ -1,3 +1,4 @@
+import json
 import re
 
 import numpy as np
@@ -35,6 +36,39 @@ def test_vgpt_run_writes_a_side_by_side_video(model_folder, clip_video, tmp_path
     assert np.load(tmp_path / "lat.npz")["prediction"].shape == (6, 4, 4, 4)
     assert "predicted 6 frames in 3 clips" in result.output and "ms per denoising step" in result.output
     assert not list(tmp_path.glob(".*")), "no temporary file is left"
+
+
+def test_offline_mode_keeps_only_the_history_at_input_resolution(model_folder, tmp_path, monkeypatch):
+    """A 1080p input with 9 clips once peaked at 2.9 GB: every frame was kept at full resolution. Now only
+    the M history frames are; the rest are kept at the layout's size for the video. Counted, not timed:
+    full-size frames still alive when the prediction starts."""
+    import gc
+    import weakref
+
+    from vgpt.runtime.predictor import VideoPredictor
+
+    alive = []
+
+    def frames():
+        for i in range(40):
+            frame = np.full((240, 320, 3), i, np.uint8)
+            alive.append(weakref.ref(frame))
+            yield frame
+
+    counted = []
+    predict = VideoPredictor.predict
+
+    def counting(self, *args, **kwargs):
+        gc.collect()
+        counted.append(sum(ref() is not None for ref in alive))
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoPredictor, "predict", counting)
+    monkeypatch.setattr(run_module, "open_source", lambda spec: FrameSource("big", 10.0, False, frames()))
+    result = _run("--input", "big", "--engine", str(model_folder), "--output", str(tmp_path / "o.mp4"), "--clips", "9")
+    assert result.exit_code == 0, result.output
+    # History 3 of the 3 + 9 x 2 frames read (the source generator may hold its newest frame too).
+    assert counted and counted[0] <= 3 + 1, f"{counted[0]} full-size frames alive"
 
 
 def test_input_errors(model_folder, clip_video, tmp_path):
@@ -156,6 +190,41 @@ def test_resource_flags_are_validated_before_anything_runs(args, message, tmp_pa
 def test_an_engine_path_that_does_not_exist_says_so(clip_video, tmp_path):
     result = _run("--input", str(clip_video), "--engine", str(tmp_path / "nowhere"))
     assert result.exit_code == 1 and "nowhere does not exist" in result.output
+
+
+def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp_path, monkeypatch):
+    """Live outputs are written while the stream runs (memory stays at one clip however long it runs), and
+    finished into complete files when the camera disconnects: video, PNG frames, latents and sheet."""
+    import time
+
+    frames = render_video(6, SceneConfig(height=32, width=32, frames=40))
+    out = tmp_path / "live.mp4"
+    seen_while_running = []
+
+    def camera():
+        yield from frames[:20]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(tmp_path.glob(".live.*.mp4.tmp")):
+            time.sleep(0.05)  # the predictor catches up with the 20 frames and starts writing
+        seen_while_running.extend(tmp_path.glob(".live.*.mp4.tmp"))
+        yield from frames[20:]
+        raise SourceDisconnected("camera 0 stopped delivering frames")
+
+    monkeypatch.setattr(run_module, "open_source", lambda spec: FrameSource("camera 0", 10.0, True, camera()))
+    result = _run("--input", "0", "--engine", str(model_folder), "--output", str(out), "--live", "--queue-size", "64",
+                  "--frames-dir", str(tmp_path / "png"), "--latents", str(tmp_path / "z.npz"),
+                  "--sheet", str(tmp_path / "sheet.png"), "--stats", str(tmp_path / "stats.jsonl"))  # fmt: skip
+    assert result.exit_code == 1 and "stopped delivering frames" in result.output, result.output
+    assert seen_while_running, "the video was not being written while the stream ran"
+    predicted = int(re.search(r"predicted (\d+) frames? in", result.output).group(1))
+    assert predicted >= 4 and probe(out).frames == predicted
+    assert len(list((tmp_path / "png").glob("*.png"))) == predicted
+    assert np.load(tmp_path / "z.npz")["prediction"].shape == (predicted, 4, 4, 4)  # tiny: 4x4 latents of 4 channels
+    assert (tmp_path / "sheet.png").stat().st_size > 0
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [s["clips"] for s in stats] == list(range(1, predicted // 2 + 1))  # G = 2 frames per clip
+    assert all(s["clip_seconds"] > 0 and s["observed"] >= 3 for s in stats)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
 def test_ctrl_c_in_live_mode_keeps_the_video_joins_the_capture_thread_and_exits_130(model_folder, tmp_path,

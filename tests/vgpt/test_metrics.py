@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from vgpt.synthetic import SHADE_DEPTH, SceneConfig, SceneObjects, render_video, scene_objects
-from vgpt.training.objects import (
+from vgpt.metrics import (
     Palette,
     constant_velocity,
     copy_last,
@@ -11,6 +10,7 @@ from vgpt.training.objects import (
     ssim,
     summarise_objects,
 )
+from vgpt.synthetic import SHADE_DEPTH, SceneConfig, SceneObjects, render_video, scene_objects
 
 SIZE = 64
 BACKGROUND = np.array([0.1, 0.12, 0.15])

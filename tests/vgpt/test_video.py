@@ -54,3 +54,24 @@ def test_list_videos_forms(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoError, match="no videos found"):
         list_videos(tmp_path / "empty")
+
+
+def test_video_writer_streams_frames_and_leaves_nothing_when_aborted_or_empty(tmp_path):
+    pytest.importorskip("av")
+    from vgpt.video import VideoWriter
+
+    frames = np.random.default_rng(0).integers(0, 255, (5, 20, 30, 3), dtype=np.uint8)
+    with VideoWriter(tmp_path / "v.mp4", fps=5) as writer:
+        for f in frames:
+            writer.write(f)
+        assert not (tmp_path / "v.mp4").exists(), "the final name appears only when the file is complete"
+    assert probe(tmp_path / "v.mp4").frames == 5
+    with VideoWriter(tmp_path / "empty.mp4"):
+        pass
+    with (
+        pytest.raises(VideoError, match=r"frame of 31x20 px in a video of 30x20 px"),
+        VideoWriter(tmp_path / "mixed.mp4") as writer,
+    ):
+        writer.write(frames[0])
+        writer.write(np.zeros((20, 31, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]

@@ -124,12 +124,31 @@ class LightCodec(nn.Module, LatentCodec):
         manifest_file = path / "manifest.json"
         if not manifest_file.is_file():
             raise CheckpointError(f"{path}: no manifest.json; not a light codec folder")
-        manifest = json.loads(manifest_file.read_text())
-        if manifest.get("format") != FORMAT:
-            raise CheckpointError(f"{manifest_file}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-        state = load_file(str(path / manifest["weights"]))
+        try:
+            manifest = json.loads(manifest_file.read_text())
+            fmt = manifest.get("format")
+        except (ValueError, AttributeError) as err:
+            raise CheckpointError(f"{manifest_file} is not a JSON object ({err}); re-save the codec") from None
+        if fmt != FORMAT:
+            raise CheckpointError(f"{manifest_file}: format {fmt!r}, expected {FORMAT!r}")
+        missing = [k for k in ("weights", "weights_sha256", "config") if k not in manifest]
+        if missing:
+            raise CheckpointError(f"{manifest_file} lacks {', '.join(missing)}; re-save the codec")
+        weights = path / manifest["weights"]
+        if not weights.is_file():
+            raise CheckpointError(f"{path}: the weights file {manifest['weights']} is missing; re-save the codec")
+        try:
+            state = load_file(str(weights))
+        except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+            raise CheckpointError(f"{weights} cannot be read ({err}); re-save the codec") from None
         if content_hash(state) != manifest["weights_sha256"]:
             raise CheckpointError(f"{path}: codec weights do not match the manifest's hash; re-save them")
-        codec = cls(LightCodecConfig(**manifest["config"]))
+        try:
+            config = LightCodecConfig(**manifest["config"])
+        except TypeError as err:
+            raise CheckpointError(
+                f"{manifest_file}: config {manifest['config']!r} is not a light codec's ({err})"
+            ) from None
+        codec = cls(config)
         codec.load_state_dict(state, strict=True)
         return codec.eval()

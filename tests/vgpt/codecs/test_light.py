@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -59,3 +61,22 @@ def test_codec_id_follows_the_weights(tmp_path):
     torch.manual_seed(1)
     b = LightCodec().eval().save(tmp_path / "b")
     assert codec_id(a) == codec_id(a) != codec_id(b)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m, p: p.write_text("{broken"), "is not a JSON object"),
+        (lambda m, p: p.write_text("[1, 2]"), "is not a JSON object"),
+        (lambda m, p: p.write_text(json.dumps({k: v for k, v in m.items() if k != "config"})), "lacks config"),
+        (lambda m, p: p.write_text(json.dumps({**m, "weights": "gone.safetensors"})), "gone.safetensors is missing"),
+        (lambda m, p: p.write_text(json.dumps({**m, "config": {"width": 3}})), "is not a light codec's"),
+        (lambda m, p: (p.parent / "codec.safetensors").write_bytes(b"\0" * 64), "cannot be read"),
+    ],
+)
+def test_malformed_codec_folders_are_one_clear_error(tmp_path, edit, message):
+    path = LightCodec().eval().save(tmp_path / "codec")
+    manifest_file = path / "manifest.json"
+    edit(json.loads(manifest_file.read_text()), manifest_file)
+    with pytest.raises(CheckpointError, match=message):
+        load_codec(path)

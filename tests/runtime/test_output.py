@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from vgpt.runtime.output import LatentWriter, Outputs, compose, side_by_side
+
+
+def test_latent_writer_spools_clips_into_one_array(tmp_path):
+    clips = [np.random.default_rng(i).standard_normal((3, 4, 8, 8)).astype(np.float32) for i in range(4)]
+    writer = LatentWriter(tmp_path / "z.npz")
+    for clip in clips:
+        writer.write(clip)
+    assert not (tmp_path / "z.npz").exists()
+    writer.close()
+    np.testing.assert_array_equal(np.load(tmp_path / "z.npz")["prediction"], np.concatenate(clips))
+    with pytest.raises(ValueError, match=r"latents of shape \(4, 4, 4\) after \(4, 8, 8\)"):
+        writer = LatentWriter(tmp_path / "y.npz")
+        writer.write(clips[0])
+        writer.write(np.zeros((1, 4, 4, 4), np.float32))
+
+
+def test_outputs_abort_on_an_error_and_leave_nothing(tmp_path):
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    frame = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(RuntimeError, match="boom"), Outputs(str(tmp_path / "v.mp4"), str(tmp_path / "png"),
+                                                            str(tmp_path / "z.npz"), 10.0) as outputs:  # fmt: skip
+        outputs.show([side_by_side(frame, frame, "a", "b")])
+        outputs.predicted(frame[None], np.zeros((1, 4, 2, 2), np.float32))
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with Outputs(str(tmp_path / "v.mp4"), str(tmp_path / "png"), str(tmp_path / "z.npz"), 10.0) as outputs:
+        outputs.show(compose([frame] * 2, 2, np.stack([frame] * 3)))
+        outputs.predicted(np.stack([frame] * 3), np.zeros((3, 4, 2, 2), np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["png", "v.mp4", "z.npz"]
+    assert len(list((tmp_path / "png").iterdir())) == 3
+
+
+def test_compose_shows_context_then_true_future_or_a_blank_beside_the_prediction():
+    frames = [np.full((8, 8, 3), v, np.uint8) for v in (50, 100, 150)]
+    video = compose(frames, 2, np.full((2, 8, 8, 3), 200, np.uint8))
+    half = video[0].shape[1] // 2
+    left = [int(np.median(v[:, :half])) for v in video]
+    right = [int(np.median(v[:, half:])) for v in video]
+    # Left: what the camera saw (2 context frames, 1 true future frame, then a blank: no input there);
+    # right: the context, then the prediction. Medians ignore the labels drawn over the panels.
+    assert left == [50, 100, 150, 0] and right == [50, 100, 200, 200]

@@ -1,0 +1,353 @@
+"""Prediction quality by pixels and by objects, against two baselines: what `vgpt-eval` reports.
+
+For each scene the model sees M frames and rolls out `num_clips` clips of G frames autoregressively,
+as vgpt-run uses it: clip k conditions on the newest M frames, which after the first clip are
+predicted ones. A checkpoint is rolled out here, eagerly (batched `CachedPredictor`); an export
+bundle (fp32, fp16, FP8 or INT8 graphs) through a runtime backend, one scene at a time, by
+`vgpt.runtime.evaluate` with the runtime's own clip loop.
+
+Figures:
+- `model_mse`, `baseline_mse`, `ratio`: mean pixel MSE (frames in [0, 1]) of the FIRST clip and of
+  repeating the last observed frame, as this command has always reported them (comparable across
+  versions; the first clip's noise does not depend on num_clips).
+- By horizon (+1 .. +num_clips * G): PSNR and SSIM, and on synthetic scenes the object scores of
+  `vgpt.metrics` (presence, centroid error, colour error), for the model and for two baselines from
+  the observed frames alone: copy-last-frame and constant-velocity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgpt import metrics as objects
+from vgpt.atomic import atomic_file
+from vgpt.checkpoint import load_checkpoint
+from vgpt.codecs import LatentCodec, load_codec
+from vgpt.config import ConfigError, Layout
+from vgpt.frames import fit_frames
+from vgpt.predictors import CachedPredictor
+from vgpt.progress import progress_bar
+from vgpt.sampler import SamplerConfig
+from vgpt.sheet import SheetRow, contact_sheet, stack_sheets, write_png
+from vgpt.synthetic import EVAL_SEED_START, SceneConfig, SceneObjects, render_video, scene_objects
+from vgpt.video import VideoError, list_videos, read_frames
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("copy_last", "constant_velocity")
+_LABELS = {"model": "model", "copy_last": "copy last", "constant_velocity": "const. velocity"}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    checkpoint: str | None = None
+    codec: str | None = None
+    bundle: str | None = None  # an export bundle instead of checkpoint + codec (its layout and sampler)
+    history: int = 4  # M observed frames
+    clip: int = 4  # G predicted frames
+    height: int = 64
+    width: int = 64
+    steps: int = 50
+    guidance: float = 1.5
+    shift: float = 1.0
+    videos: str | None = None  # a folder/glob/list; None: synthetic scenes
+    seed_start: int = EVAL_SEED_START  # synthetic scenes: seeds training never uses
+    count: int = 64
+    batch: int = 16
+    seed: int = 0  # sampler noise
+    num_clips: int = 2  # clips rolled out per scene; the horizons are +1 .. +num_clips * G
+    progress: bool = True  # a progress bar over the scenes
+    plot: str | None = None  # write a PNG of the by-horizon figures here
+    sheet: str | None = None  # write a contact sheet PNG (observed, true, predicted, baselines) here
+    sheet_clips: int = 1  # scenes on the contact sheet
+
+    def __post_init__(self) -> None:
+        for name in ("count", "num_clips", "sheet_clips"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"EvalConfig.{name}={value!r}: must be a positive integer")
+        if self.sheet_clips > self.count:
+            raise ConfigError(f"EvalConfig.sheet_clips={self.sheet_clips} is more than the {self.count} scenes "
+                              "evaluated; ask for fewer sheet clips or a larger count")  # fmt: skip
+
+
+def eval_clips(videos: str | None, count: int, seed_start: int, frames: int, height: int, width: int):
+    """The evaluation clips: uint8 [frames, H, W, 3] each, the first `frames` of each video (or of each
+    held-out synthetic scene)."""
+    if videos is None:
+        scene = SceneConfig(height=height, width=width, frames=frames)
+        return [render_video(s, scene) for s in range(seed_start, seed_start + count)]
+    paths = list_videos(videos)[:count]
+    return [read_frames(p, range(frames)) for p in paths]
+
+
+def layout_clips(layout: Layout, count: int, videos: str | None = None, seed_start: int = EVAL_SEED_START,
+                 num_clips: int = 1):  # fmt: skip
+    """The evaluation clips of a layout (M + num_clips * G frames at its pixel size) and a description
+    of them."""
+    H, W = layout.pixel_size
+    frames = layout.history_frames + num_clips * layout.clip_frames
+    try:
+        clips = eval_clips(videos, count, seed_start, frames, H, W)
+    except VideoError as err:
+        M, G = layout.history_frames, layout.clip_frames
+        raise VideoError(f"{err}; {num_clips} clips of {G} frames after {M} observed ones need {frames} frames "
+                         "per video: use longer videos or fewer clips (--num-clips)") from err  # fmt: skip
+    return clips, videos or f"synthetic seeds {seed_start}..{seed_start + len(clips) - 1}"
+
+
+def noise_generators(seed: int, num_clips: int) -> list[torch.Generator]:
+    """One generator per clip index: clip k's noise comes from seed + k (mod 2^64, torch's seed range),
+    so the first clip's noise (and the first-clip figures) is the same whatever num_clips is."""
+    return [torch.Generator().manual_seed((seed + k) % 2**64) for k in range(num_clips)]
+
+
+def task_scores(predicted: np.ndarray, truth: np.ndarray, history: int) -> dict:
+    """Model and copy-last-frame MSE (frames mapped to [0, 1]) of predictions [N, G, 3, H, W] against
+    the true clips [N, M + G, 3, H, W]."""
+    future = truth[:, history:]
+    last = np.broadcast_to(truth[:, history - 1 : history], future.shape)
+    model_mse = float((((predicted - future) / 2) ** 2).mean())
+    baseline_mse = float((((last - future) / 2) ** 2).mean())
+    return {"model_mse": model_mse, "baseline_mse": baseline_mse, "ratio": model_mse / baseline_mse}
+
+
+@dataclass(frozen=True)
+class Rollouts:
+    """What one evaluation predicted, and the truth it is scored against."""
+
+    predicted: np.ndarray  # [N, K*G, 3, H, W] in [-1, 1]
+    truth: np.ndarray  # [N, M + K*G, 3, H, W] in [-1, 1]
+    info: dict  # what the report says about the run: clips, layout, sampler, source
+
+
+def progress(config: EvalConfig, total: int):
+    return progress_bar(total, "eval", "scene", config.progress)
+
+
+@torch.no_grad()
+def rollout_checkpoint(config: EvalConfig) -> Rollouts:
+    if config.checkpoint is None or config.codec is None:
+        raise ConfigError("EvalConfig: give a bundle, or a checkpoint and a codec")
+    model = load_checkpoint(config.checkpoint).model
+    codec: LatentCodec = load_codec(config.codec)
+    layout = Layout.from_pixels(model.config, config.history, config.clip, config.height, config.width)
+    sampler = SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift)
+    predictor = CachedPredictor(model, sampler, window=config.history)
+    gens = noise_generators(config.seed, config.num_clips)
+    clips, source = layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips)
+    M = config.history
+    predicted, truths = [], []
+    bar = progress(config, len(clips))
+    try:
+        for i in range(0, len(clips), config.batch):
+            frames = torch.stack([fit_frames(c, config.height, config.width) for c in clips[i : i + config.batch]])
+            window = codec.encode_video(frames[:, :M])  # [B, M, C, h, w]
+            decoded = []
+            # One predict() per clip, each with its own generator, rather than predict(window, K, ...):
+            # the same conditioning (the newest M frames) while the first clip's noise stays the same.
+            for gen in gens:
+                latents = predictor.predict(window, 1, config.clip, gen)  # [B, G, C, h, w]
+                decoded.append(codec.decode_video(latents).clamp(-1, 1).numpy())  # [B, G, 3, H, W]
+                window = torch.cat([window, latents], dim=1)[:, -M:]  # [B, M, C, h, w]
+            predicted.append(np.concatenate(decoded, axis=1))  # [B, K*G, 3, H, W]
+            truths.append(frames.numpy())
+            bar.update(len(frames))
+    finally:
+        bar.close()
+    info = {"clips": len(clips), "history": config.history, "clip": config.clip, "num_clips": config.num_clips,
+            "steps": config.steps, "guidance": config.guidance, "source": source}  # fmt: skip
+    return Rollouts(np.concatenate(predicted), np.concatenate(truths), info)
+
+
+def _images(x: np.ndarray) -> np.ndarray:
+    """[N, F, 3, H, W] in [-1, 1] -> [N, F, H, W, 3] in 0..1."""
+    return (np.moveaxis(x, 2, -1).astype(np.float32) + 1) / 2
+
+
+def scored_frames(rollouts: Rollouts, scenes: list[SceneObjects] | None) -> dict[str, np.ndarray]:
+    """The frames that are scored, [N, F, H, W, 3] in 0..1: "observed" (F = M), "truth", "model" and
+    the baselines (F = K*G). Constant velocity needs the scenes' colours (synthetic scenes only)."""
+    M = rollouts.info["history"]
+    truth = _images(rollouts.truth)
+    frames = {"observed": truth[:, :M], "truth": truth[:, M:], "model": _images(rollouts.predicted)}
+    F = frames["model"].shape[1]
+    frames["copy_last"] = np.stack([objects.copy_last(o, F) for o in frames["observed"]])
+    if scenes is not None:
+        frames["constant_velocity"] = np.stack([objects.constant_velocity(o, objects.Palette.of(s), F)
+                                                for o, s in zip(frames["observed"], scenes, strict=True)])  # fmt: skip
+    return frames
+
+
+def _by_horizon(score: Callable, predicted: np.ndarray, truth: np.ndarray) -> list[float]:
+    """A per-frame score averaged over the clips: [N, F, H, W, 3] twice -> F values."""
+    return np.mean([score(p, t) for p, t in zip(predicted, truth, strict=True)], axis=0).tolist()
+
+
+def horizon_scores(frames: dict[str, np.ndarray], scenes: list[SceneObjects] | None, history: int) -> dict:
+    """PSNR and SSIM by horizon for the model and each baseline; with scenes, the object scores too."""
+    truth = frames["truth"]
+    figures = {}
+    for name in ("model", *BASELINES):
+        if name not in frames:
+            continue
+        fig = {"psnr_by_horizon": _by_horizon(objects.psnr, frames[name], truth),
+               "ssim_by_horizon": _by_horizon(objects.ssim, frames[name], truth)}  # fmt: skip
+        if scenes is not None:
+            clips = zip(frames[name], truth, scenes, strict=True)
+            fig["objects"] = objects.summarise_objects([objects.score_objects(p, t, s, history) for p, t, s in clips])
+        figures[name] = fig
+    model = figures.pop("model")
+    result = {
+        "horizons": list(range(1, truth.shape[1] + 1)),
+        "psnr_by_horizon": model["psnr_by_horizon"],
+        "ssim_by_horizon": model["ssim_by_horizon"],
+        "objects": model.get("objects"),
+        "baselines": {name: {**fig.pop("objects", {}), **fig} for name, fig in figures.items()},
+    }
+    if scenes is None:
+        result["objects_skipped"] = "object scores need synthetic scenes (their ground truth); not for --videos"
+    else:
+        result["objects"]["criteria"] = {
+            "scored_fraction": objects.SCORED_FRACTION, "min_scored_px": objects.MIN_SCORED_PX,
+            "present_fraction": objects.PRESENT_FRACTION, "search_radii": objects.SEARCH_RADII,
+            "blend_tolerance": objects.BLEND_TOLERANCE, "min_tolerance": objects.MIN_TOLERANCE,
+        }  # fmt: skip
+    return result
+
+
+def _uint8(frames: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
+
+
+def sheet_image(frames: dict[str, np.ndarray], names: list[str], clip: int, count: int) -> np.ndarray:
+    """A contact sheet of the first `count` scenes: observed frames, the true future, the prediction
+    and each baseline, one row each, a wider gap between predicted clips."""
+    M, F = frames["observed"].shape[1], frames["truth"].shape[1]
+    observed_captions = [f"t-{M - 1 - j}" if j < M - 1 else "t" for j in range(M)]
+    future_captions = [f"+{j + 1}" for j in range(F)]
+    blocks = []
+    for n in range(count):
+        rows = [SheetRow("observed", _uint8(frames["observed"][n]), observed_captions),
+                SheetRow("true future", _uint8(frames["truth"][n]), future_captions),
+                SheetRow("predicted", _uint8(frames["model"][n]), future_captions)]  # fmt: skip
+        rows += [SheetRow(_LABELS[b], _uint8(frames[b][n]), future_captions) for b in BASELINES if b in frames]
+        blocks.append(contact_sheet(rows, title=names[n], group=clip))
+    return stack_sheets(blocks)
+
+
+def clip_names(config: EvalConfig, count: int) -> list[str]:
+    if config.videos is None:
+        return [f"synthetic scene, seed {config.seed_start + i}" for i in range(count)]
+    return [p.name for p in list_videos(config.videos)[:count]]
+
+
+def write_plot(result: dict, path: str | Path) -> Path:
+    """Figures by horizon, model against the baselines: presence and centroid error (synthetic scenes),
+    PSNR and SSIM."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("--plot needs matplotlib: pip install matplotlib") from err
+    panels = [("psnr_by_horizon", "PSNR (higher is better)", "PSNR (dB)"),
+              ("ssim_by_horizon", "SSIM (higher is better)", "SSIM")]  # fmt: skip
+    if result.get("objects") is not None:
+        panels = [("presence_by_horizon", "balls present (higher is better)", "fraction of scored balls"),
+                  ("centroid_error_by_horizon", "centroid error of present balls", "error (px)"), *panels]  # fmt: skip
+    series = {"model": {**(result.get("objects") or {}), **result}, **result["baselines"]}
+    styles = {"model": ("C0", "o", "-"), "copy_last": ("C1", "s", "--"), "constant_velocity": ("C2", "^", ":")}
+    horizons = result["horizons"]
+    rows = len(panels) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 3.8 * rows + 0.4), squeeze=False)
+    for ax, (key, title, ylabel) in zip(axes.flat, panels, strict=True):
+        for name, figures in series.items():
+            values = [math.nan if v is None else v for v in figures.get(key) or []]
+            if values:
+                colour, marker, line = styles[name]
+                ax.plot(horizons, values, color=colour, marker=marker, linestyle=line, label=_LABELS[name])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("horizon (frames after the last observed)")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(horizons, [f"+{h}" for h in horizons])
+        for k, boundary in enumerate(range(result["clip"], len(horizons), result["clip"])):
+            # Where a new clip starts: from here on the model conditions on its own predictions.
+            ax.axvline(boundary + 0.5, color="0.75", linewidth=1, zorder=0, label=None if k else "next clip")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=9)
+    if result.get("objects") is not None:
+        axes.flat[0].set_ylim(0, 1.05)
+    fig.suptitle(f"vgpt-eval: {result['clips']} scenes, {result['history']} observed frames -> "
+                 f"{result['num_clips']} clips of {result['clip']} ({result['source']})", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def horizon_table(result: dict) -> str:
+    """The by-horizon figures as a short text table (model, copy-last, constant-velocity)."""
+    names = ["model", *result["baselines"]]
+    series = {"model": result, **result["baselines"]}
+    object_series = {"model": result.get("objects"), **result["baselines"]}
+    columns: list[tuple[str, Callable[[str, int], str]]] = []
+    if result.get("objects") is not None:
+        columns += [
+            ("presence", lambda n, j: _fmt(object_series[n]["presence_by_horizon"][j], ".2f")),
+            ("centroid px", lambda n, j: _fmt(object_series[n]["centroid_error_by_horizon"][j], ".1f")),
+        ]
+    columns += [("PSNR dB", lambda n, j: _fmt(series[n]["psnr_by_horizon"][j], ".1f")),
+                ("SSIM", lambda n, j: _fmt(series[n]["ssim_by_horizon"][j], ".3f"))]  # fmt: skip
+    short = {"model": "model", "copy_last": "copy", "constant_velocity": "c.vel"}
+    cell = 6
+    group = len(names) * (cell + 1) - 1
+    head = "horizon " + " | ".join(title.center(group) for title, _ in columns)
+    sub = "        " + " | ".join(" ".join(short[n].rjust(cell) for n in names) for _ in columns)
+    lines = [head, sub]
+    for j, h in enumerate(result["horizons"]):
+        cells = " | ".join(" ".join(fn(n, j).rjust(cell) for n in names) for _, fn in columns)
+        lines.append(f"+{h:<6} " + cells)
+    if result.get("objects") is not None:
+        overall = " ".join(_fmt(object_series[n]["presence"], ".2f").rjust(cell) for n in names)
+        centroid = " ".join(_fmt(object_series[n]["centroid_error_px"], ".1f").rjust(cell) for n in names)
+        lines.append(f"{'all':<7} {overall} | {centroid}")
+    else:
+        lines.append(f"object scores skipped: {result['objects_skipped']}")
+    return "\n".join(lines)
+
+
+def report(config: EvalConfig, rollouts: Rollouts) -> dict:
+    """Score rollouts, and write the plot and contact sheet asked for; returns the report."""
+    info = rollouts.info
+    M, G = info["history"], info["clip"]
+    scenes = None
+    if config.videos is None:
+        H, W = rollouts.truth.shape[-2:]
+        scene = SceneConfig(height=H, width=W, frames=rollouts.truth.shape[1])
+        scenes = [scene_objects(config.seed_start + i, scene) for i in range(info["clips"])]
+    frames = scored_frames(rollouts, scenes)
+    result = {
+        **task_scores(rollouts.predicted[:, :G], rollouts.truth[:, : M + G], M),
+        **info,
+        **horizon_scores(frames, scenes, M),
+    }
+    if config.plot:
+        log.info("wrote %s", write_plot(result, config.plot))
+    if config.sheet:
+        names = clip_names(config, config.sheet_clips)
+        log.info("wrote %s", write_png(config.sheet, sheet_image(frames, names, G, config.sheet_clips)))
+    return result
