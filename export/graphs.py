@@ -40,11 +40,19 @@ class PrefillGraph(nn.Module):
 
 
 class DenoiseGraph(nn.Module):
-    def __init__(self, model: VideoGPT, layout: Layout, sampler: SamplerConfig) -> None:
+    """`two_part`: the conditional branch attends the cache and the clip's own keys/values as two parts
+    (vgpt.kv_cache.two_part_attention), so the step never concatenates the cache into a longer copy; the
+    graph's inputs and outputs are the same either way."""
+
+    def __init__(self, model: VideoGPT, layout: Layout, sampler: SamplerConfig, two_part: bool = False) -> None:
         super().__init__()
         self.model = model
         self.sampler = sampler
         self.plans = inference_plans(model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame)
+        plan = self.plans.denoise
+        self.two_part = two_part
+        # Whether a clip token is masked from any cached key (not in Video-GPT's inference plans).
+        self.past_masked = not bool(plan.mask[:, : plan.past_tokens].all())
         # sigma_0 .. sigma_S, plus a repeat of the last so that step S (past the end) stays in range.
         table = schedule(sampler.steps, sampler.shift)
         self.register_buffer("sigmas", torch.cat([table, table[-1:]]), persistent=False)
@@ -54,7 +62,8 @@ class DenoiseGraph(nn.Module):
         sigma_next = self.sigmas[step + 1]
         t = sigma.expand(z.shape[0], z.shape[1])  # [B, G]
         prediction = self.model.config.prediction
-        cond = self.model(self.plans.denoise, noisy=z, t=t, cache=GraphCache(kv_cache))
+        cache = GraphCache(kv_cache, self.two_part, self.past_masked)
+        cond = self.model(self.plans.denoise, noisy=z, t=t, cache=cache)
         v = velocity(cond, z, sigma, prediction)
         if self.sampler.guided:
             uncond = self.model(self.plans.uncond, noisy=z, t=t)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgpt.config import ModelConfig
-from vgpt.kv_cache import KVCache
+from vgpt.kv_cache import KVCache, two_part_attention
 from vgpt.rope import apply_rotary
 
 
@@ -62,12 +62,18 @@ class Attention(nn.Module):
             past_k, past_v = cache.past(layer)
             if write_cache:
                 cache.write(layer, k, v)
+            if cache.two_part:  # the cached keys and this call's own as two parts, never concatenated
+                past_k, past_v, k, v = (self._repeat_kv(t) for t in (past_k, past_v, k, v))
+                out = two_part_attention(q, past_k, past_v, k, v, bias, cache.past_masked)  # [B, nh, N, hd]
+                return self.o_proj(out.transpose(1, 2).reshape(B, N, self.nh * self.hd))  # [B, N, D]
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # [B, nkv, Lk, hd]
-        if self.nkv != self.nh:
-            k = k.repeat_interleave(self.nh // self.nkv, dim=1)  # [B, nh, Lk, hd]
-            v = v.repeat_interleave(self.nh // self.nkv, dim=1)
+        k, v = self._repeat_kv(k), self._repeat_kv(v)  # [B, nh, Lk, hd]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, nh, N, hd]
         return self.o_proj(out.transpose(1, 2).reshape(B, N, self.nh * self.hd))  # [B, N, D]
+
+    def _repeat_kv(self, x: torch.Tensor) -> torch.Tensor:
+        """Grouped-query attention: [B, nkv, L, hd] -> [B, nh, L, hd], each key head repeated per group."""
+        return x if self.nkv == self.nh else x.repeat_interleave(self.nh // self.nkv, dim=1)
 
 
 class MLP(nn.Module):
