@@ -61,7 +61,9 @@ class GraphReadiness:
 def _dtype_name(elem_type: int) -> str:
     import onnx
 
-    special = {onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.FLOAT8E4M3FN: "float8e4m3fn"}
+    # ONNX's own names where numpy has none (bfloat16, float8) or a vague one (strings are numpy objects).
+    special = {onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.FLOAT8E4M3FN: "float8e4m3fn",
+               onnx.TensorProto.STRING: "string"}  # fmt: skip
     return special.get(elem_type) or onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["NotEnoughHistoryError", "Prediction", "VideoPredictor", "load_predictor"]
+__all__ = ["LoadedModel", "NotEnoughHistoryError", "Prediction", "VideoPredictor", "load_model", "load_predictor"]
 
 
 def __getattr__(name: str) -> Any:

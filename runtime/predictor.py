@@ -192,6 +192,49 @@ def rollout(backend: Backend, window: np.ndarray, generators: list[torch.Generat
     return Rollout(np.concatenate(latents), np.concatenate(frames), time.perf_counter() - start, timings)
 
 
+class LoadedModel:
+    """A loaded model (a bundle's sessions, engines, or eager modules): immutable, shared by any number of
+    streams. `stream()` opens one camera's state (history, KV cache, buffers, bindings) as a
+    `VideoPredictor`; streams of one model run concurrently from their own threads.
+
+        model = load_model("bundle/")
+        left, right = model.stream(), model.stream()    # two cameras, one copy of the weights
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._source = backend
+        self._spare: Backend | None = backend  # the backend that loaded the model serves the first stream
+        self._lock = threading.Lock()
+        self.layout: Layout = backend.layout
+
+    @property
+    def backend_name(self) -> str:
+        return self._source.name
+
+    def stream(self, mode: str = "exact") -> VideoPredictor:
+        with self._lock:
+            backend, self._spare = self._spare, None
+        return VideoPredictor(backend if backend is not None else self._source.stream(), mode)
+
+
+def load_model(
+    source: str | Path | None = None,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    codec: str | Path | None = None,
+    providers: list[str] | None = None,
+) -> LoadedModel:
+    """A model from a bundle (folder, or a graph file whose manifest sits above it), an engines folder, a
+    checkpoint or training run folder (exported on first use; `codec` when none sits beside it), or the
+    bundled default (None). `providers`: ONNX Runtime execution providers in order of preference ("cpu",
+    "cuda", "tensorrt"); one that is missing is an error, never a silent fall back to the CPU."""
+    from vgpt.runtime.loading import open_backend
+
+    return LoadedModel(open_backend(source, backend, threads, steps, guidance, codec, providers))
+
+
 def load_predictor(
     source: str | Path | None = None,
     backend: str = "onnxruntime",
@@ -202,10 +245,5 @@ def load_predictor(
     codec: str | Path | None = None,
     providers: list[str] | None = None,
 ) -> VideoPredictor:
-    """A predictor from a bundle (folder, or a graph file whose manifest sits above it), a checkpoint
-    or training run folder (exported on first use; `codec` when none sits beside it), or the bundled
-    default (None). `providers`: ONNX Runtime execution providers in order of preference ("cpu", "cuda",
-    "tensorrt"); one that is missing is an error, never a silent fall back to the CPU."""
-    from vgpt.runtime.loading import open_backend
-
-    return VideoPredictor(open_backend(source, backend, threads, steps, guidance, codec, providers), mode)
+    """One stream of a model: `load_model(...).stream(mode)` (see `load_model` for the sources)."""
+    return load_model(source, backend, threads, steps, guidance, codec, providers).stream(mode)

@@ -14,7 +14,7 @@ vgpt-train --config bundled --codec runs/codec
 vgpt-synth --out data/synthetic-train-3k --count 3000 --frames 32 --seed-start 0
 vgpt-train --config bundled-finetune --codec runs/codec
 latest=runs/bundled-finetune/checkpoints/$(cat runs/bundled-finetune/checkpoints/latest)
-vgpt-eval --checkpoint "$latest" --codec runs/codec --history 4 --clip 4 --steps 50 --guidance 1.5 \
+vgpt-eval --checkpoint "$latest" --codec runs/codec --layout 4,4,64x64px --steps 50 --guidance 1.5 \
   --num-clips 2 --json runs/bundled-finetune/eval.json
 python - "$latest" <<'PY'
 import json, shutil, sys

@@ -11,19 +11,11 @@ import time
 
 import click
 
-from vgpt.commands import GUIDANCE, POSITIVE, SEED, command
+from vgpt.commands import GUIDANCE, LAYOUT, POSITIVE, SEED, command
 from vgpt.config import PRESETS
 from vgpt.errors import user_errors
 
 log = logging.getLogger("vgpt")
-
-
-def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected HxW latents, e.g. 8x8") from None
-    return h, w
 
 
 @command
@@ -41,10 +33,12 @@ def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
     help="A vgpt or released Video-GPT checkpoint folder.",
 )
 @click.option("--allow-pickle", is_flag=True, help="Allow .bin/.pt weights (loaded with weights_only=True).")
-@click.option("--history", "history_frames", type=POSITIVE, default=8, show_default=True, help="History frames M.")
-@click.option("--clip", "clip_frames", type=POSITIVE, default=4, show_default=True, help="Frames per predicted clip G.")
 @click.option(
-    "--latent-size", default="8x8", show_default=True, callback=_parse_size, help="Latent height x width (pixels / 8)."
+    "--layout",
+    type=LAYOUT,
+    default="8,4,8x8",
+    show_default=True,
+    help="M history frames, G frames per clip, latent HxW (or HxWpx in pixels).",
 )
 @click.option("--clips", type=POSITIVE, default=2, show_default=True, help="Clips to predict autoregressively.")
 @click.option("--steps", type=POSITIVE, default=20, show_default=True, help="Denoising steps per clip.")
@@ -61,13 +55,13 @@ def predict_main(**options) -> None:
         _predict(**options)
 
 
-def _predict(preset, checkpoint, allow_pickle, history_frames, clip_frames, latent_size, clips, steps, guidance,
+def _predict(preset, checkpoint, allow_pickle, layout, clips, steps, guidance,
              shift, seed, out) -> None:  # fmt: skip
     import numpy as np
     import torch
 
     from vgpt.checkpoint import load_checkpoint
-    from vgpt.config import Layout, get_preset
+    from vgpt.config import get_preset
     from vgpt.model import VideoGPT
     from vgpt.predictors import CachedPredictor, FullPredictor
     from vgpt.sampler import SamplerConfig
@@ -79,7 +73,8 @@ def _predict(preset, checkpoint, allow_pickle, history_frames, clip_frames, late
         log.info("no --checkpoint: preset %r with seeded random weights (predictions are not meaningful)", preset)
         model = VideoGPT(get_preset(preset)).eval()
     config = model.config
-    layout = Layout.for_model(config, history_frames, clip_frames, *latent_size)
+    layout = layout.resolve(config)
+    clip_frames, latent_size = layout.clip_frames, (layout.latent_height, layout.latent_width)
     sampler = SamplerConfig(steps=steps, shift=shift, guidance=guidance)
     gen = torch.Generator().manual_seed(seed)
     history = torch.randn((1, layout.history_frames, config.latent_channels, *latent_size), generator=gen)
@@ -96,8 +91,8 @@ def _predict(preset, checkpoint, allow_pickle, history_frames, clip_frames, late
     diff = (results["full"] - results["cached"]).abs().max().item()
     speedup = results["full_s"] / results["cached_s"]
     click.echo(f"cached vs full: max abs difference {diff:.3g}, speed-up {speedup:.2f}x "
-               f"(model {config.name}, {config.num_parameters() / 1e6:.1f}M parameters, history {history_frames}, "
-               f"{layout.block} tokens per frame)")  # fmt: skip
+               f"(model {config.name}, {config.num_parameters() / 1e6:.1f}M parameters, history "
+               f"{layout.history_frames}, {layout.block} tokens per frame)")  # fmt: skip
     if out:
         np.savez(out, history=history.numpy(), prediction=results["cached"].numpy())
         click.echo(f"wrote {out}")

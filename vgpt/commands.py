@@ -4,7 +4,9 @@ one way to report a user's error. Imports only click: a command's `--help` never
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 
@@ -45,6 +47,52 @@ SEED = click.IntRange(0, MAX_SEED)
 # Classifier-free guidance: 1 is the conditional prediction alone (SamplerConfig refuses less), and the
 # released model's useful range (1.5 in its script, 3 in the paper) ends far below 100.
 GUIDANCE = click.FloatRange(1.0, 100.0)
+
+
+@dataclass(frozen=True)
+class LayoutOption:
+    """A layout as every command spells it: `M,G,HxW` (latents), `M,G,HxWpx` (pixels) or `M,G` (the frame
+    size of the model's defaults). `resolve` makes the `Layout` for a model config (vgpt.config)."""
+
+    history: int
+    clip: int
+    size: tuple[int, int] | None = None
+    pixels: bool = False
+
+    def resolve(self, config, default_pixels: tuple[int, int] = (64, 64)):
+        from vgpt.config import Layout
+
+        if self.size is None:
+            return Layout.from_pixels(config, self.history, self.clip, *default_pixels)
+        make = Layout.from_pixels if self.pixels else Layout.for_model
+        return make(config, self.history, self.clip, *self.size)
+
+    def __str__(self) -> str:
+        size = "" if self.size is None else f",{self.size[0]}x{self.size[1]}{'px' if self.pixels else ''}"
+        return f"{self.history},{self.clip}{size}"
+
+
+class LayoutType(click.ParamType):
+    """`--layout M,G[,HxW[px]]`: M history frames, G frames per clip, the latent (or pixel) size."""
+
+    name = "M,G[,HxW[px]]"
+    _FORM = re.compile(r"^(\d+),(\d+)(?:,(\d+)x(\d+)(px)?)?$")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, LayoutOption):
+            return value
+        m = self._FORM.match(str(value).strip().lower())
+        if not m:
+            self.fail(f"{value!r}: expected M,G,HxW in latents, M,G,HxWpx in pixels or M,G (e.g. 4,4,8x8 or "
+                      "4,4,64x64px)", param, ctx)  # fmt: skip
+        M, G = int(m.group(1)), int(m.group(2))
+        size = None if m.group(3) is None else (int(m.group(3)), int(m.group(4)))
+        if min(M, G, *(size or (1,))) < 1:
+            self.fail(f"{value!r}: every number must be at least 1", param, ctx)
+        return LayoutOption(M, G, size, bool(m.group(5)))
+
+
+LAYOUT = LayoutType()
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from vgpt.errors import VgptError
 
 RopeFactorPolicy = Literal["long", "length"]
-Prediction = Literal["x", "velocity"]
+Target = Literal["x", "velocity"]  # what the network outputs: the clean clip (x) or the velocity
 
 # LongRoPE factors of the released model (OmniGen-v1's Phi-3 backbone, head_dim 96 -> 48 each).
 # A released checkpoint's own config.json is authoritative and overrides these on load.
@@ -113,7 +113,7 @@ class ModelConfig:
     timestep_freq_dim: int = 256
     # What the output head predicts: the released model predicts the clean latent x; a legacy
     # model.pt checkpoint predicts the flow velocity.
-    prediction: Prediction = "x"
+    prediction: Target = "x"
 
     def __post_init__(self) -> None:
         positive = (

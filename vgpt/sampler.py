@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vgpt.config import ConfigError, Prediction
+from vgpt.config import ConfigError, Target
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
     return (t / (t + shift - shift * t)).to(torch.float32)
 
 
-def velocity(output: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor | float, prediction: Prediction):
+def velocity(output: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor | float, prediction: Target):
     """The flow velocity from the model's output: x-prediction gives (x - z) / (1 - sigma)."""
     output = output.to(torch.float32)
     if prediction == "velocity":
@@ -66,7 +66,7 @@ def euler_step(z: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, sigma_next
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
-def sample(denoise: DenoiseFn, z: torch.Tensor, config: SamplerConfig, prediction: Prediction = "x") -> torch.Tensor:
+def sample(denoise: DenoiseFn, z: torch.Tensor, config: SamplerConfig, prediction: Target = "x") -> torch.Tensor:
     """Integrate one clip from noise z (sigma 0) to sigma 1 with Euler steps, in fp32."""
     sigmas = schedule(config.steps, config.shift).to(z.device)
     z = z.to(torch.float32)

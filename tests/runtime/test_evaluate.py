@@ -21,7 +21,7 @@ def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
     LightCodec().eval().save(tmp_path / "codec")
     out = tmp_path / "eval.json"
     args = ["--checkpoint", str(tmp_path / "model"), "--codec", str(tmp_path / "codec"), "--count", "3",
-            "--history", "2", "--clip", "2", "--steps", "2", "--json", str(out)]  # fmt: skip
+            "--layout", "2,2", "--steps", "2", "--json", str(out)]  # fmt: skip
     result = CliRunner().invoke(eval_main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -57,7 +57,7 @@ def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path):
     LightCodec().eval().save(tmp_path / "codec")
     out, plot, sheet = tmp_path / "eval.json", tmp_path / "plot.png", tmp_path / "sheet.png"
     args = ["--checkpoint", str(tmp_path / "model"), "--codec", str(tmp_path / "codec"), "--count", "2",
-            "--history", "2", "--clip", "2", "--steps", "2", "--json", str(out), "--plot", str(plot),
+            "--layout", "2,2", "--steps", "2", "--json", str(out), "--plot", str(plot),
             "--sheet", str(sheet), "--sheet-clips", "2"]  # fmt: skip
     result = CliRunner().invoke(eval_main, [*args, "--progress"])
     assert result.exit_code == 0, result.output

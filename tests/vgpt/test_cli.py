@@ -10,7 +10,7 @@ def test_vgpt_predict_compares_both_predictors(tmp_path):
     out = tmp_path / "latents.npz"
     result = CliRunner().invoke(
         predict_main,
-        ["--preset", "tiny", "--history", "3", "--clip", "2", "--latent-size", "4x4", "--clips", "2",
+        ["--preset", "tiny", "--layout", "3,2,4x4", "--clips", "2",
          "--steps", "3", "--out", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -21,8 +21,23 @@ def test_vgpt_predict_compares_both_predictors(tmp_path):
 
 
 def test_vgpt_predict_rejects_a_bad_layout():
-    result = CliRunner().invoke(predict_main, ["--preset", "tiny", "--latent-size", "5x4"])
+    result = CliRunner().invoke(predict_main, ["--preset", "tiny", "--layout", "8,4,5x4"])
     assert result.exit_code == 1
     assert "Error: Layout.latent_height=5 is not divisible by the patch size 2" in result.output
-    result = CliRunner().invoke(predict_main, ["--latent-size", "big"])
-    assert result.exit_code == 2 and "expected HxW latents" in result.output
+    result = CliRunner().invoke(predict_main, ["--layout", "big"])
+    assert result.exit_code == 2 and "expected M,G,HxW in latents, M,G,HxWpx in pixels or M,G" in result.output
+    result = CliRunner().invoke(predict_main, ["--layout", "0,4,8x8"])
+    assert result.exit_code == 2 and "every number must be at least 1" in result.output
+
+
+def test_one_layout_spelling_in_latents_pixels_or_the_default_size():
+    from vgpt.commands import LAYOUT
+    from vgpt.config import get_preset
+
+    config = get_preset("tiny")
+    latents = LAYOUT.convert("4,2,8x6", None, None).resolve(config)
+    pixels = LAYOUT.convert("4,2,64x48PX", None, None).resolve(config)
+    default = LAYOUT.convert("4,2", None, None).resolve(config, (64, 48))
+    assert latents == pixels == default
+    assert (latents.history_frames, latents.clip_frames, latents.latent_height, latents.latent_width) == (4, 2, 8, 6)
+    assert str(LAYOUT.convert(" 4,2,64x48px ", None, None)) == "4,2,64x48px"
