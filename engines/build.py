@@ -14,7 +14,6 @@ from pathlib import Path
 
 from vgpt.atomic import atomic_dir
 from vgpt.engines.plan import (
-    ENGINE_MANIFEST,
     PLAN_FILES,
     BuildSettings,
     EngineError,
@@ -23,8 +22,9 @@ from vgpt.engines.plan import (
     engine_manifest,
     profile_shapes,
 )
-from vgpt.export.bundle import file_sha256
+from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest
 from vgpt.export.manifest import load_bundle
+from vgpt.integrity import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,12 @@ def build_engine(onnx_path: Path, settings: BuildSettings, shapes: dict, timing_
 
 def build_bundle(bundle_dir: str | Path, out: str | Path, precision: str, layout: str | None = None,
                  optimization_level: int = 3, workspace_gib: float = 4.0, timing_cache: str | Path | None = None,
-                 overwrite: bool = False) -> dict:  # fmt: skip
+                 overwrite: bool = False) -> EngineManifest:  # fmt: skip
     """Build the engines of one layout of a bundle into `out`; returns the engine manifest."""
     trt = import_tensorrt()
     bundle = load_bundle(bundle_dir)
     entry = bundle.layout(layout)
-    settings = build_settings(bundle.manifest.get("precision", "fp32"), precision, optimization_level,
+    settings = build_settings(bundle.precision, precision, optimization_level,
                               int(workspace_gib * (1 << 30)))  # fmt: skip
     gpu, capability = gpu_identity()
     check_precision_supported(settings.precision, capability, gpu)
@@ -123,11 +123,10 @@ def build_bundle(bundle_dir: str | Path, out: str | Path, precision: str, layout
             data = build_engine(onnx_path, settings, profile_shapes(entry.spec(graph)), cache)
             path = tmp / PLAN_FILES[graph]
             path.write_bytes(data)
-            plans[graph] = {"file": path.name, "bytes": len(data), "sha256": file_sha256(path)}
-            sources[graph] = file_sha256(onnx_path)
+            plans[graph] = EngineFile(path.name, len(data), sha256_file(path))
+            sources[graph] = sha256_file(onnx_path)
             log.info("  %s: %.1f MB in %.1f s", path.name, len(data) / 1e6, time.perf_counter() - started)
-        manifest = engine_manifest(bundle.manifest, entry.name, settings, trt.__version__, gpu, capability, plans,
-                                   sources)  # fmt: skip
-        manifest["bundle"] = str(Path(bundle_dir).resolve())
-        (tmp / ENGINE_MANIFEST).write_text(json.dumps(manifest, indent=2))  # written last
+        manifest = engine_manifest(bundle.manifest, bundle_dir, entry.name, settings, trt.__version__, gpu,
+                                   capability, plans, sources)  # fmt: skip
+        (tmp / ENGINE_MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2))  # written last
     return manifest

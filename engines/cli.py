@@ -38,6 +38,6 @@ def build_main(bundle, out, precision, layout, opt_level, workspace_gib, timing_
         from vgpt.engines.build import build_bundle
 
         manifest = build_bundle(bundle, out, precision, layout, opt_level, workspace_gib, timing_cache, force)
-    for graph, plan in manifest["plans"].items():
-        click.echo(f"{plan['file']} ({graph}): {plan['bytes'] / 1e6:.1f} MB")
-    click.echo(f"wrote {out}: TensorRT {manifest['tensorrt_version']}, {manifest['gpu']['name']}, {precision}")
+    for graph, engine in manifest.plans.items():
+        click.echo(f"{engine.file} ({graph}): {engine.bytes / 1e6:.1f} MB")
+    click.echo(f"wrote {out}: TensorRT {manifest.tensorrt_version}, {manifest.gpu.name}, {precision}")

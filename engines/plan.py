@@ -1,41 +1,32 @@
 """Every decision of an engine build and of the TensorRT runtime that does not need TensorRT: profile
 shapes, precision flags, the FP8 hardware check, the device buffers and which of them alias, and the
-engine manifest with its checks. `vgpt.engines.build` and the TensorRT backend only carry them out.
+checks of an engine manifest (`vgpt.export.contract.EngineManifest`). `vgpt.engines.build` and the
+TensorRT backend only carry them out.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-from vgpt.errors import VgptError
+from vgpt.export.contract import (
+    ENGINE_MANIFEST,
+    FP8_MIN_CAPABILITY,
+    BuildSettings,
+    BundleManifest,
+    EngineError,
+    EngineFile,
+    EngineManifest,
+    GpuRecord,
+)
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
 
-ENGINE_FORMAT = "vgpt-tensorrt-engines"
-ENGINE_MANIFEST = "engines.json"
 # The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
 PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan",
               APPEND: "append.plan"}  # fmt: skip
 PRECISIONS = ("fp16", "bf16", "fp8", "int8", "fp32")
-FP8_MIN_CAPABILITY = (8, 9)
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
-
-
-class EngineError(VgptError, RuntimeError):
-    """A build or an engine that cannot be used here; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class BuildSettings:
-    precision: str  # fp16, bf16, fp32 (flags on an fp32 bundle) or fp8/int8 (strongly typed Q/DQ bundle)
-    strongly_typed: bool  # types come from the graph (Q/DQ bundles): no precision flags
-    flags: tuple[str, ...]  # trt.BuilderFlag names
-    optimization_level: int = 3  # TensorRT's builder optimization level, 0..5
-    workspace_bytes: int = 4 << 30
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"precision": self.precision, "strongly_typed": self.strongly_typed, "flags": list(self.flags),
-                "optimization_level": self.optimization_level, "workspace_bytes": self.workspace_bytes}  # fmt: skip
 
 
 def build_settings(bundle_precision: str, requested: str, optimization_level: int = 3,
@@ -142,50 +133,48 @@ def result_buffer(steps: int) -> str:
     return "z0" if steps % 2 == 0 else "z1"
 
 
-def engine_manifest(bundle_manifest: dict, layout: str, settings: BuildSettings, tensorrt_version: str,
-                    gpu_name: str, capability: tuple[int, int], plans: dict[str, dict],
-                    sources: dict[str, str]) -> dict:  # fmt: skip
-    return {
-        "format": ENGINE_FORMAT,
-        "tensorrt_version": tensorrt_version,
-        "gpu": {"name": gpu_name, "compute_capability": list(capability)},
-        "layout": layout,
-        "bundle_precision": bundle_manifest.get("precision", "fp32"),
-        "builder": settings.to_dict(),
-        "sampler": bundle_manifest["sampler"],
-        "plans": plans,  # graph -> {"file", "bytes", "sha256"}
-        "source_graphs_sha256": sources,  # graph -> sha256 of the ONNX file it was built from
-    }
+def engine_manifest(bundle: BundleManifest, bundle_dir: str | Path, layout: str, settings: BuildSettings,
+                    tensorrt_version: str, gpu_name: str, capability: tuple[int, int], plans: dict[str, EngineFile],
+                    sources: dict[str, str]) -> EngineManifest:  # fmt: skip
+    return EngineManifest(
+        tensorrt_version=tensorrt_version,
+        gpu=GpuRecord(gpu_name, tuple(capability)),
+        layout=layout,
+        bundle_precision=bundle.precision,
+        builder=settings,
+        sampler=bundle.sampler,
+        plans=plans,
+        source_graphs_sha256=sources,
+        bundle=str(Path(bundle_dir).resolve()),
+    )
 
 
-def check_engine_manifest(manifest: dict, tensorrt_version: str, gpu_name: str, capability: tuple[int, int]) -> None:
+def read_engine_manifest(folder: str | Path) -> EngineManifest:
+    """`engines.json` of an engine folder, checked field by field."""
+    path = Path(folder) / ENGINE_MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EngineError(f"{path} is not valid JSON ({err}); rebuild with vgpt-build") from err
+    return EngineManifest.from_dict(data, str(path))
+
+
+def check_engine_manifest(manifest: EngineManifest, tensorrt_version: str, gpu_name: str,
+                          capability: tuple[int, int]) -> None:  # fmt: skip
     """Refuse engines built by another TensorRT version or for another GPU: TensorRT plans are neither
     portable across versions nor across GPU models."""
-    if manifest.get("format") != ENGINE_FORMAT:
-        raise EngineError(f"not a vgpt engine manifest (format {manifest.get('format')!r})")
-    built = manifest["tensorrt_version"]
+    built = manifest.tensorrt_version
     if built != tensorrt_version:
         raise EngineError(f"these engines were built with TensorRT {built}, this is TensorRT {tensorrt_version}: "
                           "rebuild them with vgpt-build on this machine")  # fmt: skip
-    gpu = manifest["gpu"]
-    if gpu["name"] != gpu_name or tuple(gpu["compute_capability"]) != tuple(capability):
-        raise EngineError(f"these engines were built for {gpu['name']} (sm {gpu['compute_capability']}), this is "
+    gpu = manifest.gpu
+    if gpu.name != gpu_name or gpu.compute_capability != tuple(capability):
+        raise EngineError(f"these engines were built for {gpu.name} (sm {list(gpu.compute_capability)}), this is "
                           f"{gpu_name} (sm {list(capability)}): rebuild them with vgpt-build on this GPU")  # fmt: skip
 
 
-def check_plan_files(manifest: dict, folder, verify_hash: bool = True) -> None:
-    """Every plan present with its recorded size (a truncated copy is refused before TensorRT sees it)."""
-    from pathlib import Path
-
-    from vgpt.export.bundle import file_sha256
-
-    for graph, entry in manifest["plans"].items():
-        path = Path(folder) / entry["file"]
-        if not path.is_file():
-            raise EngineError(f"{path} is missing ({graph} engine); rebuild with vgpt-build")
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            raise EngineError(f"{path} has {size} bytes, the manifest says {entry['bytes']}: truncated or replaced; "
-                              "rebuild with vgpt-build")  # fmt: skip
-        if verify_hash and file_sha256(path) != entry["sha256"]:
-            raise EngineError(f"{path} does not match its sha256 in the manifest; rebuild with vgpt-build")
+def check_plan_files(manifest: EngineManifest, folder: str | Path, verify_hash: bool = True) -> None:
+    """Every engine present with its recorded size and sha256 (a truncated copy is refused before
+    TensorRT sees it)."""
+    for graph, engine in manifest.plans.items():
+        engine.check(Path(folder), graph, verify_hash)

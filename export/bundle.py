@@ -27,24 +27,33 @@ from vgpt.calibration.policy import DEFAULT_POLICY, PRECISIONS, get_policy
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
 from vgpt.config import Layout
+from vgpt.export.contract import (
+    FORMAT_VERSION,
+    MANIFEST,
+    BundleManifest,
+    CodecRecord,
+    Environment,
+    FileRecord,
+    GraphRecord,
+    LayoutRecord,
+    Quantization,
+    Requirements,
+    SamplerRecord,
+    TensorRTReadiness,
+)
 from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
 from vgpt.export.onnx_export import SUPPORTED_OPSETS, export_onnx
-from vgpt.export.readiness import GraphReadiness, check_graph
+from vgpt.export.readiness import check_graph
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.export.verify import OutputError, VerificationError, check_model, compare_with_eager
-from vgpt.integrity import canonical_sha256, sha256_file
+from vgpt.integrity import sha256_file
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.rope import select_factor_set
-from vgpt.sampler import SamplerConfig, schedule
+from vgpt.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FORMAT = "vgpt-onnx-bundle"
-# 2: the manifest records its own sha256 (`manifest_sha256`); every file's sha256 is checked at load.
-FORMAT_VERSION = 2
-MANIFEST_HASH = "manifest_sha256"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -80,10 +89,6 @@ class ExportConfig:
                 raise ValueError(f"--{self.precision} quantizes fp32 weights; leave --dtype at float32")
             if self.precision == "fp8" and self.opset < 19:
                 raise ValueError(f"FP8 Q/DQ needs opset >= 19 (QuantizeLinear with FLOAT8E4M3FN); not {self.opset}")
-
-
-def file_sha256(path: Path) -> str:
-    return sha256_file(path)
 
 
 def graph_files(path: Path) -> list[Path]:
@@ -144,7 +149,7 @@ def export_bundle(
     config: ExportConfig,
     sources: dict[str, Any] | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> BundleManifest:
     """Export, verify and describe every layout; returns the manifest. Nothing is left in `out` unless
     everything passed: the bundle is built in a temporary sibling folder and renamed at the end."""
     import onnx
@@ -157,44 +162,37 @@ def export_bundle(
     quantization = _quantize(model, codec, config) if config.quantized else None
     codec_state = codec.state_dict() if isinstance(codec, torch.nn.Module) else {}
     started = time.perf_counter()
-    layouts_meta = []
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        for layout in config.layouts:
-            layouts_meta.append(_export_layout(model, codec, layout, config, tmp))
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model_config": model.config.to_dict(),
-            "rope_factor_set": {layout_name(lay): select_factor_set(
+        layouts = [_export_layout(model, codec, layout, config, tmp) for layout in config.layouts]
+        manifest = BundleManifest(
+            format_version=FORMAT_VERSION,
+            model_config=model.config,
+            rope_factor_set={layout_name(lay): select_factor_set(
                 model.config, (lay.history_frames + lay.clip_frames) * lay.block - 1) for lay in config.layouts},
-            "sampler": {"steps": config.sampler.steps, "shift": config.sampler.shift,
-                        "guidance": config.sampler.guidance,
-                        "schedule": schedule(config.sampler.steps, config.sampler.shift).tolist()},
-            "codec": {"type": type(codec).__name__, "latent_channels": codec.latent_channels,
-                      "downsample": codec.downsample, "scaling_factor": codec.scaling_factor,
-                      "weights_sha256": content_hash(codec_state) if codec_state else None},
-            "dtype": config.dtype,
-            "precision": config.precision,
-            "quantization": quantization,
-            "requires": _requirements(config.precision),
-            "opset": config.opset,
-            "layouts": layouts_meta,
-            "weights_sha256": weights_hash,
-            "sources": sources or {},
-            "versions": {"vgpt": _vgpt_version(), "torch": torch.__version__, "onnx": onnx.__version__,
-                         "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-            "environment": environment(),
-            "verified": config.verify,
-            "export_seconds": round(time.perf_counter() - started, 1),
-        }  # fmt: skip
-        # The manifest's own hash: an edited manifest (say, another step count than the graphs bake in)
-        # is refused at load. Written last: a folder without manifest.json is visibly incomplete.
-        manifest[MANIFEST_HASH] = canonical_sha256(manifest, MANIFEST_HASH)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            sampler=SamplerRecord.of(config.sampler),
+            codec=CodecRecord(type(codec).__name__, codec.latent_channels, codec.downsample, codec.scaling_factor,
+                              content_hash(codec_state) if codec_state else None),
+            dtype=config.dtype,
+            precision=config.precision,
+            quantization=quantization,
+            requires=Requirements.for_precision(config.precision),
+            opset=config.opset,
+            layouts=tuple(layouts),
+            weights_sha256=weights_hash,
+            sources=sources or {},
+            versions={"vgpt": _vgpt_version(), "torch": torch.__version__, "onnx": onnx.__version__,
+                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+            environment=environment(),
+            verified=config.verify,
+            export_seconds=round(time.perf_counter() - started, 1),
+        )  # fmt: skip
+        # to_dict() adds the manifest's own hash: an edited manifest (say, another step count than the
+        # graphs bake in) is refused at load. Written last: a folder without it is visibly incomplete.
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2))
     return manifest
 
 
-def environment() -> dict:
+def environment() -> Environment:
     """The machine the export and its verification ran on: a verification figure (and a report of a
     failing one) depends on the CPU's kernels, so the manifest says which CPU that was."""
     flags: list[str] = []
@@ -208,28 +206,16 @@ def environment() -> dict:
                 flags = value.split()
     # The instruction sets that pick ONNX Runtime's and PyTorch's CPU kernels.
     wanted = ("avx", "avx2", "fma", "f16c", "avx512", "amx", "vnni", "asimd", "sve", "dotprod", "bf16", "fp16", "i8mm")
-    return {"machine": platform.machine(), "system": platform.system(), "cpu": model, "cores": os.cpu_count(),
-            "cpu_flags": sorted(f for f in flags if f.startswith(wanted))}  # fmt: skip
+    return Environment(
+        platform.machine(),
+        platform.system(),
+        model,
+        os.cpu_count(),
+        tuple(sorted(f for f in flags if f.startswith(wanted))),
+    )
 
 
-def _requirements(precision: str) -> dict:
-    """What a deployment target needs to run these graphs (the TensorRT build checks it)."""
-    if precision == "fp8":
-        from vgpt.engines.plan import FP8_MIN_CAPABILITY
-
-        return {"min_compute_capability": list(FP8_MIN_CAPABILITY), "strongly_typed": True,
-                "note": "FP8 tensor cores: Ada (8.9), Hopper (9.0), Blackwell; not Ampere or Jetson Orin (8.7): "
-                        "export --int8 or build fp16 there"}  # fmt: skip
-    if precision == "int8":
-        return {
-            "min_compute_capability": None,
-            "strongly_typed": True,
-            "note": "INT8 Q/DQ: every GPU TensorRT 10 supports, Jetson Orin included",
-        }
-    return {"min_compute_capability": None, "strongly_typed": False, "note": ""}
-
-
-def _quantize(model: VideoGPT, codec: LatentCodec, config: ExportConfig) -> dict:
+def _quantize(model: VideoGPT, codec: LatentCodec, config: ExportConfig) -> Quantization:
     """Record the calibration sets with the fp32 model, then quantize it in place through ModelOpt."""
     from vgpt.calibration.data import build_calibration
     from vgpt.calibration.quantize import quantize_model, require_modelopt
@@ -265,11 +251,14 @@ def _quantize(model: VideoGPT, codec: LatentCodec, config: ExportConfig) -> dict
     ]
     log.info("quantized %d layers (%s, policy %s) in %.1f s", summary["quantized_layers"], config.precision,
              policy.name, time.perf_counter() - started)  # fmt: skip
-    return {"tool": "nvidia-modelopt", "version": modelopt.__version__, "algorithm": "max",
-            "format": {"fp8": "FLOAT8E4M3FN per tensor", "int8": "INT8, weights per channel, activations per tensor"}[
-                config.precision],
-            "policy": policy.to_dict(), **summary, "graphs": list(TRANSFORMER_GRAPHS), "calibration": calibration,
-            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return Quantization(
+        tool="nvidia-modelopt", version=modelopt.__version__, algorithm="max",
+        format={"fp8": "FLOAT8E4M3FN per tensor", "int8": "INT8, weights per channel, activations per tensor"}[
+            config.precision],
+        policy=policy.to_dict(), quantized_layers=summary["quantized_layers"], quantizers=summary["quantizers"],
+        kept_layers=tuple(summary["kept_layers"]), graphs=TRANSFORMER_GRAPHS, calibration=tuple(calibration),
+        seconds=round(time.perf_counter() - started, 1),
+    )  # fmt: skip
 
 
 def _vgpt_version() -> str:
@@ -284,7 +273,8 @@ def _through_qdq(model: VideoGPT, quantized: bool):
     return qdq_export(model) if quantized else contextlib.nullcontext()
 
 
-def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: ExportConfig, root: Path) -> dict:
+def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: ExportConfig,
+                   root: Path) -> LayoutRecord:  # fmt: skip
     from vgpt.calibration.quantize import fold_weights_file, translation_table
 
     specs = graph_specs(model.config, layout, config.dtype)
@@ -338,16 +328,13 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
                 raise VerificationError(f"{folder.name}/{spec.file}: ONNX Runtime disagrees with PyTorch on {failed}; "
                                         f"no bundle was written. Try {hint}; --no-verify skips the check")  # fmt: skip
         readiness[name] = check_graph(path, name)
-        graphs[name] = {
-            **spec.to_dict(),
-            "files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in graph_files(path)},
-            "nodes": readiness[name].nodes,
-            "ops": readiness[name].ops,
-            "tensorrt": _readiness_summary(readiness[name]),
-            "verification": [e.to_dict() for e in errors.get(name, [])],
-        }
-    return {"name": folder.name, "layout": layout.to_dict(), "graphs": graphs}
-
-
-def _readiness_summary(r: GraphReadiness) -> dict:
-    return {"ready": r.ready, "min_version": r.min_tensorrt, "unsupported": r.unsupported}
+        ready = readiness[name]
+        graphs[name] = GraphRecord(
+            spec=spec,
+            files={p.name: FileRecord(p.stat().st_size, sha256_file(p)) for p in graph_files(path)},
+            nodes=ready.nodes,
+            ops=ready.ops,
+            tensorrt=TensorRTReadiness(ready.ready, ready.min_tensorrt, tuple(ready.unsupported)),
+            verification=tuple(e.to_dict() for e in errors.get(name, [])),
+        )
+    return LayoutRecord(folder.name, layout, graphs)

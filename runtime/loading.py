@@ -14,9 +14,8 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-from vgpt.export.manifest import BundleError
+from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +37,6 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}  # fmt: skip
 
 
-def _layout_and_sampler(config, settings: dict[str, Any], steps: int | None, guidance: float | None):
-    """The layout and sampler of a checkpoint's bundle.json settings (the bundled default's), overridden
-    by what the user asked for."""
-    from vgpt.config import Layout
-    from vgpt.sampler import SamplerConfig
-
-    sampler = SamplerConfig(
-        steps=steps or settings.get("steps", 50),
-        guidance=guidance or settings.get("guidance", 1.5),
-        shift=settings.get("shift", 1.0),
-    )
-    layout = Layout.from_pixels(config, settings.get("history", 4), settings.get("clip", 4),
-                                settings.get("height", 64), settings.get("width", 64))  # fmt: skip
-    return layout, sampler
-
-
 def cached_export(
     source: str | Path | None, steps: int | None, guidance: float | None, codec_source: str | Path | None = None
 ) -> Path:
@@ -61,14 +44,14 @@ def cached_export(
     from vgpt.bundled import resolve_checkpoint
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import codec_id, load_codec
-    from vgpt.export.bundle import MANIFEST, ExportConfig, export_bundle
+    from vgpt.export.bundle import ExportConfig, export_bundle
     from vgpt.export.manifest import load_bundle
 
-    checkpoint, codec_dir, settings = resolve_checkpoint(source, codec_source)
+    checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
     loaded = load_checkpoint(checkpoint)
     codec = load_codec(codec_dir)
     check_codec_fits(codec, loaded.model.config, codec_dir)
-    layout, sampler = _layout_and_sampler(loaded.model.config, settings, steps, guidance)
+    layout, sampler = defaults.layout(loaded.model.config), defaults.sampler(steps, guidance)
     key_fields = {"weights": loaded.weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
@@ -78,14 +61,12 @@ def cached_export(
             shutil.rmtree(stale, ignore_errors=True)
         if (out / MANIFEST).is_file():
             try:
-                recorded = json.loads((out / MANIFEST).read_text()).get("sources", {}).get("key")
-                if recorded == key_fields:
-                    # The key names the source weights' hash, the codec's, the layout, the sampler and the
-                    # library versions; load_bundle checks every graph file against its sha256.
-                    load_bundle(out)
+                # The key names the source weights' hash, the codec's, the layout, the sampler and the
+                # library versions; load_bundle checks the manifest and every graph file's sha256.
+                if load_bundle(out).manifest.sources.get("key") == key_fields:
                     return out
                 log.info("cached export %s no longer matches; exporting again", out)
-            except (BundleError, ValueError, AttributeError) as err:
+            except (BundleError, ValueError) as err:
                 log.warning("the cached export %s is damaged (%s): exporting it again", out, err)
         log.info("exporting %s into %s (first use)", checkpoint, out)
         config = ExportConfig(layouts=(layout,), sampler=sampler)
@@ -109,7 +90,6 @@ def _cache_lock(folder: Path):
 
 
 def _is_bundle(source: str | Path) -> bool:
-    from vgpt.export.bundle import FORMAT, MANIFEST
     from vgpt.export.manifest import find_manifest
 
     try:
@@ -120,8 +100,6 @@ def _is_bundle(source: str | Path) -> bool:
 
 
 def _is_engine(source: str | Path) -> bool:
-    from vgpt.engines.plan import ENGINE_MANIFEST
-
     path = Path(source)
     return path.suffix == ".plan" or (path.is_dir() and (path / ENGINE_MANIFEST).is_file())
 
@@ -159,10 +137,10 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
         return _torch_backend(source, threads, steps, guidance, codec)
     bundle_dir = source if is_bundle else cached_export(source, steps, guidance, codec)
     bundle = load_bundle(bundle_dir)
-    recorded = bundle.manifest["sampler"]
     for name, value in (("steps", steps), ("guidance", guidance)):
-        if value is not None and value != recorded[name]:
-            raise BundleError(f"{bundle.root} was exported with {name}={recorded[name]}, not {value}: the schedule "
+        recorded = getattr(bundle.sampler, name)
+        if value is not None and value != recorded:
+            raise BundleError(f"{bundle.root} was exported with {name}={recorded}, not {value}: the schedule "
                               f"and guidance are baked into the graphs; re-export with --{name} {value}")  # fmt: skip
     from vgpt.runtime.backends.ort_backend import OrtBackend
 
@@ -175,9 +153,9 @@ def _torch_backend(source, threads, steps, guidance, codec_source):
     from vgpt.codecs import load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
-    checkpoint, codec_dir, settings = resolve_checkpoint(source, codec_source)
+    checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
     model = load_checkpoint(checkpoint).model
-    layout, sampler = _layout_and_sampler(model.config, settings, steps, guidance)
+    layout, sampler = defaults.layout(model.config), defaults.sampler(steps, guidance)
     codec = load_codec(codec_dir)
     check_codec_fits(codec, model.config, codec_dir)
     return TorchBackend(model, codec, layout, sampler, threads)

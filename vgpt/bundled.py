@@ -2,16 +2,20 @@
 
 `vgpt/assets/default/` holds `model/` (a vgpt checkpoint), `codec/` (a light codec) and
 `bundle.json` (the layout and sampler settings they were trained and evaluated with, and the
-command that reproduces them).
+command that reproduces them). `Defaults` is the one reader of those settings: every command takes
+its layout and sampler from `defaults.layout(...)` and `defaults.sampler(...)`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vgpt.config import ConfigError, Layout, ModelConfig
+from vgpt.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +27,47 @@ class BundleMissingError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
+class Defaults:
+    """The layout (in pixels) and sampler a model was trained and evaluated with: its `bundle.json`, or,
+    for a checkpoint without one, the bundled default's usual values. Options a user gives win."""
+
+    history: int = 4  # M frames
+    clip: int = 4  # G frames
+    height: int = 64  # px
+    width: int = 64  # px
+    steps: int = SamplerConfig.steps
+    guidance: float = SamplerConfig.guidance
+    shift: float = SamplerConfig.shift
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], source: str = "bundle.json") -> Defaults:
+        """The fields of `bundle.json` this class knows; other keys (evaluation figures, notes) are ignored."""
+        known = {k: settings[k] for k in ("history", "clip", "height", "width", "steps", "guidance", "shift")
+                 if k in settings}  # fmt: skip
+        for key in ("history", "clip", "height", "width", "steps"):
+            if key in known and (not isinstance(known[key], int) or isinstance(known[key], bool)):
+                raise ConfigError(f"{source}: {key}={known[key]!r} must be an integer")
+        return cls(**known)
+
+    def layout(self, config: ModelConfig, history: int | None = None, clip: int | None = None) -> Layout:
+        return Layout.from_pixels(config, history or self.history, clip or self.clip, self.height, self.width)
+
+    def sampler(self, steps: int | None = None, guidance: float | None = None,
+                shift: float | None = None) -> SamplerConfig:  # fmt: skip
+        return SamplerConfig(steps=steps or self.steps, guidance=guidance or self.guidance, shift=shift or self.shift)
+
+
+@dataclass(frozen=True)
 class BundledDefault:
     root: Path
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # bundle.json as written (with its evaluation figures)
+    defaults: Defaults = field(default_factory=Defaults)
+
+    def layout(self, config: ModelConfig) -> Layout:
+        return self.defaults.layout(config)
+
+    def sampler(self) -> SamplerConfig:
+        return self.defaults.sampler()
 
     @property
     def model_dir(self) -> Path:
@@ -44,11 +86,12 @@ def bundled_default(root: str | Path | None = None) -> BundledDefault:
             f"the bundled model is missing from {root} (needs model/, codec/ and bundle.json); reinstall vgpt "
             "or train one with the command in the README"
         )
-    return BundledDefault(root, json.loads(settings.read_text()))
+    data = json.loads(settings.read_text())
+    return BundledDefault(root, data, Defaults.from_settings(data, str(settings)))
 
 
-def resolve_checkpoint(source: str | Path | None, codec: str | Path | None = None) -> tuple[str, str, dict[str, Any]]:
-    """What a user names as the model -> (checkpoint folder, codec folder, default settings).
+def resolve_checkpoint(source: str | Path | None, codec: str | Path | None = None) -> tuple[str, str, Defaults]:
+    """What a user names as the model -> (checkpoint folder, codec folder, its defaults).
 
     None is the bundled default; a folder with bundle.json is laid out like it; anything else is a
     checkpoint or a training run. A checkpoint without a codec beside it (a training checkpoint, say)
@@ -60,10 +103,10 @@ def resolve_checkpoint(source: str | Path | None, codec: str | Path | None = Non
         raise CheckpointError(f"{path} does not exist: name an export bundle, a checkpoint folder or a training run")
     if path is None or (path / "bundle.json").is_file():  # the bundled default, or a folder laid out like it
         bundle = bundled_default(path)
-        return str(bundle.model_dir), str(codec or bundle.codec_dir), dict(bundle.settings)
+        return str(bundle.model_dir), str(codec or bundle.codec_dir), bundle.defaults
     model = weights_dir(path)
     beside = next((p / name for p in (path, model.parent) for name in ("codec", "vae") if (p / name).is_dir()), None)
     if codec is None and beside is None:
         codec = bundled_default().codec_dir
         log.info("note: no codec beside %s and no --codec given: using the bundled codec (%s)", path, codec)
-    return str(model), str(codec or beside), {}
+    return str(model), str(codec or beside), Defaults()

@@ -1,6 +1,7 @@
 """File integrity at load: a model file whose bytes changed is never run.
 
-Every artifact's manifest records the sha256 of its files. `verify_file` checks one against it,
+Every artifact's manifest records the size and sha256 of its files. `check_file` is the one check of
+such a record (export bundles and engine folders alike); `verify_file` compares the hash,
 reading it once in 1 MiB chunks, and remembers the verdict by (path, size, modification time) in
 `$VGPT_CACHE/verified-files.json`, so that a warm start re-hashes nothing while any write to the
 file (which changes its modification time) makes the next load hash it again.
@@ -67,3 +68,17 @@ def verify_file(path: str | os.PathLike, sha256: str) -> bool:
         with atomic_file(_state_file(), "w") as f:
             json.dump(state, f)
     return True
+
+
+def check_file(path: str | os.PathLike, size: int, sha256: str, error: type[Exception], fix: str,
+               verify_hash: bool = True) -> None:  # fmt: skip
+    """Refuse `path` unless it is present with the recorded `size` and (with `verify_hash`) `sha256`;
+    `error` carries the message, which ends with `fix` (how to rebuild the artifact)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path} is missing; {fix}")
+    found = path.stat().st_size
+    if found != size:
+        raise error(f"{path} has {found} bytes, the manifest says {size}: truncated or replaced; {fix}")
+    if verify_hash and not verify_file(path, sha256):
+        raise error(f"{path} does not match the sha256 its manifest records: the file was changed or damaged; {fix}")

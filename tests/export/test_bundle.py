@@ -82,7 +82,7 @@ def test_opset_18_form_and_external_data_threshold(tiny_parts, tmp_path, monkeyp
     assert denoise.with_name("denoise.onnx.data").is_file()
     ops = {n.op_type for n in onnx.load(str(denoise)).graph.node}
     assert "Attention" not in ops and "Softmax" in ops
-    assert load_bundle(tmp_path / "b").manifest["layouts"][0]["graphs"]["denoise"]["tensorrt"]["ready"]
+    assert load_bundle(tmp_path / "b").manifest.layout().graphs["denoise"].tensorrt.ready
 
 
 def test_failed_verification_leaves_no_bundle(tiny_parts, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from vgpt.export.bundle import MANIFEST_HASH
+from vgpt.export.contract import MANIFEST_HASH
 from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.integrity import verify_file
 
@@ -38,12 +38,12 @@ def test_flipped_bytes_of_the_same_size_are_refused(copy):
 def test_a_remembered_verdict_is_dropped_when_the_file_is_written(copy):
     entry = load_bundle(copy).layouts[0]
     denoise = entry.path("denoise")
-    sha = entry.graphs["denoise"]["files"]
-    assert verify_file(denoise, sha["denoise.onnx"]["sha256"])
+    sha = entry.graphs["denoise"].files["denoise.onnx"].sha256
+    assert verify_file(denoise, sha)
     stat = denoise.stat()
     _flip(denoise, 4096, 4096)
     os.utime(denoise, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # any write moves the modification time
-    assert not verify_file(denoise, sha["denoise.onnx"]["sha256"])
+    assert not verify_file(denoise, sha)
 
 
 def test_an_edited_manifest_is_refused(copy):
