@@ -57,7 +57,8 @@ VGPT_API void vgpt_status_free(vgpt_status* status);
 
 typedef enum vgpt_backend {
     VGPT_BACKEND_ONNXRUNTIME = 0, /* the CPU execution provider of ONNX Runtime */
-    VGPT_BACKEND_TENSORRT = 1     /* only in builds with VGPT_WITH_TENSORRT */
+    VGPT_BACKEND_TENSORRT = 1     /* only in builds with VGPT_WITH_TENSORRT (else VGPT_UNSUPPORTED); the path
+                                     given to vgpt_model_load is then a vgpt-build engines folder */
 } vgpt_backend;
 
 /* Size-prefixed and append-only: new fields go at the end, and the library reads only the first
@@ -75,7 +76,8 @@ typedef struct vgpt_model_options {
 
 VGPT_API void vgpt_model_options_init(vgpt_model_options* options);
 
-/* path: the bundle folder (holding manifest.json), a layout folder inside it, or a file of either.
+/* path: the bundle folder (holding manifest.json), a layout folder inside it, or a file of either; with
+ * VGPT_BACKEND_TENSORRT, an engines folder (holding engines.json) or its model.plan.
  * options may be NULL (the defaults). On failure *model is set to NULL. */
 VGPT_API vgpt_status* vgpt_model_load(const char* path, const vgpt_model_options* options, vgpt_model** model);
 /* Streams keep what they need of the model alive: a model may be freed before its streams. */
