@@ -50,7 +50,7 @@ from vgpt.integrity import sha256_file
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.rope import select_factor_set
-from vgpt.sampler import SamplerConfig
+from vgpt.sampler import SamplerConfig, schedule
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,8 @@ def export_bundle(
             model_config=model.config,
             rope_factor_set={layout_name(lay): select_factor_set(
                 model.config, (lay.history_frames + lay.clip_frames) * lay.block - 1) for lay in config.layouts},
-            sampler=SamplerRecord.of(config.sampler),
+            sampler=SamplerRecord(config.sampler.steps, config.sampler.shift, config.sampler.guidance,
+                                  tuple(schedule(config.sampler.steps, config.sampler.shift).tolist())),
             codec=CodecRecord(type(codec).__name__, codec.latent_channels, codec.downsample, codec.scaling_factor,
                               content_hash(codec_state) if codec_state else None),
             dtype=config.dtype,

@@ -6,7 +6,7 @@ Every stage writes and reads these files only through `BundleManifest` and `Engi
 names the field in its error. The format is described in docs/manifest.md and, as a JSON Schema, in
 docs/manifest.schema.json (tests keep the schema and these classes in step). This module sits just
 above the core: it imports `vgpt` core modules and `vgpt.export.spec`, never the runtime, engines,
-training or calibration.
+training or calibration, and never torch (`vgpt-build --help` reads it).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vgpt.config import ConfigError, Layout, ModelConfig
+from vgpt.config import ConfigError, Layout, ModelConfig, SamplerConfig
 from vgpt.errors import VgptError
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.integrity import canonical_sha256, check_file
-from vgpt.sampler import SamplerConfig, schedule
 
 MANIFEST = "manifest.json"
 FORMAT = "vgpt-onnx-bundle"
@@ -146,11 +145,6 @@ class SamplerRecord:
     shift: float
     guidance: float
     schedule: tuple[float, ...]
-
-    @classmethod
-    def of(cls, sampler: SamplerConfig) -> SamplerRecord:
-        levels = schedule(sampler.steps, sampler.shift).tolist()
-        return cls(sampler.steps, sampler.shift, sampler.guidance, tuple(levels))
 
     @property
     def config(self) -> SamplerConfig:

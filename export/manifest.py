@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from vgpt.config import Layout, ModelConfig
+from vgpt.config import Layout, ModelConfig, SamplerConfig
 from vgpt.export.contract import MANIFEST, REBUILD, BundleError, BundleManifest, GraphRecord
 from vgpt.export.spec import GraphSpec
-from vgpt.sampler import SamplerConfig
 
 
 @dataclass(frozen=True)

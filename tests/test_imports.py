@@ -3,6 +3,8 @@ never depends on training. Read from the source with ast, so an import inside a 
 
 import ast
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,10 @@ def test_the_contract_stands_on_the_core_alone(module):
     above = {m for m in imported_modules(tree)
              if package_of(m) not in (None, "vgpt") and ".".join(m.split(".")[:3]) not in allowed}  # fmt: skip
     assert not above, f"export/{module} imports {sorted(above)}"
+
+
+def test_reading_a_manifest_or_the_defaults_loads_no_torch():
+    """vgpt-build --help and manifest checks stay light: the contract and the defaults are torch-free."""
+    code = "import sys, vgpt.export.contract, vgpt.export.manifest, vgpt.bundled; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vgpt.config import ConfigError, Layout, ModelConfig
-from vgpt.sampler import SamplerConfig
+from vgpt.config import ConfigError, Layout, ModelConfig, SamplerConfig
 
 log = logging.getLogger(__name__)
 

@@ -347,3 +347,29 @@ class Layout:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Layout:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """The flow-matching sampler's settings (`vgpt.sampler` runs it); torch-free, so that manifests and
+    command-line defaults read it without loading torch."""
+
+    # Euler steps per clip (the released script uses 50).
+    steps: int = 50
+    # Schedule shift s: t -> t / (t + s - s*t); 1.0 is the identity.
+    shift: float = 1.0
+    # History-conditioned guidance on velocities; 1.0 switches the unconditional branch off.
+    # The paper evaluates with 3.0, the released script uses 1.5.
+    guidance: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"SamplerConfig.steps={self.steps!r}: must be a positive integer")
+        if not self.shift > 0:
+            raise ConfigError(f"SamplerConfig.shift={self.shift!r}: must be > 0")
+        if not self.guidance >= 1.0:
+            raise ConfigError(f"SamplerConfig.guidance={self.guidance!r}: must be >= 1.0 (1.0 = off)")
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance != 1.0

@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -46,18 +44,18 @@ def test_bundle_reproduces_the_cached_predictor(tiny_parts, tiny_bundle):
 
 
 def test_manifest_describes_the_bundle(tiny_bundle):
-    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert [e["name"] for e in manifest["layouts"]] == ["m3-g2-4x4", "m2-g3-4x6"]
-    assert manifest["sampler"]["steps"] == 4 and manifest["sampler"]["guidance"] == 2.0
-    assert len(manifest["sampler"]["schedule"]) == 5
-    assert manifest["rope_factor_set"] == {"m3-g2-4x4": "long", "m2-g3-4x6": "long"}
-    assert manifest["opset"] == 23 and manifest["precision"] == "fp32" and manifest["verified"]
-    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "vgpt"}
-    denoise = manifest["layouts"][0]["graphs"]["denoise"]
-    assert [t["name"] for t in denoise["inputs"]] == ["z", "kv_cache", "step"]
-    assert denoise["inputs"][1]["shape"] == [2, 2, 1, 4, 3 * 6, 8]  # layers, k/v, B, nkv, M*block, hd
-    assert all(len(f["sha256"]) == 64 for f in denoise["files"].values())
-    assert {e["name"] for e in denoise["verification"]} == {"z_next", "step_next"}
+    manifest = load_bundle(tiny_bundle).manifest
+    assert [e.name for e in manifest.layouts] == ["m3-g2-4x4", "m2-g3-4x6"]
+    assert manifest.sampler.steps == 4 and manifest.sampler.guidance == 2.0
+    assert len(manifest.sampler.schedule) == 5
+    assert manifest.rope_factor_set == {"m3-g2-4x4": "long", "m2-g3-4x6": "long"}
+    assert manifest.opset == 23 and manifest.precision == "fp32" and manifest.verified
+    assert set(manifest.versions) >= {"torch", "onnx", "onnxruntime", "vgpt"}
+    denoise = manifest.layout().graphs["denoise"]
+    assert [t.name for t in denoise.spec.inputs] == ["z", "kv_cache", "step"]
+    assert denoise.spec.inputs[1].shape == (2, 2, 1, 4, 3 * 6, 8)  # layers, k/v, B, nkv, M*block, hd
+    assert all(len(f.sha256) == 64 for f in denoise.files.values())
+    assert {e["name"] for e in denoise.verification} == {"z_next", "step_next"}
 
 
 def test_graphs_are_static_and_plain(tiny_bundle):

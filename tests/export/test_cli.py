@@ -10,6 +10,7 @@ from vgpt.checkpoint import save_checkpoint
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
 from vgpt.export.cli import export_main
+from vgpt.export.manifest import load_bundle
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def test_export_cli_and_check_only(tiny_files, tmp_path):
     result = CliRunner().invoke(export_main, args)
     assert result.exit_code == 0, result.output
     assert "m2-g2-4x4/denoise.onnx:" in result.output and "TensorRT >= 10.0" in result.output
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["sampler"]["steps"] == 3 and manifest["opset"] == 18
+    manifest = load_bundle(out).manifest
+    assert manifest.sampler.steps == 3 and manifest.opset == 18
     check = CliRunner().invoke(export_main, ["--check-only", str(out)])
     assert check.exit_code == 0 and check.output.count("ready for TensorRT") == 5  # five graphs
     # Polygraphy's own CLI accepts every graph.
