@@ -2,8 +2,10 @@
 
 Everything is measured here, in this process: per predicted clip the released-style `full` predictor
 against our cached one (same backend: PyTorch eager); per graph PyTorch eager against ONNX Runtime;
-the host overhead of the ONNX Runtime denoising loop; time per clip as the history grows; peak RSS.
-Each timing is the median of `repeats` runs after `warmup` runs, reported with its spread.
+precisions and bundles side by side under ONNX Runtime (by default the model exported at fp32 and
+INT8, or the `bundles` named), each step against this CPU's large-GEMM throughput measured in the same
+run; the host overhead of the ONNX Runtime denoising loop; time per clip as the history grows; peak
+RSS. Each timing is the median of `repeats` runs after `warmup` runs, reported with its spread.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ class BenchConfig:
     warmup: int = 1
     threads: int | None = None
     onnx: bool = True
+    precisions: tuple[str, ...] = ("fp32", "int8")  # the model exported at each, timed under ONNX Runtime
+    bundles: tuple[str, ...] = ()  # existing bundles to time instead (all at one layout)
+    calibration_clips: int = 2  # INT8/FP8 exports of the bench: speed does not depend on the calibration set
+    gemm_size: int = 1024  # the square GEMM that measures this CPU's throughput
+    cpp: str | None = None  # a built vgpt_bench binary: also time the C++ runtime on the fp32 bundle
+    thread_settings: bool = False  # also time each bundle at 1 .. cores intra-op threads, spinning on and off
     drift: bool = False  # also measure the rolling cache's drift from the exact one (bundled/checkpoint)
     seed: int = 0
 
@@ -106,49 +114,216 @@ def _clip_times(model, layout: Layout, sampler: SamplerConfig, repeats: int, war
     return out
 
 
-def _graph_times(model, layout: Layout, sampler: SamplerConfig, config: BenchConfig) -> dict[str, Any]:
-    """Prefill and one denoising step: PyTorch eager against ONNX Runtime (bound buffers), and the host
-    overhead of ONNX Runtime's whole denoising loop."""
-    from vgpt.codecs import LightCodec
-    from vgpt.export.bundle import ExportConfig, export_bundle
-    from vgpt.export.graphs import DenoiseGraph, PrefillGraph
-    from vgpt.export.manifest import load_bundle
-    from vgpt.runtime.backends.ort_backend import OrtBackend
-
-    C = model.config.latent_channels
+def _bench_inputs(C: int, layout: Layout, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """History latents [1, M, C, h, w] and noise [1, G, C, h, w], the same for every backend."""
+    gen = torch.Generator().manual_seed(seed)
     M, G, h, w = layout.history_frames, layout.clip_frames, layout.latent_height, layout.latent_width
-    gen = torch.Generator().manual_seed(config.seed)
-    history = torch.randn(1, M, C, h, w, generator=gen)
-    z = torch.randn(1, G, C, h, w, generator=gen)
+    return torch.randn(1, M, C, h, w, generator=gen), torch.randn(1, G, C, h, w, generator=gen)
+
+
+def _graph_times(model, layout: Layout, sampler: SamplerConfig, config: BenchConfig) -> dict[str, Any]:
+    """Prefill and one denoising step in PyTorch eager (the graph modules ONNX Runtime runs exported)."""
+    from vgpt.export.graphs import DenoiseGraph, PrefillGraph
+
+    history, z = _bench_inputs(model.config.latent_channels, layout, config.seed)
     prefill, denoise = PrefillGraph(model, layout, sampler), DenoiseGraph(model, layout, sampler)
     with torch.no_grad():
         kv = prefill(history)
         step = torch.tensor([sampler.steps // 2])
         torch_prefill = measure(lambda: prefill(history), config.repeats, config.warmup)
         torch_step = measure(lambda: denoise(z, kv, step), config.repeats * 3, config.warmup)
-    result: dict[str, Any] = {"torch": {"prefill": torch_prefill, "denoise_step": torch_step}}
-    if not config.onnx:
-        return result
-    with tempfile.TemporaryDirectory(prefix="vgpt-bench-") as tmp:
+    return {"torch": {"prefill": torch_prefill, "denoise_step": torch_step}}
+
+
+# --- ONNX Runtime: bundles side by side, against this CPU's GEMM throughput ----------------------------
+
+
+def step_flops(config, layout: Layout, guided: bool) -> dict[str, float]:
+    """Multiply-adds x 2 of one denoising step's transformer: "linear" (the decoder layers' projections
+    and MLP, what INT8 quantizes) and "attention" (scores and weighted values, always float). The
+    embedders and the output head add under 1 % at our sizes and are left out."""
+    c = config
+    D, mlp, hd = c.hidden_size, c.intermediate_size, c.head_dim
+    per_token = D * (c.num_attention_heads + 2 * c.num_key_value_heads) * hd + c.num_attention_heads * hd * D
+    per_token += D * 2 * mlp + mlp * D
+    clip = layout.clip_frames * layout.block
+    branches = [(clip, layout.history_frames * layout.block + clip)] + ([(clip, clip)] if guided else [])
+    linear = sum(2 * n * per_token for n, _ in branches) * c.num_hidden_layers
+    attention = sum(2 * 2 * n * keys * c.num_attention_heads * hd for n, keys in branches) * c.num_hidden_layers
+    return {"linear": float(linear), "attention": float(attention)}
+
+
+def gemm_peak(size: int, threads: int | None, repeats: int) -> dict[str, Any]:
+    """This CPU's throughput on one large square product under ONNX Runtime's CPU kernels, fp32
+    (MatMul) and int8 (MatMulInteger, uint8 x int8 as the INT8 bundles' fused kernels run it): the best
+    of `repeats` runs after one warm-up, in GFLOP/s (int8: GOP/s)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vgpt.runtime.backends.ort_backend import session_options
+
+    rng = np.random.default_rng(0)
+    n = size
+    graphs = {
+        "fp32": (rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)),
+        "int8": (rng.integers(0, 256, (n, n), dtype=np.uint8), rng.integers(-127, 128, (n, n), dtype=np.int8)),
+    }
+    out = {"size": [n, n, n]}
+    for name, (a, b) in graphs.items():
+        elem = TensorProto.FLOAT if name == "fp32" else TensorProto.UINT8
+        inits = [numpy_helper.from_array(b, "b")]
+        if name == "fp32":
+            node = helper.make_node("MatMul", ["a", "b"], ["y"])
+            y_type = TensorProto.FLOAT
+        else:
+            inits += [numpy_helper.from_array(np.array(128, np.uint8), "a_zero"),
+                      numpy_helper.from_array(np.array(0, np.int8), "b_zero")]  # fmt: skip
+            node = helper.make_node("MatMulInteger", ["a", "b", "a_zero", "b_zero"], ["y"])
+            y_type = TensorProto.INT32
+        graph = helper.make_graph([node], f"gemm_{name}", [helper.make_tensor_value_info("a", elem, [n, n])],
+                                  [helper.make_tensor_value_info("y", y_type, [n, n])], inits)  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        session = ort.InferenceSession(model.SerializeToString(), session_options("fp32", threads),
+                                       providers=["CPUExecutionProvider"])  # fmt: skip
+        timing = measure(lambda s=session, x=a: s.run(None, {"a": x}), max(repeats, 3), 1)
+        out[f"{name}_gflops"] = 2 * n**3 / min(timing.runs) / 1e9
+    return out
+
+
+def fraction_of_peak(flops: dict[str, float], seconds: float, precision: str, peak: dict[str, Any]) -> float:
+    """The step's time at this CPU's GEMM peak over its measured time: its projections at the int8 peak
+    for INT8 bundles (fp32 otherwise; the CPU runs fp16 and FP8 graphs in fp32), attention at fp32's."""
+    linear_peak = peak["int8_gflops"] if precision == "int8" else peak["fp32_gflops"]
+    ideal = flops["linear"] / (linear_peak * 1e9) + flops["attention"] / (peak["fp32_gflops"] * 1e9)
+    return ideal / seconds
+
+
+def time_bundle(path: str | Path, config: BenchConfig, threads: int | None = None,
+                spin: bool | None = None) -> dict[str, Any]:  # fmt: skip
+    """One bundle under ONNX Runtime: prefill, one bound denoising step, one clip (prefill and S steps),
+    and the host overhead of the loop (the share of it spent outside ONNX Runtime's run calls).
+    `threads`/`spin`: intra-op threads (default: the bench's) and whether idle pool threads spin."""
+    from vgpt.export.manifest import load_bundle
+    from vgpt.runtime.backends.ort_backend import OrtBackend
+
+    bundle = load_bundle(path)
+    backend = OrtBackend(bundle, threads=threads or config.threads, spin=spin)
+    layout = backend.layout
+    history, z = (t.numpy() for t in _bench_inputs(bundle.model_config.latent_channels, layout,
+                                                   config.seed))  # fmt: skip
+    backend.prefill(history)
+    prefill = measure(lambda: backend.prefill(history), config.repeats, config.warmup)
+    step = measure(backend.step_once, config.repeats * 3, config.warmup)
+    clip = measure(lambda: (backend.prefill(history), backend.denoise(z)), config.repeats, config.warmup)
+    fractions = []
+    for _ in range(config.repeats):
+        _, inside, total = backend.denoise_timed(z)
+        fractions.append((total - inside) / total)
+    guided = bundle.sampler.guided
+    flops = step_flops(bundle.model_config, layout, guided)
+    return {"path": str(path), "precision": backend.precision, "layout": layout.to_dict(),
+            "weights_sha256": bundle.manifest.weights_sha256, "steps": backend.steps, "step_flops": flops,
+            "prefill": prefill, "denoise_step": step, "per_clip": clip,
+            "host_overhead_fraction": statistics.median(fractions)}  # fmt: skip
+
+
+def _thread_settings(named: dict[str, Path], config: BenchConfig) -> list[dict[str, Any]]:
+    """Each bundle's step and clip at 1 .. cores intra-op threads, with idle threads spinning or sleeping
+    (the settings a real-time loop chooses between)."""
+    import os
+
+    rows = []
+    for name, path in named.items():
+        for threads in range(1, (os.cpu_count() or 1) + 1):
+            for spin in (True, False):
+                log.info("threads: %s at %d threads, spinning %s", name, threads, spin)
+                t = time_bundle(path, config, threads, spin)
+                keep = ("denoise_step", "per_clip", "host_overhead_fraction")
+                rows.append({"bundle": name, "threads": threads, "spin": spin, **{k: t[k] for k in keep}})
+    return rows
+
+
+def export_precisions(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config: BenchConfig,
+                      root: Path) -> dict[str, Path]:  # fmt: skip
+    """The bench's model exported at each of `config.precisions` (unverified: only speed is measured
+    here). Quantization and fp16 change a model in place, so each of those exports takes a copy."""
+    import copy
+
+    from vgpt.calibration.data import CalibrationConfig
+    from vgpt.codecs import LightCodec
+    from vgpt.export.bundle import ExportConfig, export_bundle
+
+    paths = {}
+    for precision in config.precisions:
+        log.info("exporting the model at %s", precision)
+        quantized = precision in ("int8", "fp8")
+        export = ExportConfig(layouts=(layout,), sampler=sampler, verify=False,
+                              precision=precision if quantized else "fp32",
+                              dtype="float16" if precision == "fp16" else "float32",
+                              calibration=CalibrationConfig(count=config.calibration_clips, levels=2),
+                              progress=False)  # fmt: skip
+        net = model if precision == "fp32" else copy.deepcopy(model)
         # The codec graphs are not timed here; any codec of the right shape serves the export.
-        export_bundle(model, LightCodec().eval(), Path(tmp) / "b",
-                      ExportConfig(layouts=(layout,), sampler=sampler, verify=False))  # fmt: skip
-        backend = OrtBackend(load_bundle(Path(tmp) / "b"), threads=config.threads)
-        backend.prefill(history.numpy())
-        ort_prefill = measure(lambda: backend.prefill(history.numpy()), config.repeats, config.warmup)
-        ort_step = measure(backend.step_once, config.repeats * 3, config.warmup)
-        loop = measure(lambda: backend.denoise(z.numpy()), config.repeats, config.warmup)
-        fractions = []
-        for _ in range(config.repeats):
-            _, inside, total = backend.denoise_timed(z.numpy())
-            fractions.append((total - inside) / total)
-        overhead = statistics.median(fractions)
-    result["onnxruntime"] = {"prefill": ort_prefill, "denoise_step": ort_step, "denoise_loop": loop}
-    result["host_overhead_fraction"] = overhead
-    return result
+        export_bundle(net, LightCodec().eval(), root / precision, export)
+        paths[precision] = root / precision
+    return paths
+
+
+def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config: BenchConfig,
+                torch_step: Timing, tmp: Path) -> dict[str, Any]:  # fmt: skip
+    from vgpt.checkpoint import content_hash
+
+    if config.bundles:
+        named = {str(p): Path(p) for p in config.bundles}
+    else:
+        named = export_precisions(model, layout, sampler, config, tmp)
+    bundles = {}
+    for name, path in named.items():
+        log.info("ONNX Runtime: %s", name)
+        bundles[name] = time_bundle(path, config)
+    layouts = {json.dumps(b["layout"], sort_keys=True) for b in bundles.values()}
+    if len(layouts) > 1:
+        from vgpt.export.manifest import BundleError
+
+        raise BundleError(f"vgpt-bench compares bundles at one layout; these have {len(layouts)}: "
+                          f"{sorted(layouts)}")  # fmt: skip
+    if config.thread_settings:
+        out_threads = _thread_settings(named, config)
+    peak = gemm_peak(config.gemm_size, config.threads, config.repeats)
+    for b in bundles.values():
+        b["achieved_gflops"] = sum(b["step_flops"].values()) / 1e9 / b["denoise_step"].median
+        b["fraction_of_gemm_peak"] = fraction_of_peak(b["step_flops"], b["denoise_step"].median, b["precision"], peak)
+    fractions = {name: b["fraction_of_gemm_peak"] for name, b in bundles.items()}
+    out: dict[str, Any] = {"bundles": bundles, "gemm_peak": peak, "fraction_of_gemm_peak": fractions}
+    if config.thread_settings:
+        out["thread_settings"] = out_threads
+    by_precision = {b["precision"]: b for b in bundles.values()}
+    fp32, int8 = by_precision.get("fp32"), by_precision.get("int8")
+    if fp32 and int8:
+        out["int8_vs_fp32_step"] = fp32["denoise_step"].median / int8["denoise_step"].median
+    # PyTorch eager ran the bench's model at the bench's layout: compare with an fp32 bundle of the same.
+    same = fp32 and fp32["layout"] == layout.to_dict() and fp32["weights_sha256"] == content_hash(model.state_dict())
+    if same:
+        out["onnxruntime"] = {k: fp32[k] for k in ("prefill", "denoise_step", "per_clip")}
+        out["ort_vs_torch_step"] = torch_step.median / fp32["denoise_step"].median
+        out["host_overhead_fraction"] = fp32["host_overhead_fraction"]
+    elif fp32 is None:
+        log.info("no fp32 bundle among those timed: no ONNX Runtime vs PyTorch figure")
+    if config.cpp:
+        if fp32 is None:
+            raise ValueError("--cpp times the C++ runtime on an fp32 bundle; none was timed")
+        from vgpt.runtime.cpp_bench import compare_cpp
+
+        log.info("C++ runtime against the Python runtime on %s", fp32["path"])
+        out["cpp"] = compare_cpp(config.cpp, fp32["path"], clips=config.repeats, threads=config.threads)
+    return out
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
+    if config.onnx and not config.bundles and {"int8", "fp8"} & set(config.precisions):
+        from vgpt.calibration.quantize import require_modelopt
+
+        require_modelopt()  # before minutes of timing: INT8/FP8 exports need ModelOpt
     if config.threads:
         torch.set_num_threads(config.threads)
     model = load_model(config.model)
@@ -170,15 +345,16 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         report["per_clip"].append({"history": M, "clip": G, "tokens_per_frame": layout.block, **times,
                                    "speedup": times["full"].median / times["cached"].median})  # fmt: skip
     report["speedup_cached_vs_full"] = report["per_clip"][0]["speedup"]
-    log.info("per graph: PyTorch eager and ONNX Runtime")
+    log.info("per graph: PyTorch eager")
     layout = Layout.for_model(mc, config.history, config.clip, h, w)
     graphs = _graph_times(model, layout, sampler, config)
     report["per_graph"] = graphs
-    if "onnxruntime" in graphs:
-        report["ort_vs_torch_step"] = (
-            graphs["torch"]["denoise_step"].median / graphs["onnxruntime"]["denoise_step"].median
-        )
-        report["host_overhead_fraction"] = graphs["host_overhead_fraction"]
+    if config.onnx:
+        with tempfile.TemporaryDirectory(prefix="vgpt-bench-") as tmp:
+            onnx = _onnx_times(model, layout, sampler, config, graphs["torch"]["denoise_step"], Path(tmp))
+        if "onnxruntime" in onnx:
+            graphs["onnxruntime"] = onnx.pop("onnxruntime")
+        report.update(onnx)
     scaling_sampler = SamplerConfig(steps=config.scaling_steps, guidance=config.guidance)
     scaling = {"history": list(config.scaling_histories), "full": [], "cached": [], "steps": config.scaling_steps}
     for M in config.scaling_histories:
@@ -235,6 +411,26 @@ def table(report: dict[str, Any]) -> str:
         rows.append(f"| denoising step: ONNX Runtime | {g['onnxruntime']['denoise_step'].median * 1000:.2f} ms |")
         rows.append(f"| ONNX Runtime vs PyTorch, denoising step | {report['ort_vs_torch_step']:.2f}x |")
         rows.append(f"| host overhead of the ONNX Runtime loop | {report['host_overhead_fraction'] * 100:.2f} % |")
+    if "bundles" in report:
+        peak = report["gemm_peak"]
+        rows.append(f"| GEMM peak of this CPU ({'x'.join(map(str, peak['size']))}, ONNX Runtime) | fp32 "
+                    f"{peak['fp32_gflops']:.1f} GFLOP/s, int8 {peak['int8_gflops']:.1f} GOP/s |")  # fmt: skip
+        for name, b in report["bundles"].items():
+            rows.append(f"| {name} ({b['precision']}): prefill / step / clip | {b['prefill'].median * 1000:.1f} ms / "
+                        f"{b['denoise_step'].median * 1000:.2f} ms / {b['per_clip'].median:.3f} s |")  # fmt: skip
+            share, overhead = b["fraction_of_gemm_peak"] * 100, b["host_overhead_fraction"] * 100
+            rows.append(f"| {name}: GFLOP/s, fraction of GEMM peak, host overhead | {b['achieved_gflops']:.1f}, "
+                        f"{share:.0f} %, {overhead:.2f} % |")  # fmt: skip
+        if "int8_vs_fp32_step" in report:
+            rows.append(f"| INT8 vs fp32 under ONNX Runtime, denoising step | {report['int8_vs_fp32_step']:.2f}x |")
+    for r in report.get("thread_settings", []):
+        spin = "on" if r["spin"] else "off"
+        rows.append(f"| {r['bundle']} at {r['threads']} thread(s), spinning {spin}: step / clip | "
+                    f"{r['denoise_step'].median * 1000:.2f} ms / {r['per_clip'].median:.3f} s |")  # fmt: skip
+    if "cpp" in report:
+        c = report["cpp"]
+        rows.append(f"| C++ vs Python runtime (fp32): clip / step | {c['cpp_vs_python_clip']:.2f}x / "
+                    f"{c['cpp_vs_python_step']:.2f}x |")  # fmt: skip
     s = report["scaling"]
     for M, full, cached in zip(s["history"], s["full"], s["cached"], strict=True):
         rows.append(f"| scaling, history {M} ({s['steps']} steps): full / cached | {full:.3f} s / {cached:.3f} s |")

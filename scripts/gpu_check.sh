@@ -14,3 +14,5 @@ python3 -m vgpt.engines.gpu_check --out "$out"
 scripts/cpp_test.sh --tensorrt
 vgpt-build --bundle build/trt/cpp_fixtures/tiny-bundle --out "$out/cpp-engines" --precision fp32 --force
 VGPT_FIXTURES=build/trt/cpp_fixtures VGPT_TRT_ENGINES="$out/cpp-engines" build/trt/cpp/tests/vgpt_trt_tests
+# ONNX Runtime's CUDA and TensorRT execution providers (vgpt-run --provider): buffers on the device, same clip as the CPU.
+python3 -m pytest -q tests/runtime/test_providers_gpu.py

@@ -1,15 +1,41 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
+from vgpt.config import Layout, get_preset
+from vgpt.runtime import bench
 from vgpt.runtime.cli import bench_main
 
+TINY = ["--model", "preset:tiny", "--history", "3", "--clip", "2", "--latent-size", "4x4", "--steps", "2",
+        "--scaling", "2,4", "--scaling-steps", "1", "--repeats", "1", "--warmup", "0"]  # fmt: skip
 
-def test_a_very_small_benchmark_writes_every_figure(tmp_path):
+
+def _small_gemm(monkeypatch):
+    real = bench.gemm_peak
+    monkeypatch.setattr(bench, "gemm_peak", lambda size, threads, repeats: real(128, threads, 1))
+
+
+@pytest.fixture(scope="module")
+def tiny_bundles_two_layouts(tmp_path_factory):
+    from tests.conftest import random_model
+    from vgpt.codecs import LightCodec
+    from vgpt.export.bundle import ExportConfig, export_bundle
+    from vgpt.sampler import SamplerConfig
+
+    model, root = random_model(get_preset("tiny")), tmp_path_factory.mktemp("bench-bundles")
+    for name, (M, G) in (("a", (3, 2)), ("b", (2, 2))):
+        layout = Layout.for_model(model.config, M, G, 4, 4)
+        export_bundle(model, LightCodec().eval(), root / name,
+                      ExportConfig(layouts=(layout,), sampler=SamplerConfig(steps=2), verify=False))  # fmt: skip
+    return root / "a", root / "b"
+
+
+def test_a_very_small_benchmark_writes_every_figure(tmp_path, monkeypatch):
+    _small_gemm(monkeypatch)
     out = tmp_path / "bench.json"
-    args = ["--model", "preset:tiny", "--history", "3", "--clip", "2", "--latent-size", "4x4", "--steps", "2",
-            "--scaling", "2,4", "--scaling-steps", "1", "--repeats", "1", "--warmup", "0", "--json", str(out),
-            "--markdown", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png")]  # fmt: skip
+    args = [*TINY, "--precision", "fp32", "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
+            "--plot", str(tmp_path / "bench.png")]  # fmt: skip
     result = CliRunner().invoke(bench_main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -22,5 +48,53 @@ def test_a_very_small_benchmark_writes_every_figure(tmp_path):
     assert {"torch", "onnxruntime"} <= set(report["per_graph"])
     assert report["settings"]["model_name"] == "tiny" and "torch" in report["versions"]
     assert report["memory"]["peak_rss_mib"] > 0
+    assert report["gemm_peak"]["fp32_gflops"] > 0 and report["gemm_peak"]["int8_gflops"] > 0
+    assert set(report["fraction_of_gemm_peak"]) == {"fp32"} and report["fraction_of_gemm_peak"]["fp32"] > 0
+    assert "int8_vs_fp32_step" not in report  # only fp32 was timed
     assert (tmp_path / "bench.png").stat().st_size > 1000
-    assert "speed-up cached vs full" in (tmp_path / "bench.md").read_text()
+    text = (tmp_path / "bench.md").read_text()
+    assert "speed-up cached vs full" in text and "fraction of GEMM peak" in text
+
+
+def test_a_plain_benchmark_times_fp32_and_int8_side_by_side(tmp_path, monkeypatch):
+    pytest.importorskip("modelopt.torch.quantization")
+    monkeypatch.setenv("VGPT_CACHE", str(tmp_path / "cache"))
+    _small_gemm(monkeypatch)
+    calls = []
+    monkeypatch.setattr("vgpt.runtime.cpp_bench.compare_cpp", lambda *a, **k: calls.append((a, k)) or
+                        {"cpp_vs_python_clip": 1.5, "cpp_vs_python_step": 1.2})  # fmt: skip
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(bench_main, [*TINY, "--scaling", "2", "--cpp", "build/vgpt_bench", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report["bundles"]) == {"fp32", "int8"}
+    assert report["bundles"]["int8"]["precision"] == "int8"
+    assert isinstance(report["int8_vs_fp32_step"], float) and report["int8_vs_fp32_step"] > 0
+    assert set(report["fraction_of_gemm_peak"]) == {"fp32", "int8"}
+    # --cpp: the C++ runtime is timed on the fp32 bundle, with the bench's clips and threads.
+    (binary, bundle_dir), kwargs = calls[0]
+    assert binary == "build/vgpt_bench" and bundle_dir.endswith("fp32") and kwargs["clips"] == 1
+    assert report["cpp"]["cpp_vs_python_clip"] == 1.5 and "C++ vs Python" in result.output
+
+
+def test_step_flops_spelled_out_for_a_small_case():
+    config = get_preset("tiny")  # D 32, 2 layers, 4 heads of 8, MLP 64
+    layout = Layout.for_model(config, 3, 2, 4, 4)  # block 6: clip 12 tokens, history 18
+    per_token = 32 * 96 + 32 * 32 + 32 * 128 + 64 * 32  # qkv, o, gate_up, down
+    flops = bench.step_flops(config, layout, guided=True)
+    assert flops["linear"] == 2 * (12 + 12) * per_token * 2
+    assert flops["attention"] == 4 * (12 * 30 + 12 * 12) * 32 * 2
+    assert bench.step_flops(config, layout, guided=False)["attention"] == 4 * 12 * 30 * 32 * 2
+
+
+def test_fraction_of_peak_takes_int8_projections_at_the_int8_peak():
+    peak = {"fp32_gflops": 100.0, "int8_gflops": 400.0}
+    flops = {"linear": 4e9, "attention": 1e9}
+    assert bench.fraction_of_peak(flops, 0.1, "fp32", peak) == pytest.approx(0.5)  # 50 ms at peak / 100 ms
+    assert bench.fraction_of_peak(flops, 0.1, "int8", peak) == pytest.approx(0.2)  # 10 + 10 ms / 100 ms
+
+
+def test_bundles_at_different_layouts_are_refused(tiny_bundles_two_layouts):
+    a, b = tiny_bundles_two_layouts
+    result = CliRunner().invoke(bench_main, [*TINY, "--bundle", str(a), "--bundle", str(b)])
+    assert result.exit_code == 1 and "compares bundles at one layout" in result.output, result.output
