@@ -1,11 +1,9 @@
 """One loader turns a bundle, a graph inside one, a checkpoint, an engines folder or the bundled default
 into a backend, and refuses combinations that cannot mean anything, naming the fix."""
 
-import json
-
 import pytest
 
-from vgpt.export.manifest import BundleError
+from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.runtime.loading import cache_root, check_codec_fits, open_backend
 
 
@@ -38,7 +36,7 @@ def test_a_bundle_refuses_a_codec_the_torch_backend_and_other_baked_settings(mod
         open_backend(bundle, codec=model_folder / "codec")
     with pytest.raises(BundleError, match="the torch backend needs a checkpoint folder"):
         open_backend(bundle, "torch")
-    steps = json.loads((bundle / "manifest.json").read_text())["sampler"]["steps"]
+    steps = load_bundle(bundle).sampler.steps
     with pytest.raises(BundleError, match=f"exported with steps={steps}, not {steps + 1}: .*--steps {steps + 1}"):
         open_backend(bundle, steps=steps + 1)
 
