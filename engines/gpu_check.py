@@ -43,22 +43,20 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
     from vgpt.calibration.report import psnr
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
-    from vgpt.config import Layout
     from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
     from vgpt.engines.plan import FP8_MIN_CAPABILITY, PLAN_FILES
+    from vgpt.evaluation import layout_clips
     from vgpt.export.bundle import ExportConfig, export_bundle, sample_inputs
     from vgpt.export.manifest import load_bundle
     from vgpt.runtime.backends.ort_backend import OrtBackend
     from vgpt.runtime.backends.trt_backend import TensorRTBackend
-    from vgpt.sampler import SamplerConfig
-    from vgpt.training.evaluate import layout_clips, predict_clips
+    from vgpt.runtime.evaluate import predict_clips
 
     trt = import_tensorrt()
     gpu, capability = gpu_identity()
     out = Path(out)
     bundled = bundled_default()
-    s = bundled.settings
-    sampler = SamplerConfig(steps=s["steps"], guidance=s["guidance"], shift=s["shift"])
+    sampler = bundled.sampler()
     major, minor = (int(x) for x in trt.__version__.split(".")[:2])
     opset = 23 if (major, minor) >= (10, 15) else 18
     print(f"GPU {gpu} (sm {capability[0]}{capability[1]}), TensorRT {trt.__version__}, opset {opset}")
@@ -70,7 +68,7 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
         source = "fp32" if precision in ("fp16", "bf16") else precision
         bundle_dir = out / f"bundle-{source}"
         model = load_checkpoint(bundled.model_dir).model
-        layout = Layout.from_pixels(model.config, s["history"], s["clip"], s["height"], s["width"])
+        layout = bundled.layout(model.config)
         if not bundle_dir.exists():
             export_bundle(model, load_codec(bundled.codec_dir), bundle_dir,
                           ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, precision=source))  # fmt: skip
@@ -101,7 +99,7 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
             trt_backend.denoise(z)
         per_clip = (time.perf_counter() - t0) / reps
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        with torch.cuda.stream(trt_backend.stream):
+        with torch.cuda.stream(trt_backend.cuda_stream):
             start.record()
             trt_backend._graph.replay()
             end.record()

@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
-from vgpt.commands import GUIDANCE, NON_NEGATIVE, POSITIVE, SEED, command
+from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command
 from vgpt.errors import user_errors
 from vgpt.export.spec import SUPPORTED_OPSETS
 
-_LAYOUT = re.compile(r"^(\d+),(\d+),(\d+)x(\d+)(px)?$")
-
 
 def _layouts(values, model_config, defaults):
-    from vgpt.config import Layout
-
-    layouts = []
-    for value in values:
-        m = _LAYOUT.match(value.strip())
-        if not m:
-            raise click.BadParameter(f"{value!r}: expected M,G,HxW (latents) or M,G,HxWpx (pixels), e.g. 4,4,64x64px")
-        M, G, a, b = (int(x) for x in m.groups()[:4])
-        make = Layout.from_pixels if m.group(5) else Layout.for_model
-        layouts.append(make(model_config, M, G, a, b))
-    if not layouts:
-        layouts.append(Layout.from_pixels(model_config, defaults["history"], defaults["clip"], defaults["height"],
-                                          defaults["width"]))  # fmt: skip
-    return tuple(layouts)
+    """The layouts asked for (`--layout`, as every command spells it), or the model's default."""
+    size = (defaults.height, defaults.width)
+    return tuple(v.resolve(model_config, size) for v in values) or (defaults.layout(model_config),)
 
 
 @command
@@ -39,8 +25,9 @@ def _layouts(values, model_config, defaults):
 @click.option(
     "--layout",
     "layouts",
+    type=LAYOUT,
     multiple=True,
-    help="M,G,HxW in latents or M,G,HxWpx in pixels; repeat for several (default: the bundle's).",
+    help="M,G,HxW in latents, M,G,HxWpx in pixels (M,G: the default size); repeat for several (default: the bundle's).",
 )
 @click.option("--steps", type=POSITIVE, default=None, help="Denoising steps baked into the schedule.")
 @click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale baked into the step (1 = off).")
@@ -147,31 +134,25 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
-    from vgpt.sampler import SamplerConfig
 
     opset = int(opset)
-    defaults = {"history": 4, "clip": 4, "height": 64, "width": 64, "steps": 50, "guidance": 1.5, "shift": 1.0}
-    checkpoint, codec_path, settings = resolve_checkpoint(checkpoint, codec)
-    defaults.update(settings)
+    checkpoint, codec_path, defaults = resolve_checkpoint(checkpoint, codec)
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
-    sampler = SamplerConfig(steps=steps or defaults["steps"], guidance=guidance or defaults["guidance"],
-                            shift=shift or defaults["shift"])  # fmt: skip
+    sampler = defaults.sampler(steps, guidance, shift)
     calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)
     config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
                           dtype=dtype, verify=verify, precision=precision, policy=policy,
                           calibration=calibration, progress=progress)  # fmt: skip
     sources = {"checkpoint": str(checkpoint), "codec": str(codec_path), "checkpoint_sha256": loaded.weights_sha256}
     manifest = export_bundle(loaded.model, codec, out, config, sources=sources, overwrite=force)
-    for entry in manifest["layouts"]:
-        for name, graph in entry["graphs"].items():
-            size = sum(f["bytes"] for f in graph["files"].values())
-            trt = graph["tensorrt"]
-            verdict = (
-                f"TensorRT >= {trt['min_version']}" if trt["ready"] else f"not TensorRT-ready {trt['unsupported']}"
-            )
-            click.echo(f"{entry['name']}/{name}.onnx: {size / 1e6:.1f} MB, {graph['nodes']} nodes, {verdict}")
-    click.echo(f"wrote {out} ({manifest['sampler']['steps']} steps, guidance {sampler.guidance}, "
+    for entry in manifest.layouts:
+        for name, graph in entry.graphs.items():
+            size = sum(f.bytes for f in graph.files.values())
+            trt = graph.tensorrt
+            verdict = f"TensorRT >= {trt.min_version}" if trt.ready else f"not TensorRT-ready {list(trt.unsupported)}"
+            click.echo(f"{entry.name}/{name}.onnx: {size / 1e6:.1f} MB, {graph.nodes} nodes, {verdict}")
+    click.echo(f"wrote {out} ({manifest.sampler.steps} steps, guidance {sampler.guidance}, "
                f"opset {opset}, {dtype}, {precision})")  # fmt: skip
     if config.quantized and report_clips > 0:
         _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, report_clips, report_videos)
@@ -183,10 +164,10 @@ def _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, count, v
     from vgpt.calibration.report import accuracy_report, summary, write_report
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
+    from vgpt.evaluation import layout_clips
     from vgpt.export.manifest import load_bundle
     from vgpt.runtime.backends.ort_backend import OrtBackend
     from vgpt.runtime.backends.torch_backend import TorchBackend
-    from vgpt.training.evaluate import layout_clips
 
     bundle = load_bundle(out)
     candidate = OrtBackend(bundle)

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from vgpt.commands import GUIDANCE, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
+from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
 from vgpt.errors import user_errors
 from vgpt.runtime.config import PROVIDERS, RunConfig
 from vgpt.synthetic import EVAL_SEED_START
@@ -223,8 +223,13 @@ def _in_user_errors(fn, *args):
 @click.option("--videos", default=None, help="Videos to evaluate on (default: held-out synthetic scenes).")
 @click.option("--count", type=POSITIVE, default=64, show_default=True, help="Clips to evaluate.")
 @click.option("--seed-start", type=SEED, default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
-@click.option("--history", type=POSITIVE, default=None, help="Observed frames M (default: the bundle's).")
-@click.option("--clip", type=POSITIVE, default=None, help="Predicted frames G (default: the bundle's).")
+@click.option(
+    "--layout",
+    type=LAYOUT,
+    default=None,
+    help="M observed frames, G predicted frames per clip, and the frame size as HxWpx or latent HxW "
+    "(default: the model's; M,G keeps its frame size).",
+)
 @click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (default: the bundle's).")
 @click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (default: the bundle's).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler noise seed.")
@@ -239,8 +244,8 @@ def _in_user_errors(fn, *args):
 @click.option("--sheet", default=None, help="Also write a contact sheet PNG: observed, true, predicted, baselines.")
 @click.option("--sheet-clips", type=POSITIVE, default=None, help="Scenes on the contact sheet (default 1).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
-def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, clip, steps, guidance, seed,
-              num_clips, json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
+def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, steps, guidance, seed, num_clips, json_out,
+              plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
     from vgpt.atomic import atomic_file
@@ -251,7 +256,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, cli
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     defaults = Defaults()
     if bundle is not None:
-        fixed = {"--checkpoint": checkpoint, "--codec": codec, "--history": history, "--clip": clip, "--steps": steps,
+        fixed = {"--checkpoint": checkpoint, "--codec": codec, "--layout": layout, "--steps": steps,
                  "--guidance": guidance}  # fmt: skip
         given = [k for k, v in fixed.items() if v is not None]
         if given:
@@ -259,13 +264,16 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, history, cli
                                    "and sampler are baked into its graphs")  # fmt: skip
     else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
         checkpoint, codec, defaults = _in_user_errors(resolve_checkpoint, checkpoint, codec)
+    height, width = defaults.height, defaults.width
+    if layout is not None and layout.size is not None:
+        height, width = layout.size if layout.pixels else (8 * layout.size[0], 8 * layout.size[1])
     settings = {
-        "history": history or defaults.history,
-        "clip": clip or defaults.clip,
+        "history": layout.history if layout else defaults.history,
+        "clip": layout.clip if layout else defaults.clip,
         "steps": steps or defaults.steps,
         "guidance": guidance or defaults.guidance,
-        "height": defaults.height,
-        "width": defaults.width,
+        "height": height,
+        "width": width,
     }
     # Options left out keep EvalConfig's defaults.
     given = {"num_clips": num_clips, "sheet_clips": sheet_clips}

@@ -117,12 +117,31 @@ def bundled_parts():
     from vgpt.bundled import bundled_default
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
-    from vgpt.config import Layout
-    from vgpt.sampler import SamplerConfig
 
     bundle = bundled_default()
-    s = bundle.settings
     model = load_checkpoint(bundle.model_dir).model
-    layout = Layout.from_pixels(model.config, s["history"], s["clip"], s["height"], s["width"])
-    sampler = SamplerConfig(steps=s["steps"], guidance=s["guidance"], shift=s["shift"])
-    return bundle, model, load_codec(bundle.codec_dir), layout, sampler
+    return bundle, model, load_codec(bundle.codec_dir), bundle.layout(model.config), bundle.sampler()
+
+
+def _has_gpu() -> bool:
+    """A CUDA GPU that torch or ONNX Runtime can use."""
+    if torch.cuda.is_available():
+        return True
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The declared markers do what they say: `gpu` tests are skipped without a CUDA GPU, `tensorrt`
+    tests without an importable TensorRT (scripts/gpu_check.sh runs them where both are)."""
+    import importlib.util
+
+    missing = {"gpu": None if _has_gpu() else "needs a CUDA GPU",
+               "tensorrt": None if importlib.util.find_spec("tensorrt") else "needs TensorRT"}  # fmt: skip
+    for item in items:
+        for marker, reason in missing.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -39,6 +39,11 @@ class Backend(ABC):
     def denoise(self, z: np.ndarray) -> np.ndarray:
         """Noise [1, G, C, h, w] -> the denoised clip after all S steps, against the current cache."""
 
+    def stream(self) -> Backend:
+        """A backend for another stream over the same loaded model: it shares what is immutable (sessions,
+        engines, modules) and owns its buffers and KV cache, so that streams run concurrently."""
+        raise NotImplementedError(f"the {self.name} backend serves one stream; load it once per stream")
+
     @abstractmethod
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Latents [G, C, h, w] -> frames [G, 3, H, W] float32 in about [-1, 1]."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vgpt.engines.plan import buffer_plan
 from vgpt.errors import VgptError
 from vgpt.export.manifest import Bundle, BundleError
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
@@ -140,22 +141,23 @@ def session_options(precision: str, threads: int | None, spin: bool | None = Non
     return options
 
 
-class OrtBackend(Backend):
-    name = "onnxruntime"
+class OrtModel:
+    """A loaded bundle: one InferenceSession per graph, immutable after load. ONNX Runtime sessions take
+    concurrent runs with separate bindings, so any number of streams (`OrtBackend`s) share one model."""
 
     def __init__(self, bundle: Bundle, layout: str | None = None, threads: int | None = None,
                  providers: list[str] | None = None, spin: bool | None = None) -> None:  # fmt: skip
         import onnxruntime as ort
 
         entry = bundle.layout(layout)
-        self.layout, self.steps = entry.layout, int(bundle.manifest["sampler"]["steps"])
+        self.layout, self.steps = entry.layout, bundle.sampler.steps
         self.manifest = bundle.manifest
-        self.precision = bundle.manifest.get("precision", "fp32")
+        self.precision = bundle.precision
         options = session_options(self.precision, threads, spin)
         self.providers = provider_names(providers)
         check_available(self.providers, ort.get_available_providers())
         self.placement = Placement.for_providers(self.providers)
-        self._sessions, self._specs = {}, {}
+        self.sessions, self.specs = {}, {}
         graphs = [ENCODER, PREFILL, DENOISE, DECODER] + ([APPEND] if APPEND in entry.graphs else [])
         for graph in graphs:
             path = entry.path(graph)
@@ -164,50 +166,83 @@ class OrtBackend(Backend):
             except Exception as err:  # ORT raises its own exception types for invalid or truncated files
                 raise BundleError(f"ONNX Runtime cannot load {path}: {err}") from err
             check_started(self.providers, session.get_providers(), path)
-            self._sessions[graph], self._specs[graph] = session, entry.spec(graph)
+            self.sessions[graph], self.specs[graph] = session, entry.spec(graph)
+
+
+class OrtBackend(Backend):
+    """One stream over an `OrtModel`: its own buffers, KV cache and bindings. `OrtBackend(bundle)` loads
+    the model and opens its first stream; `backend.stream()` opens another over the same sessions."""
+
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Bundle, layout: str | None = None, threads: int | None = None,
+                 providers: list[str] | None = None, spin: bool | None = None) -> None:  # fmt: skip
+        self._attach(OrtModel(bundle, layout, threads, providers, spin))
+
+    @classmethod
+    def over(cls, model: OrtModel) -> OrtBackend:
+        """A stream over a loaded model."""
+        backend = cls.__new__(cls)
+        backend._attach(model)
+        return backend
+
+    def stream(self) -> OrtBackend:
+        return OrtBackend.over(self.model)
+
+    def _attach(self, model: OrtModel) -> None:
+        self.model = model
+        self.layout, self.steps, self.manifest, self.precision = (
+            model.layout,
+            model.steps,
+            model.manifest,
+            model.precision,
+        )
+        self.providers, self.placement = model.providers, model.placement
+        self._sessions, self._specs = model.sessions, model.specs
         self._allocate()
 
     def _buffer(self, spec: GraphSpec, name: str) -> _Buffer:
         t = spec.tensor(name)
         return _Buffer(t.shape, _NP[t.dtype], self.placement)
 
-    def _bind(self, graph: str, inputs: dict[str, _Buffer], outputs: dict[str, _Buffer]):
+    def _bind(self, graph: str, tensors: dict[str, _Buffer]):
+        """A binding of `graph`'s tensors (inputs and outputs, told apart by the graph's spec) to buffers."""
         binding = self._sessions[graph].io_binding()
-        for name, buffer in inputs.items():
-            binding.bind_ortvalue_input(name, buffer.value)
-        for name, buffer in outputs.items():
-            binding.bind_ortvalue_output(name, buffer.value)
+        inputs = {t.name for t in self._specs[graph].inputs}
+        for name, buffer in tensors.items():
+            bind = binding.bind_ortvalue_input if name in inputs else binding.bind_ortvalue_output
+            bind(name, buffer.value)
         return binding
 
     def _allocate(self) -> None:
-        enc, pre, den, dec = (self._specs[g] for g in (ENCODER, PREFILL, DENOISE, DECODER))
-        self.frame = self._buffer(enc, "frames")
-        self.latent = self._buffer(enc, "latents")
-        self.history = self._buffer(pre, "history")
-        # The KV cache: prefill's output and every step's input. Rolling mode adds a second buffer and
-        # alternates (append reads one and writes the other); it is allocated on first use only.
-        self.kv = [self._buffer(pre, "kv_cache")]
+        """Every buffer of the plan that the TensorRT backend also follows (`buffer_plan`), allocated once
+        and bound once: one KV cache written by prefill and read by every step, two z and two step buffers
+        the steps alternate between, the codec's input and output."""
+        plan = buffer_plan(self._specs)
+        buffers = {b.name: _Buffer(b.shape, _NP[b.dtype], self.placement) for b in plan.buffers}
+        self.frame, self.latent, self.history = buffers["frame"], buffers["latent"], buffers["history"]
+        self.clip, self.frames_out = buffers["clip"], buffers["frames_out"]
+        # Rolling mode adds a second KV cache and alternates (append reads one and writes the other); it
+        # is allocated on first use only.
+        self.kv = [buffers["kv"]]
         self._kv_index = 0
-        self.z = [self._buffer(den, "z"), self._buffer(den, "z_next")]
-        self.step = [self._buffer(den, "step"), self._buffer(den, "step_next")]
-        self.clip = self._buffer(dec, "latents")
-        self.frames_out = self._buffer(dec, "frames")
-        if self.supports_rolling:
-            self.latent_in = self._buffer(self._specs[APPEND], "latents")
+        self.z, self.step = [buffers["z0"], buffers["z1"]], [buffers["step0"], buffers["step1"]]
+        self._plan, self._planned = plan, buffers
         self._bindings = {
-            ENCODER: self._bind(ENCODER, {"frames": self.frame}, {"latents": self.latent}),
-            PREFILL: self._bind(PREFILL, {"history": self.history}, {"kv_cache": self.kv[0]}),
-            DECODER: self._bind(DECODER, {"latents": self.clip}, {"frames": self.frames_out}),
-        }
+            graph: self._bind(graph, {tensor: buffers[b.name] for b in plan.buffers for g, tensor in b.bindings
+                                      if g == graph})
+            for graph in (ENCODER, PREFILL, DECODER)
+        }  # fmt: skip
         self._steps = [self._step_bindings(0)]
         self._step_zero = np.zeros(self.step[0].shape, np.int64)
+        if self.supports_rolling:
+            self.latent_in = self._buffer(self._specs[APPEND], "latents")
 
     def _step_bindings(self, kv: int) -> list:
-        return [
-            self._bind(DENOISE, {"z": self.z[a], "kv_cache": self.kv[kv], "step": self.step[a]},
-                       {"z_next": self.z[1 - a], "step_next": self.step[1 - a]})
-            for a in (0, 1)
-        ]  # fmt: skip
+        """The two alternating step bindings of the plan, reading KV cache `kv`."""
+        return [self._bind(DENOISE, {tensor: self.kv[kv] if name == "kv" else self._planned[name]
+                                     for tensor, name in names.items()})
+                for names in self._plan.step_bindings]  # fmt: skip
 
     @property
     def supports_rolling(self) -> bool:
@@ -232,8 +267,10 @@ class OrtBackend(Backend):
         if len(self.kv) == 1:
             self.kv.append(self._buffer(self._specs[PREFILL], "kv_cache"))
             self._steps.append(self._step_bindings(1))
-            self._appends = [self._bind(APPEND, {"latents": self.latent_in, "kv_cache": self.kv[a]},
-                                        {"kv_next": self.kv[1 - a]}) for a in (0, 1)]  # fmt: skip
+            self._appends = [
+                self._bind(APPEND, {"latents": self.latent_in, "kv_cache": self.kv[a], "kv_next": self.kv[1 - a]})
+                for a in (0, 1)
+            ]
         self.latent_in.write(latents)
         self._run(APPEND, self._appends[self._kv_index])
         self._kv_index = 1 - self._kv_index

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -29,6 +31,12 @@ class TorchBackend(Backend):
         self._kv: torch.Tensor | None = None
 
     supports_rolling = True
+
+    def stream(self) -> TorchBackend:
+        """Another stream: the same graph modules (read-only in inference), its own KV cache."""
+        other = copy.copy(self)
+        other._kv = None
+        return other
 
     @torch.no_grad()
     def encode(self, frame: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ alternate between, so the captured loop needs no host write: the step index adva
 
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from vgpt.engines.plan import (
     buffer_plan,
     check_engine_manifest,
     check_plan_files,
+    read_engine_manifest,
     result_buffer,
 )
 from vgpt.export.manifest import load_bundle
@@ -47,29 +48,42 @@ class TensorRTBackend(Backend):
 
         folder = engine_folder(source)  # a missing engine manifest is reported before a missing TensorRT
         trt = import_tensorrt()
-        self.manifest = json.loads((folder / ENGINE_MANIFEST).read_text())
+        self.manifest = read_engine_manifest(folder)
         gpu, capability = gpu_identity()
         check_engine_manifest(self.manifest, trt.__version__, gpu, capability)
         check_plan_files(self.manifest, folder)
-        exported = load_bundle(bundle or self.manifest["bundle"])
-        entry = exported.layout(self.manifest["layout"])
-        self.layout, self.steps = entry.layout, int(self.manifest["sampler"]["steps"])
+        exported = load_bundle(bundle or self.manifest.bundle)
+        entry = exported.layout(self.manifest.layout)
+        self.layout, self.steps = entry.layout, self.manifest.sampler.steps
         specs = {g: entry.spec(g) for g in (ENCODER, PREFILL, DENOISE, DECODER)}
         self.plan = buffer_plan(specs)
         self._torch = torch
         self.device = torch.device("cuda")
-        self.stream = torch.cuda.Stream()
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
-        self._engines, self._contexts = {}, {}
+        self._engines = {}
         for graph in specs:
-            data = (folder / self.manifest["plans"][graph]["file"]).read_bytes()
+            data = (folder / self.manifest.plans[graph].file).read_bytes()
             engine = runtime.deserialize_cuda_engine(data)
             if engine is None:
                 raise EngineError(f"TensorRT cannot deserialize {graph}'s engine; rebuild with vgpt-build")
             self._engines[graph] = engine
-            self._contexts[graph] = engine.create_execution_context()
-        # Every buffer once, on the device.
+        self._use_cuda_graph = use_cuda_graph
+        self._attach()
+
+    def stream(self) -> TensorRTBackend:
+        """Another stream over the same deserialized engines (read-only once built): its own execution
+        contexts, device buffers, CUDA stream and captured graph."""
+        other = copy.copy(self)
+        other._attach()
+        return other
+
+    def _attach(self) -> None:
+        """This stream's state: contexts with their tensor addresses set once, every buffer once on the
+        device, a CUDA stream, and (on first use) the captured loop."""
+        torch = self._torch
+        self.cuda_stream = torch.cuda.Stream()
+        self._contexts = {graph: engine.create_execution_context() for graph, engine in self._engines.items()}
         self.buffers = {b.name: torch.zeros(b.shape, dtype=getattr(torch, b.dtype), device=self.device)
                         for b in self.plan.buffers}  # fmt: skip
         for b in self.plan.buffers:
@@ -77,42 +91,40 @@ class TensorRTBackend(Backend):
                 if graph != DENOISE:
                     self._contexts[graph].set_tensor_address(tensor, self.buffers[b.name].data_ptr())
         # Two contexts for the two alternating step bindings: addresses set once, never again.
-        den = self._engines[DENOISE]
-        self._steps = [self._contexts[DENOISE], den.create_execution_context()]
+        self._steps = [self._contexts[DENOISE], self._engines[DENOISE].create_execution_context()]
         for ctx, names in zip(self._steps, self.plan.step_bindings, strict=True):
             for tensor, buffer in names.items():
                 ctx.set_tensor_address(tensor, self.buffers[buffer].data_ptr())
         self._out = result_buffer(self.steps)
         self._graph = None
-        self._use_cuda_graph = use_cuda_graph
 
     def _run(self, graph: str) -> None:
-        if not self._contexts[graph].execute_async_v3(self.stream.cuda_stream):
+        if not self._contexts[graph].execute_async_v3(self.cuda_stream.cuda_stream):
             raise EngineError(f"TensorRT failed to enqueue the {graph} engine")
 
     def _loop(self) -> None:
         for i in range(self.steps):
-            if not self._steps[i & 1].execute_async_v3(self.stream.cuda_stream):
+            if not self._steps[i & 1].execute_async_v3(self.cuda_stream.cuda_stream):
                 raise EngineError("TensorRT failed to enqueue a denoising step")
 
     def _capture(self) -> None:
         """Warm up once (TensorRT allocates lazily on the first run), then capture the S steps."""
         torch = self._torch
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.stream(self.cuda_stream):
             self.buffers["step0"].zero_()
             self._loop()
-        self.stream.synchronize()
+        self.cuda_stream.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream):
+        with torch.cuda.graph(graph, stream=self.cuda_stream):
             self._loop()
         self._graph = graph
 
     def _upload(self, name: str, array: np.ndarray) -> None:
-        with self._torch.cuda.stream(self.stream):
+        with self._torch.cuda.stream(self.cuda_stream):
             self.buffers[name].copy_(self._torch.from_numpy(np.ascontiguousarray(array)), non_blocking=False)
 
     def _download(self, name: str) -> np.ndarray:
-        self.stream.synchronize()
+        self.cuda_stream.synchronize()
         return self.buffers[name].cpu().numpy()
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
@@ -129,7 +141,7 @@ class TensorRTBackend(Backend):
         if self._use_cuda_graph and self._graph is None:
             self._capture()
         self._upload("z0", z)
-        with self._torch.cuda.stream(self.stream):
+        with self._torch.cuda.stream(self.cuda_stream):
             self.buffers["step0"].zero_()
             if self._graph is not None:
                 self._graph.replay()

@@ -20,8 +20,8 @@ from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.torch_backend import TorchBackend
+from vgpt.runtime.evaluate import predict_clips
 from vgpt.sampler import SamplerConfig
-from vgpt.training.evaluate import predict_clips
 
 SAMPLER = SamplerConfig(steps=4, guidance=2.0)
 
@@ -69,19 +69,19 @@ def test_quantized_bundle_has_standard_qdq_in_the_transformer_graphs_only(quanti
     for graph in ("encoder", "decoder"):
         _, ops = _ops(entry.path(graph))
         assert ("", "QuantizeLinear") not in ops
-    assert manifest["precision"] == precision
-    q = manifest["quantization"]
-    assert q["tool"] == "nvidia-modelopt" and q["policy"]["name"] == "backbone" and q["quantized_layers"] == 8
-    assert q["calibration"][0]["clips"] == 4 and q["calibration"][0]["steps"] == [0, 1, 2, 3]
-    assert manifest["requires"]["min_compute_capability"] == ([8, 9] if precision == "fp8" else None)
-    for graph in manifest["layouts"][0]["graphs"].values():
-        assert graph["tensorrt"]["ready"], graph["tensorrt"]
-        assert all(v["passed"] for v in graph["verification"])
+    assert manifest.precision == precision and manifest.quantized
+    q = manifest.quantization
+    assert q.tool == "nvidia-modelopt" and q.policy["name"] == "backbone" and q.quantized_layers == 8
+    assert q.calibration[0]["clips"] == 4 and q.calibration[0]["steps"] == [0, 1, 2, 3]
+    assert manifest.requires.min_compute_capability == ((8, 9) if precision == "fp8" else None)
+    for graph in manifest.layout().graphs.values():
+        assert graph.tensorrt.ready, graph.tensorrt
+        assert all(v["passed"] for v in graph.verification)
 
 
 def test_quantized_bundle_predicts_close_to_fp32(quantized, codec):
     _, out, _, layout = quantized
-    from vgpt.training.evaluate import layout_clips
+    from vgpt.evaluation import layout_clips
 
     clips, _ = layout_clips(layout, 3)
     backend = OrtBackend(load_bundle(out))

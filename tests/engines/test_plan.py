@@ -1,6 +1,8 @@
 """The TensorRT decisions that need no TensorRT: settings, FP8 refusal, profiles, buffers, manifests."""
 
+import hashlib
 import json
+import os
 
 import pytest
 
@@ -13,10 +15,11 @@ from vgpt.engines.plan import (
     check_engine_manifest,
     check_plan_files,
     check_precision_supported,
-    engine_manifest,
     profile_shapes,
+    read_engine_manifest,
     result_buffer,
 )
+from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest, GpuRecord, SamplerRecord
 from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
 
 
@@ -81,19 +84,42 @@ def test_buffer_plan_shares_the_kv_cache_and_alternates_the_steps(specs):
 
 
 def _manifest(tmp_path):
+    """Engines of all four required graphs; only the denoising step's file is written."""
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"engine-bytes")
-    from vgpt.export.bundle import file_sha256
+    plans = {g: EngineFile(PLAN_FILES[g], 12, "0" * 64) for g in ("encoder", "prefill", "decoder")}
+    plans[DENOISE] = EngineFile(PLAN_FILES[DENOISE], 12, hashlib.sha256(b"engine-bytes").hexdigest())
+    return EngineManifest(tensorrt_version="10.15.1", gpu=GpuRecord("NVIDIA H100", (9, 0)), layout="m4-g4-8x8",
+                          bundle_precision="fp8", builder=build_settings("fp8", "fp8"),
+                          sampler=SamplerRecord(2, 1.0, 1.5, (0.0, 0.5, 1.0)), plans=plans,
+                          source_graphs_sha256={DENOISE: "abc"}, bundle=str(tmp_path / "bundle"))  # fmt: skip
 
-    plans = {DENOISE: {"file": PLAN_FILES[DENOISE], "bytes": 12, "sha256": file_sha256(plan)}}
-    return engine_manifest({"precision": "fp8", "sampler": {"steps": 50}}, "m4-g4-8x8", build_settings("fp8", "fp8"),
-                           "10.15.1", "NVIDIA H100", (9, 0), plans, {DENOISE: "abc"})  # fmt: skip
 
-
-def test_engine_manifest_refuses_other_versions_other_gpus_and_truncated_plans(tmp_path):
+def test_engine_manifest_round_trips_and_refuses_malformed_fields(tmp_path):
     manifest = _manifest(tmp_path)
-    json.dumps(manifest)  # serializable as written
-    assert manifest["builder"]["strongly_typed"] and manifest["bundle_precision"] == "fp8"
+    (tmp_path / ENGINE_MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2))
+    assert read_engine_manifest(tmp_path) == manifest
+    data = manifest.to_dict()
+    data["gpu"]["compute_capability"] = [9]
+    with pytest.raises(EngineError, match=r"field 'gpu\.compute_capability' must be \[major, minor\]"):
+        EngineManifest.from_dict(data)
+    del data["plans"]["encoder"]
+    data["gpu"]["compute_capability"] = [9, 0]
+    with pytest.raises(EngineError, match=r"field 'plans' lacks \['encoder'\]"):
+        EngineManifest.from_dict(data)
+    with pytest.raises(EngineError, match="not a vgpt engine manifest"):
+        EngineManifest.from_dict({**data, "format": "other"})
+    (tmp_path / ENGINE_MANIFEST).write_text("{broken")
+    with pytest.raises(EngineError, match=r"engines\.json is not valid JSON"):
+        read_engine_manifest(tmp_path)
+
+
+def test_engine_manifest_refuses_other_versions_other_gpus_and_truncated_plans(tmp_path, monkeypatch):
+    monkeypatch.setenv("VGPT_CACHE", str(tmp_path / "cache"))
+    manifest = _manifest(tmp_path)
+    plans = {g: p for g, p in manifest.plans.items() if g == DENOISE}
+    manifest = EngineManifest(**{**manifest.__dict__, "plans": plans})  # only the written file
+    assert manifest.builder.strongly_typed and manifest.bundle_precision == "fp8" and manifest.precision == "fp8"
     check_engine_manifest(manifest, "10.15.1", "NVIDIA H100", (9, 0))
     with pytest.raises(EngineError, match=r"TensorRT 10\.15\.1.*rebuild"):
         check_engine_manifest(manifest, "10.16.0", "NVIDIA H100", (9, 0))
@@ -104,6 +130,7 @@ def test_engine_manifest_refuses_other_versions_other_gpus_and_truncated_plans(t
     with pytest.raises(EngineError, match="truncated"):
         check_plan_files(manifest, tmp_path)
     (tmp_path / "model.plan").write_bytes(b"ENGINE-bytes")
+    os.utime(tmp_path / "model.plan", ns=(0, 1))  # a write of the same size within one clock tick
     with pytest.raises(EngineError, match="sha256"):
         check_plan_files(manifest, tmp_path)
     (tmp_path / "model.plan").unlink()
@@ -111,20 +138,24 @@ def test_engine_manifest_refuses_other_versions_other_gpus_and_truncated_plans(t
         check_plan_files(manifest, tmp_path)
 
 
-def test_tensorrt_code_imports_lazily_and_says_how_to_install():
-    import importlib.util
+def test_tensorrt_code_imports_lazily_and_says_how_to_install(monkeypatch):
+    import subprocess
+    import sys
 
-    import vgpt.engines.build
-    import vgpt.runtime.backends.trt_backend  # noqa: F401
+    # Importing our TensorRT code imports neither TensorRT nor CUDA (a fresh interpreter, installed or not).
+    code = "import sys, vgpt.engines.build, vgpt.runtime.backends.trt_backend; print('tensorrt' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    # Where TensorRT cannot be imported, the error says where to get it (a None entry makes the import fail
+    # whether or not TensorRT is installed here).
+    from vgpt.engines.build import import_tensorrt
 
-    if importlib.util.find_spec("tensorrt") is None:
-        from vgpt.engines.build import import_tensorrt
-
-        with pytest.raises(EngineError, match="NVIDIA's package index"):
-            import_tensorrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(EngineError, match="NVIDIA's package index"):
+        import_tensorrt()
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is None, reason="needs TensorRT and a GPU")
+@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_gpu_build_and_run_matches_onnxruntime(tmp_path):
     """On a GPU machine: the whole check (scripts/gpu_check.sh runs the same on the bundled model)."""
     from vgpt.engines.gpu_check import gpu_check
