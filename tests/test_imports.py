@@ -2,7 +2,6 @@
 never depends on training. Read from the source with ast, so an import inside a function counts too."""
 
 import ast
-import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -87,17 +86,44 @@ def test_find_cycle_finds_one_and_only_one():
     assert package_of("torch") is None
 
 
+# Commands are the roof of the house: a command module may import any package (vgpt-export's accuracy
+# report runs the runtime; vgpt-bench exports quantized bundles; the GPU check runs every backend).
+COMMANDS = {"cli.py", "bench.py", "cpp_bench.py", "gpu_check.py", "__main__.py"}
+
+
+def library_graph() -> dict[str, set[str]]:
+    """package -> packages its library modules (not its commands) import."""
+    graph: dict[str, set[str]] = {p: set() for p in PACKAGES}
+    for package, folder in PACKAGES.items():
+        for path in folder.rglob("*.py"):
+            if path.name in COMMANDS:
+                continue
+            for module in imported_modules(ast.parse(path.read_text(), str(path))):
+                target = package_of(module)
+                if target is not None and target != package:
+                    graph[package].add(target)
+    return graph
+
+
+def test_library_packages_stand_in_one_order_below_the_commands():
+    """core < export < engines < runtime < calibration, read from every import outside a command module,
+    except the one edge not yet inverted (see the next test)."""
+    order = ["vgpt", "vgpt.export", "vgpt.engines", "vgpt.runtime", "vgpt.calibration"]
+    graph = library_graph()
+    upward = {(p, q) for p in order for q in graph[p] if q in order and order.index(q) > order.index(p)}
+    assert upward == {("vgpt.export", "vgpt.calibration")}, upward
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 item 4: moved by the lead (export/cli.py imports vgpt.runtime and vgpt.calibration, "
-    "engines/gpu_check.py imports vgpt.runtime, calibration imports vgpt.export)",
+    reason="issue 16 item 4, not done: export/bundle.py runs vgpt.calibration's quantization and its "
+    "verification, while vgpt.calibration builds on export's graphs; the quantized export has to be "
+    "handed to export_bundle from above (a quantizer argument) to break it",
 )
-def test_no_import_cycle_between_vgpt_packages():
-    graph = import_graph()
-    cycle = find_cycle({p: set(targets) for p, targets in graph.items()})
-    if cycle:
-        hops = [f"{a} -> {b} ({', '.join(sorted(graph[a][b]))})" for a, b in itertools.pairwise(cycle)]
-        pytest.fail("import cycle between vgpt packages:\n" + "\n".join(hops))
+def test_no_import_cycle_between_library_packages():
+    graph = library_graph()
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle between vgpt packages: {' -> '.join(cycle)}"
 
 
 def test_deployment_never_imports_training():
