@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PRECISIONS = ("fp8", "int8")
+from vgpt.export.contract import QUANTIZED_PRECISIONS
 
 # ModelOpt's quantizer formats: FP8 E4M3 per tensor; INT8 weights per output channel, activations
 # per tensor (its INT8_DEFAULT_CFG and FP8_DEFAULT_CFG).
@@ -32,7 +32,7 @@ class PrecisionPolicy:
     def quant_config(self, precision: str) -> dict[str, Any]:
         """The ModelOpt config (`mtq.quantize(model, config, forward_loop)`) for this policy."""
         if precision not in _FORMATS:
-            raise ValueError(f"precision {precision!r}: choose one of {PRECISIONS}")
+            raise ValueError(f"precision {precision!r}: choose one of {QUANTIZED_PRECISIONS}")
         fmt = _FORMATS[precision]
         entries: list[dict[str, Any]] = [{"quantizer_name": "*", "enable": False}]
         for pattern in self.quantize:

@@ -7,7 +7,7 @@ import logging
 import click
 
 from vgpt.commands import command
-from vgpt.engines.plan import PRECISIONS
+from vgpt.engines.plan import ENGINE_PRECISIONS
 from vgpt.errors import user_errors
 
 
@@ -16,7 +16,7 @@ from vgpt.errors import user_errors
 @click.option("--out", required=True, help="Folder for model.plan, its siblings and engines.json.")
 @click.option(
     "--precision",
-    type=click.Choice(PRECISIONS),
+    type=click.Choice(ENGINE_PRECISIONS),
     default="fp16",
     show_default=True,
     help="fp16/bf16/fp32 from an fp32 bundle; fp8/int8 from a --fp8/--int8 bundle (strongly typed).",

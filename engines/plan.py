@@ -25,7 +25,7 @@ from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSp
 # The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
 PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan",
               APPEND: "append.plan"}  # fmt: skip
-PRECISIONS = ("fp16", "bf16", "fp8", "int8", "fp32")
+ENGINE_PRECISIONS = ("fp16", "bf16", "fp8", "int8", "fp32")  # what vgpt-build can build
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
 
 
@@ -34,8 +34,8 @@ def build_settings(bundle_precision: str, requested: str, optimization_level: in
     """What to ask TensorRT for, given the bundle's precision and the requested engine precision.
     A quantized (fp8/int8) bundle is built strongly typed: its Q/DQ nodes decide every precision.
     An fp32 bundle is built with the FP16 or BF16 flag (the builder picks per layer)."""
-    if requested not in PRECISIONS:
-        raise EngineError(f"precision {requested!r}: choose one of {PRECISIONS}")
+    if requested not in ENGINE_PRECISIONS:
+        raise EngineError(f"precision {requested!r}: choose one of {ENGINE_PRECISIONS}")
     if not 0 <= optimization_level <= 5:
         raise EngineError(f"builder optimization level {optimization_level}: TensorRT takes 0..5")
     if bundle_precision in ("fp8", "int8"):

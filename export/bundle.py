@@ -23,13 +23,15 @@ import torch
 
 from vgpt.atomic import atomic_dir
 from vgpt.calibration.data import CalibrationConfig
-from vgpt.calibration.policy import DEFAULT_POLICY, PRECISIONS, get_policy
+from vgpt.calibration.policy import DEFAULT_POLICY, get_policy
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
 from vgpt.config import Layout
 from vgpt.export.contract import (
+    BUNDLE_PRECISIONS,
     FORMAT_VERSION,
     MANIFEST,
+    QUANTIZED_PRECISIONS,
     BundleManifest,
     CodecRecord,
     Environment,
@@ -72,7 +74,7 @@ class ExportConfig:
 
     @property
     def quantized(self) -> bool:
-        return self.precision in PRECISIONS
+        return self.precision in QUANTIZED_PRECISIONS
 
     def __post_init__(self) -> None:
         if not self.layouts:
@@ -81,8 +83,8 @@ class ExportConfig:
             raise ValueError(f"ExportConfig.opset={self.opset}: use one of {SUPPORTED_OPSETS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ExportConfig.dtype={self.dtype!r}: use one of {sorted(DTYPES)}")
-        if self.precision not in ("fp32", *PRECISIONS):
-            raise ValueError(f"ExportConfig.precision={self.precision!r}: use fp32 or one of {PRECISIONS}")
+        if self.precision not in BUNDLE_PRECISIONS:
+            raise ValueError(f"ExportConfig.precision={self.precision!r}: use one of {BUNDLE_PRECISIONS}")
         if self.quantized:
             get_policy(self.policy)
             if self.dtype != "float32":
