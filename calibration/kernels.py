@@ -20,6 +20,23 @@ from pathlib import Path
 INTEGER_KERNELS = ("MatMulIntegerToFloat", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeMatMul")
 
 
+def u8s8_saturates() -> bool:
+    """Whether this CPU's uint8 x int8 kernels sum pairs of products in 16 bits with saturation: x86 with
+    AVX2 but neither AVX-512 VNNI nor AVX-VNNI (`vpmaddubsw`). There a pair of large activations against
+    two large same-sign weights is clipped, so an INT8 graph at `ORT_ENABLE_ALL` can differ from its Q/DQ
+    semantics (docs/benchmarks.md measures it). VNNI and Arm's dot-product instructions sum in 32 bits."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # unknown x86: assume the widest-spread case
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return not ({"avx512_vnni", "avx_vnni"} & set(flags))
+
+
 @dataclass(frozen=True)
 class KernelReport:
     quantized_matmuls: int  # MatMuls with a DequantizeLinear on both inputs, in the stored graph
