@@ -133,12 +133,17 @@ def _sigterm_as_interrupt():
 @click.option(
     "--model", default=None, help="Checkpoint folder, or preset:NAME for random weights (default: the bundled model)."
 )
-@click.option("--history", type=POSITIVE, default=56, show_default=True, help="History frames (released: 56).")
-@click.option("--clip", type=POSITIVE, default=24, show_default=True, help="Clip frames (released inference: 24).")
-@click.option("--latent-size", default="8x8", show_default=True, help="Latent height x width.")
+@click.option(
+    "--layout",
+    "layouts",
+    type=LAYOUT,
+    multiple=True,
+    default=("56,24,8x8",),
+    show_default=True,
+    help="M,G,HxW (latents; released: 56,24,8x8); more --layout M,G also time those per clip at that size.",
+)
 @click.option("--steps", type=POSITIVE, default=50, show_default=True)
 @click.option("--guidance", type=GUIDANCE, default=1.5, show_default=True)
-@click.option("--layout", "extra", multiple=True, help="Also time M,G (history, clip) per predicted clip.")
 @click.option("--scaling", default="8,16,32,64,128", show_default=True, help="History lengths of the scaling series.")
 @click.option(
     "--scaling-steps", type=POSITIVE, default=10, show_default=True, help="Denoising steps in the scaling series."
@@ -163,21 +168,23 @@ def _sigterm_as_interrupt():
 @click.option("--json", "json_out", default=None, help="Write every figure, the machine and versions here.")
 @click.option("--markdown", default=None, help="Write the table as markdown here.")
 @click.option("--plot", default=None, help="Write a PNG of the scaling curves here (matplotlib).")
-def bench_main(model, history, clip, latent_size, steps, guidance, extra, scaling, scaling_steps, repeats, warmup,
-               threads, no_onnx, precisions, bundles, cpp, thread_settings, drift, json_out, markdown,
-               plot) -> None:  # fmt: skip
+def bench_main(model, layouts, steps, guidance, scaling, scaling_steps, repeats, warmup, threads, no_onnx, precisions,
+               bundles, cpp, thread_settings, drift, json_out, markdown, plot) -> None:  # fmt: skip
     """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
     precisions (or --bundle bundles) side by side against this CPU's GEMM peak, the host overhead of the
     denoising loop and the scaling with history length."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main, *extra = layouts
+    if main.size is None or main.pixels:
+        raise click.BadParameter(f"{main}: the first --layout gives the latent size, M,G,HxW (e.g. 56,24,8x8)")
+    history, clip, (h, w) = main.history, main.clip, main.size
+    layouts = tuple((lay.history, lay.clip) for lay in extra)
     try:
-        h, w = (int(v) for v in latent_size.lower().split("x"))
-        layouts = tuple(tuple(int(v) for v in item.split(",")) for item in extra)
         histories = tuple(int(v) for v in scaling.split(","))
     except ValueError as err:
         raise click.BadParameter(f"cannot parse sizes: {err}") from None
-    if min(h, w, *histories, *(v for lay in layouts for v in lay)) < 1:
-        raise click.BadParameter("sizes, history lengths and layouts must be positive")
+    if min(histories) < 1:
+        raise click.BadParameter("history lengths must be positive")
     with user_errors():
         _bench(model, history, clip, h, w, steps, guidance, layouts, histories, scaling_steps, repeats, warmup, threads,
                no_onnx, precisions, bundles, cpp, thread_settings, drift, json_out, markdown, plot)  # fmt: skip

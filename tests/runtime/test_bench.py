@@ -7,7 +7,7 @@ from vgpt.config import Layout, get_preset
 from vgpt.runtime import bench
 from vgpt.runtime.cli import bench_main
 
-TINY = ["--model", "preset:tiny", "--history", "3", "--clip", "2", "--latent-size", "4x4", "--steps", "2",
+TINY = ["--model", "preset:tiny", "--layout", "3,2,4x4", "--steps", "2",
         "--scaling", "2,4", "--scaling-steps", "1", "--repeats", "1", "--warmup", "0"]  # fmt: skip
 
 
@@ -34,13 +34,18 @@ def tiny_bundles_two_layouts(tmp_path_factory):
 def test_a_very_small_benchmark_writes_every_figure(tmp_path, monkeypatch):
     _small_gemm(monkeypatch)
     out = tmp_path / "bench.json"
-    args = [*TINY, "--precision", "fp32", "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
-            "--plot", str(tmp_path / "bench.png")]  # fmt: skip
+    args = [*TINY, "--layout", "2,2", "--precision", "fp32", "--json", str(out), "--markdown",
+            str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png")]  # fmt: skip
     result = CliRunner().invoke(bench_main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    for key in ("speedup_cached_vs_full", "ort_vs_torch_step", "host_overhead_fraction"):
-        assert isinstance(report[key], float) and report[key] >= 0, key
+    # Each ratio is the quotient of the medians the report also holds (what a reader recomputes).
+    first, extra = report["per_clip"]
+    assert (first["history"], first["clip"], extra["history"], extra["clip"]) == (3, 2, 2, 2)
+    assert report["speedup_cached_vs_full"] == pytest.approx(first["full"]["median"] / first["cached"]["median"])
+    torch_step = report["per_graph"]["torch"]["denoise_step"]["median"]
+    ort_step = report["per_graph"]["onnxruntime"]["denoise_step"]["median"]
+    assert report["ort_vs_torch_step"] == pytest.approx(torch_step / ort_step)
     assert 0 <= report["host_overhead_fraction"] < 1
     assert report["scaling"]["history"] == [2, 4]
     assert len(report["scaling"]["full"]) == len(report["scaling"]["cached"]) == 2
