@@ -125,9 +125,9 @@ class VideoPredictor:
         if num_clips < 1:
             raise ValueError(f"num_clips={num_clips}: must be >= 1")
         with self._predict_lock:
-            history = self._snapshot()  # [1, M, C, h, w]
-            warm = self.mode == "rolling" and self._warm
-            result = rollout(self.backend, history, [generator] * num_clips, prefilled=warm, on_clip=on_clip)
+            history = self._snapshot()  # [1, M, C, h, w]; in rolling mode the cache now holds it
+            result = rollout(self.backend, history, [generator] * num_clips, prefilled=self.mode == "rolling",
+                             on_clip=on_clip)  # fmt: skip
             if num_clips > 1:
                 self._warm = False  # the cache now holds predicted frames: rebuilt from the observed ones next time
         return Prediction(

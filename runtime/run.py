@@ -89,6 +89,8 @@ def check_outputs(config: RunConfig) -> None:
         _check_parent(frames, "--frames-dir")
     if config.latents:
         _check_parent(Path(config.latents), "--latents")
+    if config.stats:
+        _check_parent(Path(config.stats), "--stats")
 
 
 def _check_parent(path: Path, option: str) -> None:
@@ -172,7 +174,7 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     M, G = layout.history_frames, layout.clip_frames
     frames = DropOldestQueue(source, config.queue_size or 2 * G)
     recent: list[np.ndarray] = []
-    last: tuple[list[np.ndarray], np.ndarray] | None = None  # the newest observed frames and prediction
+    last: tuple[list[np.ndarray], np.ndarray] | None = None  # the newest observed frames (as they came), prediction
     predicted = clips = 0
     per_clip = per_step = 0.0
     bar = progress_bar(None, "predict", "clip", config.progress)
@@ -198,11 +200,11 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             predicted += len(prediction.frames)
             per_clip += prediction.seconds_per_clip
             per_step += prediction.seconds_per_step
-            observed = _fit(recent, layout)
-            outputs.show([side_by_side(observed[-1], f, "latest observed", f"predicted +{k + 1}")
+            newest = _fit(recent[-1:], layout)[0]  # only the frame shown; the sheet fits the rest once, at the end
+            outputs.show([side_by_side(newest, f, "latest observed", f"predicted +{k + 1}")
                           for k, f in enumerate(prediction.frames)])  # fmt: skip
             outputs.predicted(prediction.frames, prediction.latents)
-            last = observed, prediction.frames
+            last = list(recent), prediction.frames
             if stats is not None:
                 stats.write(clips=clips, observed=predictor.observed, dropped=frames.dropped,
                             clip_seconds=prediction.seconds_per_clip)  # fmt: skip
@@ -222,8 +224,9 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     for path in outputs.close():
         log.info("wrote %s", path)
     if config.sheet and last is not None:
-        observed, newest = last
-        write_sheet(config.sheet, observed, len(observed), newest, f"{source.description} (last clip)", G)
+        observed, predicted_frames = last
+        write_sheet(config.sheet, _fit(observed, layout), len(observed), predicted_frames,
+                    f"{source.description} (last clip)", G)  # fmt: skip
     n = max(clips, 1)
     return RunSummary(predicted, clips, per_clip / n, per_step / n, predictor.backend.name,
                       dropped=frames.dropped, error=error, interrupted=interrupted)  # fmt: skip

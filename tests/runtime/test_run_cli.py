@@ -270,6 +270,9 @@ def test_frames_dir_naming_a_file_is_refused_before_anything_is_written(clip_vid
                   str(tmp_path / "frames"))  # fmt: skip
     assert result.exit_code == 1 and "is a file; name a folder" in result.output
     assert not (tmp_path / "o.mp4").exists()
+    result = _run("--input", str(clip_video), "--output", str(tmp_path / "o.mp4"), "--live", "--stats",
+                  str(tmp_path / "frames" / "stats.jsonl"))  # fmt: skip
+    assert result.exit_code == 1 and "--stats" in result.output and "is a file, so no folder" in result.output
 
 
 def test_a_damaged_cached_export_is_rebuilt_with_a_note(model_folder, clip_video, tmp_path, caplog):
