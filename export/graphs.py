@@ -22,7 +22,7 @@ from vgpt.codecs.base import LatentCodec
 from vgpt.config import Layout
 from vgpt.kv_cache import GraphCache
 from vgpt.model import VideoGPT
-from vgpt.predictors import inference_plans
+from vgpt.predictors import append_plan, inference_plans
 from vgpt.rolling import roll_window
 from vgpt.sampler import SamplerConfig, euler_step, guide, schedule, velocity
 
@@ -82,9 +82,11 @@ class AppendGraph(nn.Module):
         self.factor_set = inference_plans(
             model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame
         ).factor_set
+        M = layout.history_frames
+        self.plan = append_plan(model.config, M - 1, M, layout.tokens_per_frame, self.factor_set)
 
     def forward(self, latents: torch.Tensor, kv_cache: torch.Tensor) -> torch.Tensor:
-        return roll_window(self.model, kv_cache, latents, self.tokens, self.factor_set)
+        return roll_window(self.model, kv_cache, latents, self.tokens, self.factor_set, self.plan)
 
 
 class EncoderGraph(nn.Module):

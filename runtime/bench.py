@@ -55,6 +55,7 @@ class BenchConfig:
     cpp: str | None = None  # a built vgpt_bench binary: also time the C++ runtime on the fp32 bundle
     thread_settings: bool = False  # also time each bundle at 1 .. cores intra-op threads, spinning on and off
     drift: bool = False  # also measure the rolling cache's drift from the exact one (bundled/checkpoint)
+    profile: bool = False  # also profile each bundle's denoising step: the share of its time per op type
     seed: int = 0
 
 
@@ -227,6 +228,48 @@ def time_bundle(path: str | Path, config: BenchConfig, threads: int | None = Non
             "host_overhead_fraction": statistics.median(fractions)}  # fmt: skip
 
 
+def op_shares(events: list[dict[str, Any]]) -> dict[str, float]:
+    """The share of kernel time per op type, from the events of an ONNX Runtime profile (its JSON),
+    largest first."""
+    times: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            times[op] = times.get(op, 0.0) + e["dur"]
+    total = sum(times.values())
+    if not total:
+        raise ValueError("the profile holds no kernel time: was the session run with profiling enabled?")
+    return {op: t / total for op, t in sorted(times.items(), key=lambda kv: -kv[1])}
+
+
+def profile_step(path: str | Path, config: BenchConfig) -> dict[str, float]:
+    """Each op type's share of a bundle's denoising step, from ONNX Runtime's profiler (the session options
+    the backend runs the bundle with, `config.repeats * 3` profiled steps after the warm-up)."""
+    import onnxruntime as ort
+
+    from vgpt.export.manifest import load_bundle
+    from vgpt.export.spec import DENOISE
+    from vgpt.runtime.backends.ort_backend import session_options
+
+    bundle = load_bundle(path)
+    entry = bundle.layout(None)
+    spec = entry.graphs[DENOISE].spec
+    gen = np.random.default_rng(config.seed)
+    feeds = {t.name: np.array([1], np.int64) if t.name == "step" else gen.standard_normal(t.shape).astype(t.dtype)
+             for t in spec.inputs}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="vgpt-profile-") as tmp:
+        options = session_options(bundle.precision, config.threads)
+        session = ort.InferenceSession(str(entry.path(DENOISE)), options, providers=["CPUExecutionProvider"])
+        for _ in range(config.warmup):
+            session.run(None, feeds)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "denoise")
+        session = ort.InferenceSession(str(entry.path(DENOISE)), options, providers=["CPUExecutionProvider"])
+        for _ in range(config.repeats * 3):
+            session.run(None, feeds)
+        return op_shares(json.loads(Path(session.end_profiling()).read_text()))
+
+
 def _thread_settings(named: dict[str, Path], config: BenchConfig) -> list[dict[str, Any]]:
     """Each bundle's step and clip at 1 .. cores intra-op threads, with idle threads spinning or sleeping
     (the settings a real-time loop chooses between)."""
@@ -289,6 +332,10 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
                           f"{sorted(layouts)}")  # fmt: skip
     if config.thread_settings:
         out_threads = _thread_settings(named, config)
+    if config.profile:
+        for name, path in named.items():
+            log.info("profiling the denoising step of %s", name)
+            bundles[name]["profile"] = profile_step(path, config)
     peak = gemm_peak(config.gemm_size, config.threads, config.repeats)
     for b in bundles.values():
         b["achieved_gflops"] = sum(b["step_flops"].values()) / 1e9 / b["denoise_step"].median
@@ -421,6 +468,9 @@ def table(report: dict[str, Any]) -> str:
             share, overhead = b["fraction_of_gemm_peak"] * 100, b["host_overhead_fraction"] * 100
             rows.append(f"| {name}: GFLOP/s, fraction of GEMM peak, host overhead | {b['achieved_gflops']:.1f}, "
                         f"{share:.0f} %, {overhead:.2f} % |")  # fmt: skip
+            if "profile" in b:
+                top = ", ".join(f"{op} {share * 100:.1f} %" for op, share in list(b["profile"].items())[:6])
+                rows.append(f"| {name}: step time by op type (profiler) | {top} |")
         if "int8_vs_fp32_step" in report:
             rows.append(f"| INT8 vs fp32 under ONNX Runtime, denoising step | {report['int8_vs_fp32_step']:.2f}x |")
     for r in report.get("thread_settings", []):

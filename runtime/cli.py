@@ -165,11 +165,11 @@ def _sigterm_as_interrupt():
     "--thread-settings", is_flag=True, help="Also time each bundle at 1 .. cores threads, spinning on and off."
 )
 @click.option("--drift", is_flag=True, help="Also measure the rolling KV cache's drift from the exact cache.")
+@click.option("--profile", is_flag=True, help="Also profile each bundle's denoising step: time share per op type.")
 @click.option("--json", "json_out", default=None, help="Write every figure, the machine and versions here.")
 @click.option("--markdown", default=None, help="Write the table as markdown here.")
 @click.option("--plot", default=None, help="Write a PNG of the scaling curves here (matplotlib).")
-def bench_main(model, layouts, steps, guidance, scaling, scaling_steps, repeats, warmup, threads, no_onnx, precisions,
-               bundles, cpp, thread_settings, drift, json_out, markdown, plot) -> None:  # fmt: skip
+def bench_main(layouts, scaling, no_onnx, precisions, bundles, json_out, markdown, plot, **settings) -> None:
     """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
     precisions (or --bundle bundles) side by side against this CPU's GEMM peak, the host overhead of the
     denoising loop and the scaling with history length."""
@@ -177,29 +177,28 @@ def bench_main(model, layouts, steps, guidance, scaling, scaling_steps, repeats,
     main, *extra = layouts
     if main.size is None or main.pixels:
         raise click.BadParameter(f"{main}: the first --layout gives the latent size, M,G,HxW (e.g. 56,24,8x8)")
-    history, clip, (h, w) = main.history, main.clip, main.size
-    layouts = tuple((lay.history, lay.clip) for lay in extra)
     try:
         histories = tuple(int(v) for v in scaling.split(","))
     except ValueError as err:
         raise click.BadParameter(f"cannot parse sizes: {err}") from None
     if min(histories) < 1:
         raise click.BadParameter("history lengths must be positive")
-    with user_errors():
-        _bench(model, history, clip, h, w, steps, guidance, layouts, histories, scaling_steps, repeats, warmup, threads,
-               no_onnx, precisions, bundles, cpp, thread_settings, drift, json_out, markdown, plot)  # fmt: skip
+    from vgpt.runtime.bench import BenchConfig
 
-
-def _bench(model, history, clip, h, w, steps, guidance, layouts, histories, scaling_steps, repeats, warmup, threads,
-           no_onnx, precisions, bundles, cpp, thread_settings, drift, json_out, markdown, plot) -> None:  # fmt: skip
-    from vgpt.runtime.bench import BenchConfig, run_bench, table, write_json
-    from vgpt.runtime.bench import plot as plot_report
-
-    config = BenchConfig(model=model, history=history, clip=clip, latent=(h, w), steps=steps, guidance=guidance,
-                         extra_layouts=layouts, scaling_histories=histories, scaling_steps=scaling_steps,
-                         repeats=repeats, warmup=warmup, threads=threads, onnx=not no_onnx,
-                         drift=drift, bundles=tuple(bundles), cpp=cpp, thread_settings=thread_settings,
+    # The other options (model, steps, guidance, repeats, warmup, threads, cpp, thread_settings, drift,
+    # profile, scaling_steps) are BenchConfig's fields by the same names.
+    config = BenchConfig(history=main.history, clip=main.clip, latent=main.size,
+                         extra_layouts=tuple((lay.history, lay.clip) for lay in extra), scaling_histories=histories,
+                         onnx=not no_onnx, bundles=tuple(bundles), **settings,
                          **({"precisions": tuple(precisions)} if precisions else {}))  # fmt: skip
+    with user_errors():
+        _bench(config, json_out, markdown, plot)
+
+
+def _bench(config, json_out: str | None, markdown: str | None, plot: str | None) -> None:
+    from vgpt.runtime.bench import plot as plot_report
+    from vgpt.runtime.bench import run_bench, table, write_json
+
     report = run_bench(config)
     text = table(report)
     click.echo(text)

@@ -10,7 +10,10 @@ Reference: videogpt-reference.md section 5.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 
 from vgpt.layout import Role, TokenSequence
 
@@ -49,3 +52,65 @@ def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Additive bias: 0 where visible, finfo(dtype).min where not."""
     zero = torch.zeros((), dtype=dtype)
     return torch.where(mask, zero, torch.tensor(torch.finfo(dtype).min, dtype=dtype))
+
+
+# A call is attended in two parts when at least this share of its query rows sees every key.
+OPEN_ROWS_TO_SPLIT = 0.5
+
+
+@dataclass(frozen=True)
+class RowSplit:
+    """The query rows of a mask that see every key ("open"), the others, and the gather index from
+    [open rows; masked rows] back to row order. All [rows] int64."""
+
+    open_rows: torch.Tensor
+    masked_rows: torch.Tensor
+    order: torch.Tensor
+
+
+def split_rows(mask: torch.Tensor) -> RowSplit | None:
+    """The open rows of a boolean [Lq, Lk] mask, where they are at least OPEN_ROWS_TO_SPLIT of them;
+    else None (one call with the whole bias). Decided from the constant mask outside any traced graph."""
+    open_ = mask.all(dim=-1)
+    if int(open_.sum()) < OPEN_ROWS_TO_SPLIT * mask.shape[0]:
+        return None
+    open_rows, masked_rows = open_.nonzero()[:, 0], (~open_).nonzero()[:, 0]
+    order = torch.empty(mask.shape[0], dtype=torch.int64)
+    order[torch.cat([open_rows, masked_rows])] = torch.arange(mask.shape[0])
+    return RowSplit(open_rows, masked_rows, order)
+
+
+@dataclass(frozen=True)
+class QueryMask:
+    """One call's mask as attention takes it: its additive bias and, where most rows see every key,
+    the split of its rows.
+
+    In a noisy clip only the <|diffusion|> and time tokens (2 of every N + 2) are masked from anything:
+    the image tokens see the whole cache and the whole clip. The fused attention kernels of PyTorch and
+    ONNX Runtime take a much faster path for a call with no mask at all (ONNX Runtime's CPU Attention
+    about 2.5x at the released clip's shape: docs/benchmarks.md), so `attend` runs the open rows
+    without a bias and only the few others with theirs, then puts the rows back in order. Rows of a
+    softmax are independent, so the result is the one-call result up to fp32 round-off.
+    """
+
+    bias: torch.Tensor  # [Lq, Lk] additive, of every row (what two-part attention and tests read)
+    rows: RowSplit | None = None
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor, dtype: torch.dtype) -> QueryMask:
+        return cls(attention_bias(mask, dtype), split_rows(mask))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: QueryMask) -> torch.Tensor:
+    """Scaled dot-product attention of q [B, nh, Lq, hd] over k, v [B, nh, Lk, hd] under `mask`."""
+    rows = mask.rows
+    if rows is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.bias)
+    if not len(rows.masked_rows):
+        return F.scaled_dot_product_attention(q, k, v)
+    device = q.device
+    open_rows, masked_rows, order = rows.open_rows.to(device), rows.masked_rows.to(device), rows.order.to(device)
+    free = F.scaled_dot_product_attention(q.index_select(2, open_rows), k, v)
+    masked = F.scaled_dot_product_attention(q.index_select(2, masked_rows), k, v,
+                                            attn_mask=mask.bias.index_select(0, masked_rows))  # fmt: skip
+    return torch.cat([free, masked], dim=2).index_select(2, order)  # [B, nh, Lq, hd]

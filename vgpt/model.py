@@ -12,7 +12,7 @@ from torch import nn
 
 from vgpt.config import ModelConfig
 from vgpt.kv_cache import KVCache
-from vgpt.masks import attention_bias
+from vgpt.masks import QueryMask, attention_bias
 from vgpt.modules import (
     Backbone,
     FinalLayer,
@@ -129,8 +129,8 @@ class VideoGPT(nn.Module):
         x = self.embed(plan, clean, noisy, t)  # [B, Lq, D]
         device = x.device
         cos, sin = rope_tables(self.config, plan.positions.to(device), plan.factor_set)  # [Lq, hd]
-        bias = attention_bias(plan.mask.to(device), x.dtype)  # [Lq, Lk]
-        hidden = self.llm(x, cos, sin, bias, cache, write_cache)
+        mask = QueryMask(attention_bias(plan.mask.to(device), x.dtype), plan.rows)  # bias [Lq, Lk]
+        hidden = self.llm(x, cos, sin, mask, cache, write_cache)
         if cache is not None and write_cache:
             cache.advance(x.shape[1])
             cache.factor_set = plan.factor_set

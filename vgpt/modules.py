@@ -14,6 +14,7 @@ from torch import nn
 
 from vgpt.config import ModelConfig
 from vgpt.kv_cache import KVCache, two_part_attention
+from vgpt.masks import QueryMask, attend
 from vgpt.rope import apply_rotary
 
 
@@ -46,7 +47,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        bias: torch.Tensor,
+        mask: QueryMask,
         cache: KVCache | None = None,
         layer: int = 0,
         write_cache: bool = False,
@@ -64,11 +65,11 @@ class Attention(nn.Module):
                 cache.write(layer, k, v)
             if cache.two_part:  # the cached keys and this call's own as two parts, never concatenated
                 past_k, past_v, k, v = (self._repeat_kv(t) for t in (past_k, past_v, k, v))
-                out = two_part_attention(q, past_k, past_v, k, v, bias, cache.past_masked)  # [B, nh, N, hd]
+                out = two_part_attention(q, past_k, past_v, k, v, mask.bias, cache.past_masked)  # [B, nh, N, hd]
                 return self.o_proj(out.transpose(1, 2).reshape(B, N, self.nh * self.hd))  # [B, N, D]
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # [B, nkv, Lk, hd]
         k, v = self._repeat_kv(k), self._repeat_kv(v)  # [B, nh, Lk, hd]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, nh, N, hd]
+        out = attend(q, k, v, mask)  # [B, nh, N, hd]
         return self.o_proj(out.transpose(1, 2).reshape(B, N, self.nh * self.hd))  # [B, N, D]
 
     def _repeat_kv(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,8 +97,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, bias, cache=None, layer=0, write_cache=False) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, bias, cache, layer, write_cache)
+    def forward(self, x, cos, sin, mask: QueryMask, cache=None, layer=0, write_cache=False) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, write_cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -110,9 +111,9 @@ class Backbone(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, bias, cache: KVCache | None = None, write_cache: bool = False):
+    def forward(self, x, cos, sin, mask: QueryMask, cache: KVCache | None = None, write_cache: bool = False):
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, bias, cache, i, write_cache)
+            x = layer(x, cos, sin, mask, cache, i, write_cache)
         return self.norm(x)
 
 

@@ -7,13 +7,13 @@ KV cache) sees exactly the mask rows and positions that the full call would give
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from vgpt.config import ModelConfig
 from vgpt.layout import Frame, TokenSequence
-from vgpt.masks import hierarchical_mask
+from vgpt.masks import RowSplit, hierarchical_mask, split_rows
 from vgpt.rope import FactorSet, select_factor_set
 
 
@@ -25,6 +25,11 @@ class ForwardPlan:
     mask: torch.Tensor  # [Lq, Lk] bool; Lk = past + Lq, the past being the cached prefix
     factor_set: FactorSet
     past_tokens: int  # tokens that must already be in the KV cache
+    rows: RowSplit | None = field(init=False, repr=False, compare=False)  # the mask's open rows (vgpt.masks)
+
+    def __post_init__(self) -> None:
+        # Decided here, from the constant mask, so that no traced graph computes it (data-dependent).
+        object.__setattr__(self, "rows", split_rows(self.mask))
 
     @property
     def block(self) -> int:

@@ -34,7 +34,7 @@ def tiny_bundles_two_layouts(tmp_path_factory):
 def test_a_very_small_benchmark_writes_every_figure(tmp_path, monkeypatch):
     _small_gemm(monkeypatch)
     out = tmp_path / "bench.json"
-    args = [*TINY, "--layout", "2,2", "--precision", "fp32", "--json", str(out), "--markdown",
+    args = [*TINY, "--layout", "2,2", "--precision", "fp32", "--profile", "--json", str(out), "--markdown",
             str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png")]  # fmt: skip
     result = CliRunner().invoke(bench_main, args)
     assert result.exit_code == 0, result.output
@@ -56,9 +56,24 @@ def test_a_very_small_benchmark_writes_every_figure(tmp_path, monkeypatch):
     assert report["gemm_peak"]["fp32_gflops"] > 0 and report["gemm_peak"]["int8_gflops"] > 0
     assert set(report["fraction_of_gemm_peak"]) == {"fp32"} and report["fraction_of_gemm_peak"]["fp32"] > 0
     assert "int8_vs_fp32_step" not in report  # only fp32 was timed
+    # --profile: the step's kernel time by op type, from ONNX Runtime's profiler; the attention is there.
+    shares = report["bundles"]["fp32"]["profile"]
+    assert sum(shares.values()) == pytest.approx(1) and "Attention" in shares
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)
     assert (tmp_path / "bench.png").stat().st_size > 1000
     text = (tmp_path / "bench.md").read_text()
-    assert "speed-up cached vs full" in text and "fraction of GEMM peak" in text
+    assert "speed-up cached vs full" in text and "fraction of GEMM peak" in text and "by op type" in text
+
+
+def test_op_shares_sum_kernel_time_per_op_type():
+    def event(op, dur, name="_kernel_time"):
+        return {"cat": "Node", "name": f"n{dur}{name}", "dur": dur, "args": {"op_name": op}}
+
+    events = [event("MatMul", 30), event("Attention", 50), event("MatMul", 20), event("MatMul", 99, "_fence_before"),
+              {"cat": "Session", "name": "model_run", "dur": 1000}]  # fmt: skip
+    assert bench.op_shares(events) == {"MatMul": 0.5, "Attention": 0.5}
+    with pytest.raises(ValueError, match="no kernel time"):
+        bench.op_shares(events[-2:])
 
 
 def test_a_plain_benchmark_times_fp32_and_int8_side_by_side(tmp_path, monkeypatch):

@@ -1,9 +1,10 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vgpt.layout import Role, build_sequence, conditional_frames, training_frames, unconditional_frames
-from vgpt.masks import attention_bias, hierarchical_mask
+from vgpt.masks import QueryMask, attend, attention_bias, hierarchical_mask
 
 
 def spelled(rows: list[str]) -> torch.Tensor:
@@ -69,6 +70,30 @@ def test_bias_is_zero_or_dtype_min():
     mask = torch.tensor([[True, False]])
     assert attention_bias(mask, torch.float32).tolist() == [[0.0, torch.finfo(torch.float32).min]]
     assert attention_bias(mask, torch.bfloat16)[0, 1].item() == torch.finfo(torch.bfloat16).min
+
+
+@pytest.mark.parametrize("open_share", [0.0, 0.4, 0.8, 1.0])
+def test_attention_split_by_open_rows_equals_one_masked_call(open_share):
+    """A clip's image rows see every key and are attended without a bias; the rest with theirs."""
+    gen = torch.Generator().manual_seed(0)
+    B, nh, Lq, Lk, hd = 2, 3, 20, 28, 8
+    q, k, v = torch.randn(B, nh, Lq, hd, generator=gen), *(torch.randn(B, nh, Lk, hd, generator=gen) for _ in range(2))
+    mask = torch.rand(Lq, Lk, generator=gen) > 0.4
+    mask[:, 0] = True  # every row sees at least one key
+    mask[torch.randperm(Lq, generator=gen)[: round(open_share * Lq)]] = True
+    query_mask = QueryMask.from_mask(mask, torch.float32)
+    assert (query_mask.rows is not None) == (open_share >= 0.5)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, torch.float32))
+    # The same softmax per row, by another kernel (no mask): fp32 round-off only.
+    torch.testing.assert_close(attend(q, k, v, query_mask), want, atol=1e-6, rtol=1e-5)
+
+
+def test_a_noisy_clip_is_attended_mostly_without_a_mask():
+    """In the released clip's plan only <|diffusion|> and time rows (2 of N + 2) carry a bias."""
+    seq = build_sequence(conditional_frames(3, 4), tokens_per_frame=16)
+    mask = hierarchical_mask(seq)[3 * 18 :]  # the noisy clip's rows against every key
+    query_mask = QueryMask.from_mask(mask, torch.float32)
+    assert query_mask.rows is not None and len(query_mask.rows.masked_rows) == 2 * 4
 
 
 partitions = st.lists(st.integers(1, 3), min_size=1, max_size=4)

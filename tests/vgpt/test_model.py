@@ -3,7 +3,7 @@ import torch
 
 from vgpt.config import get_preset
 from vgpt.layout import build_sequence, training_frames
-from vgpt.masks import attention_bias
+from vgpt.masks import QueryMask, attention_bias
 from vgpt.model import VideoGPT
 from vgpt.modules import Backbone, crop_pos_embed
 from vgpt.plan import make_plan
@@ -103,7 +103,7 @@ def test_backbone_equals_transformers_phi3(start):
     assert factor_set == ("long" if start + L - 1 >= 64 else "short")
     cos, sin = rope_tables(c, positions, factor_set)
     with torch.no_grad():
-        ours_out = ours(x, cos, sin, bias)
+        ours_out = ours(x, cos, sin, QueryMask.from_mask(mask, torch.float32))
         ref_out = reference(inputs_embeds=x, attention_mask=bias[None, None], position_ids=positions[None])
     # fp32 round-off through 2 layers of different but equivalent op orders (eager softmax vs SDPA).
     torch.testing.assert_close(ours_out, ref_out.last_hidden_state, atol=2e-5, rtol=1e-5)
