@@ -1,0 +1,77 @@
+"""The denoising step with and without the open-row split of attention (vgpt.masks.QueryMask), in one run:
+the bundled model at the released proportions (history 56, clip 24, 8x8 latents, guidance 1.5) exported
+both ways at fp32 and timed interleaved under ONNX Runtime, with PyTorch eager beside it.
+
+    python scripts/attention_split.py --threads 2 --rounds 8
+
+Prints each variant's median and minimum step time and the ratios; docs/benchmarks.md quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import vgpt.masks
+from vgpt.codecs import LightCodec
+from vgpt.config import Layout
+from vgpt.export.bundle import ExportConfig, export_bundle
+from vgpt.export.graphs import DenoiseGraph, PrefillGraph
+from vgpt.export.manifest import load_bundle
+from vgpt.predictors import inference_plans
+from vgpt.runtime.backends.ort_backend import OrtBackend
+from vgpt.runtime.bench import _bench_inputs, load_model
+from vgpt.sampler import SamplerConfig
+
+VARIANTS = {"one masked call": 2.0, "open rows split": vgpt.masks.OPEN_ROWS_TO_SPLIT}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of 3 steps per variant")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(None)
+    layout = Layout.for_model(model.config, 56, 24, 8, 8)
+    sampler = SamplerConfig(steps=50, guidance=1.5)
+    history, z = _bench_inputs(model.config.latent_channels, layout, 0)
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="vgpt-split-") as tmp, torch.no_grad():
+        for name, threshold in VARIANTS.items():
+            vgpt.masks.OPEN_ROWS_TO_SPLIT = threshold  # read when the graphs' plans are made:
+            inference_plans.cache_clear()  # not the other variant's, remembered
+            export_bundle(model, LightCodec().eval(), Path(tmp) / str(threshold),
+                          ExportConfig(layouts=(layout,), sampler=sampler, verify=False))  # fmt: skip
+            # Idle ONNX Runtime threads sleep, so that they do not spin against the PyTorch runs between.
+            backend = OrtBackend(load_bundle(Path(tmp) / str(threshold)), threads=args.threads, spin=False)
+            backend.prefill(history.numpy())
+            step = DenoiseGraph(model, layout, sampler)
+            kv = PrefillGraph(model, layout, sampler)(history)
+            runs[name] = {"onnxruntime": backend.step_once, "torch": lambda s=step, kv=kv: s(z, kv, torch.tensor([3]))}
+        times = {(name, rt): [] for name in runs for rt in runs[name]}
+        for _ in range(args.rounds):
+            for name, fns in runs.items():
+                for rt, fn in fns.items():
+                    fn()  # warm after the other variant ran
+                    for _ in range(3):
+                        start = time.perf_counter()
+                        fn()
+                        times[name, rt].append(time.perf_counter() - start)
+    medians = {key: statistics.median(v) for key, v in times.items()}
+    for (name, rt), v in times.items():
+        print(f"{rt:12s} {name:16s} step median {medians[name, rt] * 1e3:7.2f} ms, min {min(v) * 1e3:7.2f} ms")
+    before, after = VARIANTS
+    for rt in ("onnxruntime", "torch"):
+        print(f"{rt}: split vs one call {medians[before, rt] / medians[after, rt]:.2f}x")
+    for name in VARIANTS:
+        print(f"{name}: ONNX Runtime vs PyTorch {medians[name, 'torch'] / medians[name, 'onnxruntime']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
