@@ -40,6 +40,7 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
     import torch
 
     from vgpt.bundled import bundled_default
+    from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.calibration.report import psnr
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
@@ -47,6 +48,7 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
     from vgpt.engines.plan import FP8_MIN_CAPABILITY, PLAN_FILES
     from vgpt.evaluation import layout_clips
     from vgpt.export.bundle import ExportConfig, export_bundle, sample_inputs
+    from vgpt.export.contract import QUANTIZED_PRECISIONS
     from vgpt.export.manifest import load_bundle
     from vgpt.runtime.backends.ort_backend import OrtBackend
     from vgpt.runtime.backends.trt_backend import TensorRTBackend
@@ -70,8 +72,10 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
         model = load_checkpoint(bundled.model_dir).model
         layout = bundled.layout(model.config)
         if not bundle_dir.exists():
+            quantizer = ModelOptQuantizer(source) if source in QUANTIZED_PRECISIONS else None
             export_bundle(model, load_codec(bundled.codec_dir), bundle_dir,
-                          ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, precision=source))  # fmt: skip
+                          ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, precision=source),
+                          quantizer=quantizer)  # fmt: skip
         engines = out / f"engines-{precision}"
         build_bundle(bundle_dir, engines, precision, overwrite=True)
         entry = load_bundle(bundle_dir).layout()

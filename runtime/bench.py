@@ -250,6 +250,7 @@ def export_precisions(model: VideoGPT, layout: Layout, sampler: SamplerConfig, c
     import copy
 
     from vgpt.calibration.data import CalibrationConfig
+    from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.codecs import LightCodec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
@@ -259,12 +260,12 @@ def export_precisions(model: VideoGPT, layout: Layout, sampler: SamplerConfig, c
         quantized = precision in ("int8", "fp8")
         export = ExportConfig(layouts=(layout,), sampler=sampler, verify=False,
                               precision=precision if quantized else "fp32",
-                              dtype="float16" if precision == "fp16" else "float32",
-                              calibration=CalibrationConfig(count=config.calibration_clips, levels=2),
-                              progress=False)  # fmt: skip
+                              dtype="float16" if precision == "fp16" else "float32")  # fmt: skip
+        calibration = CalibrationConfig(count=config.calibration_clips, levels=2)
+        quantizer = ModelOptQuantizer(precision, calibration=calibration, progress=False) if quantized else None
         net = model if precision == "fp32" else copy.deepcopy(model)
         # The codec graphs are not timed here; any codec of the right shape serves the export.
-        export_bundle(net, LightCodec().eval(), root / precision, export)
+        export_bundle(net, LightCodec().eval(), root / precision, export, quantizer=quantizer)
         paths[precision] = root / precision
     return paths
 

@@ -4,6 +4,7 @@ import pytest
 
 from tests.conftest import bundled_parts
 from vgpt.calibration.data import CalibrationConfig
+from vgpt.calibration.quantizer import ModelOptQuantizer
 from vgpt.calibration.report import accuracy_report
 from vgpt.checkpoint import load_checkpoint
 from vgpt.evaluation import layout_clips
@@ -17,9 +18,11 @@ from vgpt.runtime.backends.torch_backend import TorchBackend
 def test_bundled_model_keeps_the_task_when_quantized(precision, tmp_path):
     bundle, model, codec, layout, sampler = bundled_parts()
     # A smaller calibration set than the CLI's default (32 clips) to keep the suite short.
-    config = ExportConfig(layouts=(layout,), sampler=sampler, precision=precision,
-                          calibration=CalibrationConfig(count=8), calibration_root=str(tmp_path / "calib"))  # fmt: skip
-    export_bundle(model, codec, tmp_path / "b", config)
+    config = ExportConfig(layouts=(layout,), sampler=sampler, precision=precision)
+    quantizer = ModelOptQuantizer(
+        precision, calibration=CalibrationConfig(count=8), calibration_root=str(tmp_path / "calib")
+    )
+    export_bundle(model, codec, tmp_path / "b", config, quantizer=quantizer)
     clips, source = layout_clips(layout, 16)
     reference = TorchBackend(load_checkpoint(bundle.model_dir).model, codec, layout, sampler)
     report = accuracy_report(OrtBackend(load_bundle(tmp_path / "b")), reference, clips, source=source)
