@@ -7,7 +7,7 @@ import logging
 import click
 
 from vgpt.commands import command
-from vgpt.engines.plan import ENGINE_PRECISIONS
+from vgpt.engines.decisions import ENGINE_PRECISIONS
 from vgpt.errors import user_errors
 
 

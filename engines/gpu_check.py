@@ -45,7 +45,7 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
-    from vgpt.engines.plan import FP8_MIN_CAPABILITY, PLAN_FILES
+    from vgpt.engines.decisions import FP8_MIN_CAPABILITY, PLAN_FILES
     from vgpt.evaluation import layout_clips
     from vgpt.export.bundle import ExportConfig, export_bundle, sample_inputs
     from vgpt.export.contract import QUANTIZED_PRECISIONS

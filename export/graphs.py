@@ -22,7 +22,7 @@ from vgpt.codecs.base import LatentCodec
 from vgpt.config import Layout
 from vgpt.kv_cache import GraphCache
 from vgpt.model import VideoGPT
-from vgpt.predictors import inference_plans
+from vgpt.predictors import inference_calls as inference_plans
 from vgpt.rolling import roll_window
 from vgpt.sampler import SamplerConfig, euler_step, guide, schedule, velocity
 

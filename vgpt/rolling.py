@@ -13,7 +13,7 @@ import torch
 
 from vgpt.kv_cache import GraphCache
 from vgpt.model import VideoGPT
-from vgpt.predictors import append_plan
+from vgpt.predictors import append_call
 from vgpt.rope import FactorSet, shift_rotary
 
 
@@ -28,6 +28,6 @@ def roll_window(
     keys = shift_rotary(kept[:, 0], model.config, factor_set, -block)
     past = torch.stack([keys, kept[:, 1]], dim=1)  # [layers, 2, B, nkv, (M-1)*block, hd]
     cache = GraphCache(past)
-    plan = append_plan(model.config, frames - 1, frames, tokens_per_frame, factor_set)
-    model(plan, clean=frame, cache=cache, write_cache=True)
+    call = append_call(model.config, frames - 1, frames, tokens_per_frame, factor_set)
+    model(call, clean=frame, cache=cache, write_cache=True)
     return torch.cat([past, cache.stacked()], dim=4)
