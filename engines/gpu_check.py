@@ -39,11 +39,11 @@ def _compare(engine_path: Path, onnx_path: Path, spec, feeds, precision: str) ->
 def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "int8"), clips: int = 4) -> list[dict]:
     import torch
 
-    from vgpt.bundled import bundled_default
     from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.calibration.report import psnr
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
+    from vgpt.default_model import default_model
     from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
     from vgpt.engines.decisions import FP8_MIN_CAPABILITY, PLAN_FILES
     from vgpt.evaluation import layout_clips
@@ -57,8 +57,8 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
     trt = import_tensorrt()
     gpu, capability = gpu_identity()
     out = Path(out)
-    bundled = bundled_default()
-    sampler = bundled.sampler()
+    default = default_model()
+    sampler = default.sampler()
     major, minor = (int(x) for x in trt.__version__.split(".")[:2])
     opset = 23 if (major, minor) >= (10, 15) else 18
     print(f"GPU {gpu} (sm {capability[0]}{capability[1]}), TensorRT {trt.__version__}, opset {opset}")
@@ -69,11 +69,11 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
             continue
         source = "fp32" if precision in ("fp16", "bf16") else precision
         bundle_dir = out / f"bundle-{source}"
-        model = load_checkpoint(bundled.model_dir).model
-        layout = bundled.layout(model.config)
+        model = load_checkpoint(default.model_dir).model
+        layout = default.layout(model.config)
         if not bundle_dir.exists():
             quantizer = ModelOptQuantizer(source) if source in QUANTIZED_PRECISIONS else None
-            export_bundle(model, load_codec(bundled.codec_dir), bundle_dir,
+            export_bundle(model, load_codec(default.codec_dir), bundle_dir,
                           ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, precision=source),
                           quantizer=quantizer)  # fmt: skip
         engines = out / f"engines-{precision}"

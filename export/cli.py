@@ -129,11 +129,11 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
             precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
             report_videos, progress) -> None:  # fmt: skip
 
-    from vgpt.bundled import resolve_checkpoint
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
+    from vgpt.default_model import resolve_checkpoint
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     opset = int(opset)

@@ -91,9 +91,9 @@ def load_model(spec: str | None) -> VideoGPT:
     from vgpt.checkpoint import load_checkpoint
 
     if spec is None:
-        from vgpt.bundled import bundled_default
+        from vgpt.default_model import default_model
 
-        return load_checkpoint(bundled_default().model_dir).model
+        return load_checkpoint(default_model().model_dir).model
     if spec.startswith("preset:"):
         torch.manual_seed(0)
         return VideoGPT(get_preset(spec.split(":", 1)[1])).eval()

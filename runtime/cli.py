@@ -256,7 +256,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
     from vgpt.atomic import atomic_file
-    from vgpt.bundled import Defaults, resolve_checkpoint
+    from vgpt.default_model import Defaults, resolve_checkpoint
     from vgpt.evaluation import EvalConfig, horizon_table
     from vgpt.runtime.evaluate import evaluate
 

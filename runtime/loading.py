@@ -41,9 +41,9 @@ def cached_export(
     source: str | Path | None, steps: int | None, guidance: float | None, codec_source: str | Path | None = None
 ) -> Path:
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
-    from vgpt.bundled import resolve_checkpoint
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import codec_id, load_codec
+    from vgpt.default_model import resolve_checkpoint
     from vgpt.export.bundle import ExportConfig, export_bundle
     from vgpt.export.manifest import load_bundle
 
@@ -148,9 +148,9 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
 
 
 def _torch_backend(source, threads, steps, guidance, codec_source):
-    from vgpt.bundled import resolve_checkpoint
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
+    from vgpt.default_model import resolve_checkpoint
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)

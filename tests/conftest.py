@@ -112,15 +112,15 @@ def write_released(model: VideoGPT, path: Path, weights: str = "safetensors", to
     return path
 
 
-def bundled_parts():
-    """The bundled default model, codec, layout and sampler, as its bundle.json sets them."""
-    from vgpt.bundled import bundled_default
+def default_model_parts():
+    """The default model, codec, layout and sampler, as its defaults.json sets them."""
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
+    from vgpt.default_model import default_model
 
-    bundle = bundled_default()
-    model = load_checkpoint(bundle.model_dir).model
-    return bundle, model, load_codec(bundle.codec_dir), bundle.layout(model.config), bundle.sampler()
+    default = default_model()
+    model = load_checkpoint(default.model_dir).model
+    return default, model, load_codec(default.codec_dir), default.layout(model.config), default.sampler()
 
 
 def _has_gpu() -> bool:

@@ -144,6 +144,6 @@ def test_the_contract_stands_on_the_core_alone(module):
 
 def test_reading_a_manifest_or_the_defaults_loads_no_torch():
     """vgpt-build --help and manifest checks stay light: the contract and the defaults are torch-free."""
-    code = "import sys, vgpt.export.contract, vgpt.export.manifest, vgpt.bundled; print('torch' in sys.modules)"
+    code = "import sys, vgpt.export.contract, vgpt.export.manifest, vgpt.default_model; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"

@@ -67,9 +67,9 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
     }  # fmt: skip
     config = _run(lambda: load_train_config(config_path, **overrides))
     if config.codec is None and not _filled_cache(config):
-        from vgpt.bundled import bundled_default
+        from vgpt.default_model import default_model
 
-        config = config.replace(codec=str(_run(bundled_default).codec_dir))
+        config = config.replace(codec=str(_run(default_model).codec_dir))
         click.echo(f"note: no codec given (--codec or the config's): using the bundled codec {config.codec}")
     last = _run(train, config)
     if int(os.environ.get("RANK", "0")) == 0:
