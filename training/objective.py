@@ -16,8 +16,8 @@ import torch
 
 from vgpt.config import ModelConfig
 from vgpt.forward import ForwardCall, forward_call
-from vgpt.layout import build_sequence, training_frames
 from vgpt.model import VideoGPT
+from vgpt.tokens import build_sequence, training_frames
 
 PartitionMode = Literal["random", "per_frame"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from vgpt.config import ModelConfig
-from vgpt.layout import Frame, TokenSequence
 from vgpt.masks import hierarchical_mask
 from vgpt.rope import FactorSet, select_factor_set
+from vgpt.tokens import Frame, TokenSequence
 
 
 @dataclass(frozen=True)

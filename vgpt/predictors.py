@@ -23,10 +23,10 @@ import torch
 from vgpt.config import ModelConfig
 from vgpt.forward import ForwardCall, forward_call
 from vgpt.kv_cache import KVCache
-from vgpt.layout import build_sequence, conditional_frames, history_frames, unconditional_frames
 from vgpt.model import VideoGPT
 from vgpt.rope import FactorSet, select_factor_set
 from vgpt.sampler import SamplerConfig, sample
+from vgpt.tokens import build_sequence, conditional_frames, history_frames, unconditional_frames
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from vgpt.config import get_preset
-from vgpt.layout import training_frames
+from vgpt.tokens import training_frames
 from vgpt.training.objective import next_clip_loss, sample_partition
 
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from tests.conftest import random_model, write_released
 from vgpt.checkpoint import CheckpointError, content_hash, load_checkpoint, save_checkpoint
 from vgpt.forward import forward_call
-from vgpt.layout import build_sequence, conditional_frames
+from vgpt.tokens import build_sequence, conditional_frames
 
 
 def _same_outputs(a, b):

@@ -3,7 +3,7 @@ import torch
 
 from vgpt.config import get_preset
 from vgpt.forward import forward_call
-from vgpt.layout import build_sequence, conditional_frames
+from vgpt.tokens import build_sequence, conditional_frames
 
 
 def test_a_call_on_a_suffix_sees_what_the_full_call_gives_those_tokens():

@@ -3,11 +3,11 @@ import torch
 
 from vgpt.config import get_preset
 from vgpt.forward import forward_call
-from vgpt.layout import build_sequence, training_frames
 from vgpt.masks import attention_bias
 from vgpt.model import VideoGPT
 from vgpt.modules import Backbone, crop_pos_embed
 from vgpt.rope import rope_tables, select_factor_set
+from vgpt.tokens import build_sequence, training_frames
 
 # The released checkpoint's key names and shapes (reference section 8).
 RELEASED_KEYS = {

@@ -1,4 +1,4 @@
-from vgpt.layout import (
+from vgpt.tokens import (
     Frame,
     Role,
     build_sequence,
