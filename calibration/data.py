@@ -28,9 +28,9 @@ import torch
 from vgpt.atomic import atomic_dir
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig

@@ -23,12 +23,12 @@ from vgpt.calibration.policy import DEFAULT_POLICY, get_policy
 from vgpt.calibration.quantize import fold_weights_file, qdq_export, quantize_model, require_modelopt, translation_table
 from vgpt.calibration.verify import compare_quantized_with_eager
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.export.contract import QUANTIZED_PRECISIONS, Quantization
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.quantizer import TRANSFORMER_GRAPHS
 from vgpt.export.spec import GraphSpec, layout_name
 from vgpt.export.verify import OutputError
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig

@@ -25,7 +25,6 @@ import vgpt
 from vgpt.atomic import atomic_dir
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.export.contract import (
     BUNDLE_PRECISIONS,
     FORMAT_VERSION,
@@ -48,6 +47,7 @@ from vgpt.export.readiness import check_graph
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.export.verify import VerificationError, check_model, compare_with_eager
 from vgpt.integrity import sha256_file
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.rope import select_factor_set
 from vgpt.sampler import SamplerConfig, schedule

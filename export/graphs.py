@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.kv_cache import GraphCache
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.predictors import inference_calls as inference_plans
 from vgpt.rolling import roll_window

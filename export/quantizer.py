@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.export.contract import Quantization
 from vgpt.export.spec import APPEND, DENOISE, PREFILL, GraphSpec
 from vgpt.export.verify import OutputError
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.sampler import SamplerConfig
 

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.predictors import CachedPredictor, FullPredictor
 from vgpt.sampler import SamplerConfig

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vgpt.config import Layout
+from vgpt.layout import Layout
 from vgpt.runtime.bench import BenchConfig, load_model
 from vgpt.runtime.predictor import load_predictor
 from vgpt.sampler import SamplerConfig

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgpt.config import Layout
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
+from vgpt.layout import Layout
 from vgpt.runtime.backends.base import Backend
 
 log = logging.getLogger(__name__)

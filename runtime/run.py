@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from vgpt.commands import plural
-from vgpt.config import Layout
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
+from vgpt.layout import Layout
 from vgpt.progress import progress_bar
 from vgpt.runtime.config import RunConfig
 from vgpt.runtime.output import Outputs, compose, side_by_side

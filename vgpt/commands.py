@@ -60,7 +60,7 @@ class LayoutOption:
     pixels: bool = False
 
     def resolve(self, config, default_pixels: tuple[int, int] = (64, 64)):
-        from vgpt.config import Layout
+        from vgpt.layout import Layout
 
         if self.size is None:
             return Layout.from_pixels(config, self.history, self.clip, *default_pixels)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vgpt.config import ConfigError, Layout, ModelConfig, SamplerConfig
+from vgpt.config import ConfigError, ModelConfig, SamplerConfig
+from vgpt.layout import Layout
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from vgpt.calibration.data import CalibrationConfig
 from vgpt.calibration.kernels import integer_kernel_report, u8s8_saturates
 from vgpt.calibration.quantizer import ModelOptQuantizer
 from vgpt.codecs import LightCodec
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
+from vgpt.layout import Layout
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.torch_backend import TorchBackend
 from vgpt.runtime.evaluate import predict_clips

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.engines.decisions import (
     PLAN_FILES,
     EngineError,
@@ -21,6 +21,7 @@ from vgpt.engines.decisions import (
 )
 from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest, GpuRecord, SamplerRecord
 from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
+from vgpt.layout import Layout
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from vgpt.config import Layout
 from vgpt.export.bundle import TOLERANCES, ExportConfig, export_bundle
 from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.export.spec import DENOISE, PREFILL
 from vgpt.export.verify import VerificationError
+from vgpt.layout import Layout
 from vgpt.predictors import CachedPredictor
 
 from .conftest import SAMPLER

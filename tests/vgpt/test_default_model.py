@@ -3,8 +3,9 @@ sampler, options a user gives win, and a malformed defaults.json is one clear er
 
 import pytest
 
-from vgpt.config import ConfigError, Layout, SamplerConfig, get_preset
+from vgpt.config import ConfigError, SamplerConfig, get_preset
 from vgpt.default_model import Defaults, default_model
+from vgpt.layout import Layout
 
 
 def test_the_default_model_gives_its_layout_and_sampler():
