@@ -154,7 +154,7 @@ def export_bundle(
     import onnx
     import onnxruntime
 
-    check_quantizer(config, quantizer)
+    _check_quantizer(config, quantizer)
     out = Path(out)
     model = model.to(DTYPES[config.dtype]).eval()
     weights_hash = content_hash(model.state_dict())
@@ -194,7 +194,7 @@ def export_bundle(
     return manifest
 
 
-def check_quantizer(config: ExportConfig, quantizer: Quantizer | None) -> None:
+def _check_quantizer(config: ExportConfig, quantizer: Quantizer | None) -> None:
     """A quantized precision comes with a quantizer of that precision, and fp32 with none."""
     if quantizer is None:
         if config.quantized:

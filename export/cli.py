@@ -7,9 +7,14 @@ import logging
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
+from vgpt.calibration.report import accuracy_report, summary, write_report
 from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command
+from vgpt.default_model import resolve_checkpoint
 from vgpt.errors import user_errors
+from vgpt.export.manifest import load_bundle
+from vgpt.export.readiness import check_graph
 from vgpt.export.spec import SUPPORTED_OPSETS
+from vgpt.runtime.backends.ort_backend import OrtBackend
 
 
 def _layouts(values, model_config, defaults):
@@ -111,9 +116,6 @@ def export_main(check_only, out, **options) -> None:
 
 
 def _check_only(path) -> None:
-    from vgpt.export.manifest import load_bundle
-    from vgpt.export.readiness import check_graph
-
     bundle = load_bundle(path)
     ready = True
     for entry in bundle.layouts:
@@ -128,12 +130,11 @@ def _check_only(path) -> None:
 def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtype, verify, force, allow_pickle,
             precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
             report_videos, progress) -> None:  # fmt: skip
-
+    # torch loads here, not for --help
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
-    from vgpt.default_model import resolve_checkpoint
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     opset = int(opset)
@@ -164,12 +165,9 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
 def _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pickle, count, videos) -> None:
     """The quantized bundle through ONNX Runtime against the fp32 model (reloaded: the export quantized
     its copy in place) on held-out clips, printed and written beside the manifest."""
-    from vgpt.calibration.report import accuracy_report, summary, write_report
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.evaluation import layout_clips
-    from vgpt.export.manifest import load_bundle
-    from vgpt.runtime.backends.ort_backend import OrtBackend
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
     bundle = load_bundle(out)

@@ -10,8 +10,10 @@ RSS. Each timing is the median of `repeats` runs after `warmup` runs, reported w
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import os
 import platform
 import resource
 import statistics
@@ -25,11 +27,25 @@ from typing import Any
 import numpy as np
 import torch
 
+import vgpt
+from vgpt.atomic import atomic_file
+from vgpt.calibration.data import CalibrationConfig
+from vgpt.calibration.quantize import require_modelopt
+from vgpt.calibration.quantizer import ModelOptQuantizer
+from vgpt.checkpoint import content_hash, load_checkpoint
+from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
+from vgpt.default_model import default_model
+from vgpt.export.bundle import ExportConfig, export_bundle
+from vgpt.export.graphs import DenoiseGraph, PrefillGraph
+from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.predictors import CachedPredictor, FullPredictor
+from vgpt.runtime.backends.ort_backend import OrtBackend, session_options
+from vgpt.runtime.predictor import load_predictor
 from vgpt.sampler import SamplerConfig
+from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +105,8 @@ def current_rss_mib() -> float:
 
 
 def load_model(spec: str | None) -> VideoGPT:
-    from vgpt.checkpoint import load_checkpoint
 
     if spec is None:
-        from vgpt.default_model import default_model
-
         return load_checkpoint(default_model().model_dir).model
     if spec.startswith("preset:"):
         torch.manual_seed(0)
@@ -124,8 +137,6 @@ def _bench_inputs(C: int, layout: Layout, seed: int) -> tuple[torch.Tensor, torc
 
 def _graph_times(model, layout: Layout, sampler: SamplerConfig, config: BenchConfig) -> dict[str, Any]:
     """Prefill and one denoising step in PyTorch eager (the graph modules ONNX Runtime runs exported)."""
-    from vgpt.export.graphs import DenoiseGraph, PrefillGraph
-
     history, z = _bench_inputs(model.config.latent_channels, layout, config.seed)
     prefill, denoise = PrefillGraph(model, layout, sampler), DenoiseGraph(model, layout, sampler)
     with torch.no_grad():
@@ -160,8 +171,6 @@ def gemm_peak(size: int, threads: int | None, repeats: int) -> dict[str, Any]:
     of `repeats` runs after one warm-up, in GFLOP/s (int8: GOP/s)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-
-    from vgpt.runtime.backends.ort_backend import session_options
 
     rng = np.random.default_rng(0)
     n = size
@@ -204,8 +213,6 @@ def time_bundle(path: str | Path, config: BenchConfig, threads: int | None = Non
     """One bundle under ONNX Runtime: prefill, one bound denoising step, one clip (prefill and S steps),
     and the host overhead of the loop (the share of it spent outside ONNX Runtime's run calls).
     `threads`/`spin`: intra-op threads (default: the bench's) and whether idle pool threads spin."""
-    from vgpt.export.manifest import load_bundle
-    from vgpt.runtime.backends.ort_backend import OrtBackend
 
     bundle = load_bundle(path)
     backend = OrtBackend(bundle, threads=threads or config.threads, spin=spin)
@@ -231,7 +238,6 @@ def time_bundle(path: str | Path, config: BenchConfig, threads: int | None = Non
 def _thread_settings(named: dict[str, Path], config: BenchConfig) -> list[dict[str, Any]]:
     """Each bundle's step and clip at 1 .. cores intra-op threads, with idle threads spinning or sleeping
     (the settings a real-time loop chooses between)."""
-    import os
 
     rows = []
     for name, path in named.items():
@@ -248,12 +254,6 @@ def export_precisions(model: VideoGPT, layout: Layout, sampler: SamplerConfig, c
                       root: Path) -> dict[str, Path]:  # fmt: skip
     """The bench's model exported at each of `config.precisions` (unverified: only speed is measured
     here). Quantization and fp16 change a model in place, so each of those exports takes a copy."""
-    import copy
-
-    from vgpt.calibration.data import CalibrationConfig
-    from vgpt.calibration.quantizer import ModelOptQuantizer
-    from vgpt.codecs import LightCodec
-    from vgpt.export.bundle import ExportConfig, export_bundle
 
     paths = {}
     for precision in config.precisions:
@@ -273,7 +273,6 @@ def export_precisions(model: VideoGPT, layout: Layout, sampler: SamplerConfig, c
 
 def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config: BenchConfig,
                 torch_step: Timing, tmp: Path) -> dict[str, Any]:  # fmt: skip
-    from vgpt.checkpoint import content_hash
 
     if config.bundles:
         named = {str(p): Path(p) for p in config.bundles}
@@ -285,8 +284,6 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
         bundles[name] = time_bundle(path, config)
     layouts = {json.dumps(b["layout"], sort_keys=True) for b in bundles.values()}
     if len(layouts) > 1:
-        from vgpt.export.manifest import BundleError
-
         raise BundleError(f"vgpt-bench compares bundles at one layout; these have {len(layouts)}: "
                           f"{sorted(layouts)}")  # fmt: skip
     if config.thread_settings:
@@ -323,8 +320,6 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     if config.onnx and not config.bundles and {"int8", "fp8"} & set(config.precisions):
-        from vgpt.calibration.quantize import require_modelopt
-
         require_modelopt()  # before minutes of timing: INT8/FP8 exports need ModelOpt
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -374,7 +369,6 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    import vgpt
 
     out = {"vgpt": vgpt.__version__, "torch": torch.__version__}
     try:
@@ -469,7 +463,6 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> Path:
-    from vgpt.atomic import atomic_file
 
     with atomic_file(path, "w") as f:
         json.dump(to_jsonable(report), f, indent=2)
@@ -481,8 +474,6 @@ def rolling_drift(source: str | None, rolls: tuple[int, ...] = (1, 2, 4, 8, 16),
     """How far the rolling KV cache drifts from the exact one: for each number of frames rolled in
     since the window was filled, the relative error of the predicted latents and the PSNR of the
     predicted frames, rolling against exact, with the same noise. Synthetic held-out scenes."""
-    from vgpt.runtime.predictor import load_predictor
-    from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
 
     exact = load_predictor(source, mode="exact")
     rolling = load_predictor(source, mode="rolling")

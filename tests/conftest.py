@@ -11,7 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from vgpt.checkpoint import load_checkpoint
+from vgpt.codecs import load_codec
 from vgpt.config import ModelConfig, get_preset
+from vgpt.default_model import default_model
 from vgpt.model import VideoGPT
 
 # The commands run as a user types them, progress bars included, even though pytest's output is no
@@ -114,10 +117,6 @@ def write_released(model: VideoGPT, path: Path, weights: str = "safetensors", to
 
 def default_model_parts():
     """The default model, codec, layout and sampler, as its defaults.json sets them."""
-    from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
-    from vgpt.default_model import default_model
-
     default = default_model()
     model = load_checkpoint(default.model_dir).model
     return default, model, load_codec(default.codec_dir), default.layout(model.config), default.sampler()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vgpt.engines.build import gpu_identity, import_tensorrt
 from vgpt.engines.decisions import (
     ENGINE_MANIFEST,
     EngineError,
@@ -43,8 +44,6 @@ class TensorRTBackend(Backend):
 
     def __init__(self, source: str | Path, bundle: str | Path | None = None, use_cuda_graph: bool = True) -> None:
         import torch
-
-        from vgpt.engines.build import gpu_identity, import_tensorrt
 
         folder = engine_folder(source)  # a missing engine manifest is reported before a missing TensorRT
         trt = import_tensorrt()
