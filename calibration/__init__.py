@@ -1,1 +1,2 @@
-"""vgpt.calibration: calibration data for FP8/INT8 post-training quantization (quantization issue)."""
+"""vgpt.calibration: FP8/INT8 post-training quantization (calibration data, policies, ModelOpt PTQ and its
+Q/DQ export, verification, the accuracy report); `quantizer.ModelOptQuantizer` is what `export_bundle` runs."""

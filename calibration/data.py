@@ -24,16 +24,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from vgpt.atomic import atomic_dir
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.errors import VgptError
+from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.frames import fit_frames
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig
+from vgpt.synthetic import SceneConfig, render_video
+from vgpt.video import list_videos, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +96,10 @@ def _history_frames(config: CalibrationConfig, layout: Layout) -> Iterator[np.nd
     M = layout.history_frames
     H, W = layout.pixel_size
     if config.videos is None:
-        from vgpt.synthetic import SceneConfig, render_video
-
         scene = SceneConfig(height=H, width=W, frames=M)
         for s in range(config.seed_start, config.seed_start + config.count):
             yield render_video(s, scene)
         return
-    from vgpt.video import list_videos, probe, read_frames
-
     paths = list_videos(config.videos)
     if not paths:
         raise CalibrationError(f"no videos found in {config.videos!r} for calibration")
@@ -119,8 +119,6 @@ def _history_frames(config: CalibrationConfig, layout: Layout) -> Iterator[np.nd
 def _key(config: CalibrationConfig, layout: Layout, sampler: SamplerConfig, model_hash: str, codec_hash: str) -> dict:
     videos = None
     if config.videos is not None:
-        from vgpt.video import list_videos
-
         videos = [[str(p), p.stat().st_size, int(p.stat().st_mtime)] for p in list_videos(config.videos)]
     return {"format": FORMAT, "config": asdict(config), "videos": videos, "layout": layout.to_dict(),
             "sampler": asdict(sampler), "model_sha256": model_hash, "codec_sha256": codec_hash}  # fmt: skip
@@ -141,10 +139,6 @@ def build_calibration(
     progress: bool = True,
 ) -> CalibrationSet:
     """Record (or load the cached) calibration set of one layout with the fp32 `model`."""
-    from safetensors.torch import load_file, save_file
-
-    from vgpt.export.graphs import DenoiseGraph, PrefillGraph
-
     codec_state = codec.state_dict() if isinstance(codec, torch.nn.Module) else {}
     key = _key(config, layout, sampler, content_hash(model.state_dict()), content_hash(codec_state))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

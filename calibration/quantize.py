@@ -28,6 +28,7 @@ import torch
 
 from vgpt.calibration.policy import PrecisionPolicy
 from vgpt.errors import VgptError
+from vgpt.export.onnx_export import EXTERNAL_DATA_BYTES
 from vgpt.model import VideoGPT
 
 log = logging.getLogger(__name__)
@@ -233,8 +234,6 @@ def fold_weight_qdq(model) -> int:
 def fold_weights_file(path: Path) -> int:
     """`fold_weight_qdq` on a saved graph (external data kept external when there is any)."""
     import onnx
-
-    from vgpt.export.onnx_export import EXTERNAL_DATA_BYTES
 
     model = onnx.load(str(path), load_external_data=True)
     folded = fold_weight_qdq(model)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from vgpt.atomic import atomic_dir
-from vgpt.engines.plan import (
+from vgpt.engines.decisions import (
     PLAN_FILES,
     BuildSettings,
     EngineError,

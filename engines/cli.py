@@ -7,7 +7,8 @@ import logging
 import click
 
 from vgpt.commands import command
-from vgpt.engines.plan import ENGINE_PRECISIONS
+from vgpt.engines.build import build_bundle
+from vgpt.engines.decisions import ENGINE_PRECISIONS
 from vgpt.errors import user_errors
 
 
@@ -35,8 +36,6 @@ def build_main(bundle, out, precision, layout, opt_level, workspace_gib, timing_
     """Build TensorRT engines (static shapes, one profile) from a bundle, on the GPU they will run on."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors():
-        from vgpt.engines.build import build_bundle
-
         manifest = build_bundle(bundle, out, precision, layout, opt_level, workspace_gib, timing_cache, force)
     for graph, engine in manifest.plans.items():
         click.echo(f"{engine.file} ({graph}): {engine.bytes / 1e6:.1f} MB")

@@ -7,11 +7,29 @@ backend on the same clip and noise, and prints per-step and per-clip latency and
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from vgpt.calibration.quantizer import ModelOptQuantizer
+from vgpt.calibration.report import psnr
+from vgpt.checkpoint import load_checkpoint
+from vgpt.codecs import load_codec
+from vgpt.default_model import default_model
+from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
+from vgpt.engines.decisions import FP8_MIN_CAPABILITY, PLAN_FILES
+from vgpt.evaluation import layout_clips
+from vgpt.export.bundle import ExportConfig, export_bundle, sample_inputs
+from vgpt.export.contract import QUANTIZED_PRECISIONS
+from vgpt.export.manifest import load_bundle
+from vgpt.export.verify import ort_session
+from vgpt.runtime.backends.ort_backend import OrtBackend
+from vgpt.runtime.backends.trt_backend import TensorRTBackend
+from vgpt.runtime.evaluate import predict_clips
 
 # Engine against ONNX Runtime (fp32 CPU), per engine precision: fp16 engines round every matmul to
 # ~1e-3 relative and a denoising step adds that up over two guidance branches; FP8/INT8 engines run the
@@ -25,8 +43,6 @@ def _compare(engine_path: Path, onnx_path: Path, spec, feeds, precision: str) ->
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
     from polygraphy.comparator import Comparator, CompareFunc
 
-    from vgpt.export.verify import ort_session
-
     atol, rtol = TOLERANCES[precision]
     quantized = precision in ("fp8", "int8")
     runners = [TrtRunner(EngineFromBytes(engine_path.read_bytes())),
@@ -37,26 +53,11 @@ def _compare(engine_path: Path, onnx_path: Path, spec, feeds, precision: str) ->
 
 
 def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "int8"), clips: int = 4) -> list[dict]:
-    import torch
-
-    from vgpt.bundled import bundled_default
-    from vgpt.calibration.report import psnr
-    from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
-    from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
-    from vgpt.engines.plan import FP8_MIN_CAPABILITY, PLAN_FILES
-    from vgpt.evaluation import layout_clips
-    from vgpt.export.bundle import ExportConfig, export_bundle, sample_inputs
-    from vgpt.export.manifest import load_bundle
-    from vgpt.runtime.backends.ort_backend import OrtBackend
-    from vgpt.runtime.backends.trt_backend import TensorRTBackend
-    from vgpt.runtime.evaluate import predict_clips
-
     trt = import_tensorrt()
     gpu, capability = gpu_identity()
     out = Path(out)
-    bundled = bundled_default()
-    sampler = bundled.sampler()
+    default = default_model()
+    sampler = default.sampler()
     major, minor = (int(x) for x in trt.__version__.split(".")[:2])
     opset = 23 if (major, minor) >= (10, 15) else 18
     print(f"GPU {gpu} (sm {capability[0]}{capability[1]}), TensorRT {trt.__version__}, opset {opset}")
@@ -67,11 +68,13 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
             continue
         source = "fp32" if precision in ("fp16", "bf16") else precision
         bundle_dir = out / f"bundle-{source}"
-        model = load_checkpoint(bundled.model_dir).model
-        layout = bundled.layout(model.config)
+        model = load_checkpoint(default.model_dir).model
+        layout = default.layout(model.config)
         if not bundle_dir.exists():
-            export_bundle(model, load_codec(bundled.codec_dir), bundle_dir,
-                          ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, precision=source))  # fmt: skip
+            quantizer = ModelOptQuantizer(source) if source in QUANTIZED_PRECISIONS else None
+            export_bundle(model, load_codec(default.codec_dir), bundle_dir,
+                          ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, precision=source),
+                          quantizer=quantizer)  # fmt: skip
         engines = out / f"engines-{precision}"
         build_bundle(bundle_dir, engines, precision, overwrite=True)
         entry = load_bundle(bundle_dir).layout()
@@ -116,8 +119,6 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="gpu-check")
     parser.add_argument("--precision", action="append", choices=["fp16", "bf16", "fp8", "int8"])

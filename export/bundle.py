@@ -21,12 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+import vgpt
 from vgpt.atomic import atomic_dir
-from vgpt.calibration.data import CalibrationConfig
-from vgpt.calibration.policy import DEFAULT_POLICY, get_policy
 from vgpt.checkpoint import content_hash
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.export.contract import (
     BUNDLE_PRECISIONS,
     FORMAT_VERSION,
@@ -38,19 +36,19 @@ from vgpt.export.contract import (
     FileRecord,
     GraphRecord,
     LayoutRecord,
-    Quantization,
     Requirements,
     SamplerRecord,
     TensorRTReadiness,
 )
 from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
 from vgpt.export.onnx_export import SUPPORTED_OPSETS, export_onnx
+from vgpt.export.quantizer import TRANSFORMER_GRAPHS, Quantizer
 from vgpt.export.readiness import check_graph
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
-from vgpt.export.verify import OutputError, VerificationError, check_model, compare_with_eager
+from vgpt.export.verify import VerificationError, check_model, compare_with_eager
 from vgpt.integrity import sha256_file
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
-from vgpt.progress import progress_bar
 from vgpt.rope import select_factor_set
 from vgpt.sampler import SamplerConfig, schedule
 
@@ -66,11 +64,9 @@ class ExportConfig:
     opset: int = 23
     dtype: str = "float32"  # model weights and KV cache; z, latents and frames stay fp32
     verify: bool = True
-    precision: str = "fp32"  # fp32 (weights in `dtype`), or fp8/int8: ModelOpt PTQ of the transformer graphs
-    policy: str = DEFAULT_POLICY  # fp8/int8: which layers are quantized (vgpt.calibration.policy)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    calibration_root: str | None = None  # where calibration sets are cached (default: $VGPT_CACHE)
-    progress: bool = True  # progress bars for calibration (on a terminal)
+    # fp32 (weights in `dtype`), or fp8/int8: the transformer graphs quantized by the quantizer that
+    # export_bundle is given (vgpt.calibration.quantizer.ModelOptQuantizer for the commands)
+    precision: str = "fp32"
 
     @property
     def quantized(self) -> bool:
@@ -86,7 +82,6 @@ class ExportConfig:
         if self.precision not in BUNDLE_PRECISIONS:
             raise ValueError(f"ExportConfig.precision={self.precision!r}: use one of {BUNDLE_PRECISIONS}")
         if self.quantized:
-            get_policy(self.policy)
             if self.dtype != "float32":
                 raise ValueError(f"--{self.precision} quantizes fp32 weights; leave --dtype at float32")
             if self.precision == "fp8" and self.opset < 19:
@@ -121,8 +116,6 @@ TOLERANCES = {
     # Quantized graphs are verified code by code (vgpt.calibration.verify): the eager model is fed the
     # graph's own FP8/INT8 codes, so only fp32 round-off remains and the float32 tolerances apply.
 }
-# The graphs that hold the transformer (quantized by --fp8/--int8).
-TRANSFORMER_GRAPHS = (PREFILL, DENOISE, APPEND)
 
 
 def sample_inputs(spec: GraphSpec, layout: Layout, sampler: SamplerConfig, kv: torch.Tensor | None, seed: int):
@@ -151,21 +144,27 @@ def export_bundle(
     config: ExportConfig,
     sources: dict[str, Any] | None = None,
     overwrite: bool = False,
+    quantizer: Quantizer | None = None,
 ) -> BundleManifest:
     """Export, verify and describe every layout; returns the manifest. Nothing is left in `out` unless
-    everything passed: the bundle is built in a temporary sibling folder and renamed at the end."""
+    everything passed: the bundle is built in a temporary sibling folder and renamed at the end.
+
+    fp8/int8 (`config.precision`) need the `quantizer` of that precision, which quantizes `model` in place
+    (no second copy of the weights: the 3.8B model is 15 GB) and exports its transformer graphs as Q/DQ."""
     import onnx
     import onnxruntime
 
+    _check_quantizer(config, quantizer)
     out = Path(out)
     model = model.to(DTYPES[config.dtype]).eval()
     weights_hash = content_hash(model.state_dict())
-    # fp8/int8: `model` is quantized in place (no second copy of the weights: the 3.8B model is 15 GB).
-    quantization = _quantize(model, codec, config) if config.quantized else None
+    quantization = None
+    if quantizer is not None:
+        quantization = quantizer.quantize(model, codec, config.layouts, config.sampler)
     codec_state = codec.state_dict() if isinstance(codec, torch.nn.Module) else {}
     started = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        layouts = [_export_layout(model, codec, layout, config, tmp) for layout in config.layouts]
+        layouts = [_export_layout(model, codec, layout, config, quantizer, tmp) for layout in config.layouts]
         manifest = BundleManifest(
             format_version=FORMAT_VERSION,
             model_config=model.config,
@@ -195,6 +194,18 @@ def export_bundle(
     return manifest
 
 
+def _check_quantizer(config: ExportConfig, quantizer: Quantizer | None) -> None:
+    """A quantized precision comes with a quantizer of that precision, and fp32 with none."""
+    if quantizer is None:
+        if config.quantized:
+            raise ValueError(f"export_bundle: precision {config.precision!r} needs a quantizer: pass quantizer="
+                             f"vgpt.calibration.quantizer.ModelOptQuantizer({config.precision!r})")  # fmt: skip
+    elif quantizer.precision != config.precision:
+        raise ValueError(f"export_bundle: the quantizer quantizes to {quantizer.precision!r} but "
+                         f"ExportConfig.precision is {config.precision!r}; pass the same precision to both, or "
+                         "no quantizer for fp32")  # fmt: skip
+
+
 def environment() -> Environment:
     """The machine the export and its verification ran on: a verification figure (and a report of a
     failing one) depends on the CPU's kernels, so the manifest says which CPU that was."""
@@ -218,68 +229,12 @@ def environment() -> Environment:
     )
 
 
-def _quantize(model: VideoGPT, codec: LatentCodec, config: ExportConfig) -> Quantization:
-    """Record the calibration sets with the fp32 model, then quantize it in place through ModelOpt."""
-    from vgpt.calibration.data import build_calibration
-    from vgpt.calibration.quantize import quantize_model, require_modelopt
-
-    require_modelopt()  # a clear error before the calibration work when ModelOpt is missing
-    import modelopt
-
-    policy = get_policy(config.policy)
-    started = time.perf_counter()
-    runs = []
-    for layout in config.layouts:
-        calib = build_calibration(model, codec, layout, config.sampler, config.calibration, config.calibration_root,
-                                  config.progress)  # fmt: skip
-        runs.append((PrefillGraph(model, layout, config.sampler), DenoiseGraph(model, layout, config.sampler), calib))
-
-    def forward_loop(_model) -> None:
-        # One clip at a time: its history through prefill, then each recorded noise level through the
-        # denoising step against that clip's cache (both guidance branches run inside the step).
-        total = sum(len(calib) for _, _, calib in runs)
-        with torch.no_grad(), progress_bar(total, f"calibrating {config.precision}", "clip", config.progress) as bar:
-            for prefill, denoise, calib in runs:
-                for history, levels in calib.samples():
-                    kv = prefill(history)
-                    for z, step in levels:
-                        denoise(z, kv, step)
-                    bar.update(1)
-
-    summary = quantize_model(model, config.precision, policy, forward_loop)
-    seed = config.calibration.seed
-    calibration = [
-        {"layout": layout_name(lay), "seed": seed, **{k: v for k, v in c.manifest.items() if k != "key"}}
-        for lay, (_, _, c) in zip(config.layouts, runs, strict=True)
-    ]
-    log.info("quantized %d layers (%s, policy %s) in %.1f s", summary["quantized_layers"], config.precision,
-             policy.name, time.perf_counter() - started)  # fmt: skip
-    return Quantization(
-        tool="nvidia-modelopt", version=modelopt.__version__, algorithm="max",
-        format={"fp8": "FLOAT8E4M3FN per tensor", "int8": "INT8, weights per channel, activations per tensor"}[
-            config.precision],
-        policy=policy.to_dict(), quantized_layers=summary["quantized_layers"], quantizers=summary["quantizers"],
-        kept_layers=tuple(summary["kept_layers"]), graphs=TRANSFORMER_GRAPHS, calibration=tuple(calibration),
-        seconds=round(time.perf_counter() - started, 1),
-    )  # fmt: skip
-
-
 def _vgpt_version() -> str:
-    import vgpt
-
     return vgpt.__version__
 
 
-def _through_qdq(model: VideoGPT, quantized: bool):
-    from vgpt.calibration.quantize import qdq_export
-
-    return qdq_export(model) if quantized else contextlib.nullcontext()
-
-
 def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: ExportConfig,
-                   root: Path) -> LayoutRecord:  # fmt: skip
-    from vgpt.calibration.quantize import fold_weights_file, translation_table
-
+                   quantizer: Quantizer | None, root: Path) -> LayoutRecord:  # fmt: skip
     specs = graph_specs(model.config, layout, config.dtype)
     folder = root / layout_name(layout)
     folder.mkdir()
@@ -299,25 +254,22 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
         path = folder / spec.file
         args = tuple(torch.from_numpy(v) for v in sample_inputs(spec, layout, config.sampler, kv, 0)[0].values())
         log.info("exporting %s/%s", folder.name, spec.file)
-        quantized = config.quantized and name in TRANSFORMER_GRAPHS
-        # Quantized graphs export (and are verified) with ModelOpt's quantizers computing through the
+        qdq = quantizer if quantizer is not None and name in TRANSFORMER_GRAPHS else None
+        # Quantized graphs export (and are verified) with the model's quantizers computing through the
         # op that becomes their Q/DQ pair: the same saturation as the graph on inputs beyond the
         # calibrated range (ModelOpt's INT8 fake quantization saturates at -127, ONNX's at -128).
         # Verification feeds the eager side the graph's codes: see vgpt.calibration.verify for why.
-        with _through_qdq(model, quantized):
-            export_onnx(modules[name], spec, args, path, config.opset, translation_table() if quantized else None)
-        if quantized:
-            log.info("  %s: %d weights stored quantized", name, fold_weights_file(path))
+        with _through_qdq(model, qdq):
+            export_onnx(modules[name], spec, args, path, config.opset, qdq.translation_table() if qdq else None)
+        if qdq is not None:
+            log.info("  %s: %d weights stored quantized", name, qdq.fold_weights(path))
         if config.verify:
             check_model(path)
             atol, rtol = TOLERANCES[config.dtype][name]
             feeds = sample_inputs(spec, layout, config.sampler, kv, 2)
-            with _through_qdq(model, quantized):
-                if quantized:
-                    from vgpt.calibration.verify import compare_quantized_with_eager
-
-                    result: list[OutputError] = compare_quantized_with_eager(path, modules[name], model, spec, feeds,
-                                                                             atol, rtol)  # fmt: skip
+            with _through_qdq(model, qdq):
+                if qdq is not None:
+                    result = qdq.compare_with_eager(path, modules[name], model, spec, feeds, atol, rtol)
                 else:
                     result = compare_with_eager(path, modules[name], spec, feeds, atol, rtol,
                                                 basic_optimization=config.quantized)  # fmt: skip
@@ -326,7 +278,7 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
                 log.info("  %s %s", name, e)
             if not all(e.passed for e in result):
                 failed = "; ".join(str(e) for e in result if not e.passed)
-                hint = ("a larger calibration set (--calib-count) or --policy mlp" if quantized
+                hint = ("a larger calibration set (--calib-count) or --policy mlp" if qdq is not None
                         else "--opset 18, or report it with this line")  # fmt: skip
                 raise VerificationError(f"{folder.name}/{spec.file}: ONNX Runtime disagrees with PyTorch on {failed}; "
                                         f"no bundle was written. Try {hint}; --no-verify skips the check")  # fmt: skip
@@ -341,3 +293,7 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
             verification=tuple(e.to_dict() for e in errors.get(name, [])),
         )
     return LayoutRecord(folder.name, layout, graphs)
+
+
+def _through_qdq(model: VideoGPT, quantizer: Quantizer | None):
+    return quantizer.through_qdq(model) if quantizer is not None else contextlib.nullcontext()

@@ -7,9 +7,14 @@ import logging
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
+from vgpt.calibration.report import accuracy_report, summary, write_report
 from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command
+from vgpt.default_model import resolve_checkpoint
 from vgpt.errors import user_errors
+from vgpt.export.manifest import load_bundle
+from vgpt.export.readiness import check_graph
 from vgpt.export.spec import SUPPORTED_OPSETS
+from vgpt.runtime.backends.ort_backend import OrtBackend
 
 
 def _layouts(values, model_config, defaults):
@@ -111,9 +116,6 @@ def export_main(check_only, out, **options) -> None:
 
 
 def _check_only(path) -> None:
-    from vgpt.export.manifest import load_bundle
-    from vgpt.export.readiness import check_graph
-
     bundle = load_bundle(path)
     ready = True
     for entry in bundle.layouts:
@@ -128,9 +130,9 @@ def _check_only(path) -> None:
 def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtype, verify, force, allow_pickle,
             precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
             report_videos, progress) -> None:  # fmt: skip
-
-    from vgpt.bundled import resolve_checkpoint
+    # torch loads here, not for --help
     from vgpt.calibration.data import CalibrationConfig
+    from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
@@ -140,12 +142,14 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
     sampler = defaults.sampler(steps, guidance, shift)
-    calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)
     config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
-                          dtype=dtype, verify=verify, precision=precision, policy=policy,
-                          calibration=calibration, progress=progress)  # fmt: skip
+                          dtype=dtype, verify=verify, precision=precision)  # fmt: skip
+    quantizer = None
+    if config.quantized:
+        calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)
+        quantizer = ModelOptQuantizer(precision, policy, calibration, progress=progress)
     sources = {"checkpoint": str(checkpoint), "codec": str(codec_path), "checkpoint_sha256": loaded.weights_sha256}
-    manifest = export_bundle(loaded.model, codec, out, config, sources=sources, overwrite=force)
+    manifest = export_bundle(loaded.model, codec, out, config, sources=sources, overwrite=force, quantizer=quantizer)
     for entry in manifest.layouts:
         for name, graph in entry.graphs.items():
             size = sum(f.bytes for f in graph.files.values())
@@ -154,29 +158,26 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
             click.echo(f"{entry.name}/{name}.onnx: {size / 1e6:.1f} MB, {graph.nodes} nodes, {verdict}")
     click.echo(f"wrote {out} ({manifest.sampler.steps} steps, guidance {sampler.guidance}, "
                f"opset {opset}, {dtype}, {precision})")  # fmt: skip
-    if config.quantized and report_clips > 0:
-        _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, report_clips, report_videos)
+    if quantizer is not None and report_clips > 0:
+        _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pickle, report_clips, report_videos)
 
 
-def _accuracy_report(out, checkpoint, codec_path, config, allow_pickle, count, videos) -> None:
+def _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pickle, count, videos) -> None:
     """The quantized bundle through ONNX Runtime against the fp32 model (reloaded: the export quantized
     its copy in place) on held-out clips, printed and written beside the manifest."""
-    from vgpt.calibration.report import accuracy_report, summary, write_report
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.evaluation import layout_clips
-    from vgpt.export.manifest import load_bundle
-    from vgpt.runtime.backends.ort_backend import OrtBackend
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
     bundle = load_bundle(out)
     candidate = OrtBackend(bundle)
     reference = TorchBackend(load_checkpoint(checkpoint, allow_pickle=allow_pickle).model, load_codec(codec_path),
-                             candidate.layout, config.sampler)  # fmt: skip
+                             candidate.layout, sampler)  # fmt: skip
     clips, source = layout_clips(candidate.layout, count, videos)
-    report = accuracy_report(candidate, reference, clips, seed=0, source=source, progress=config.progress)
-    report.update({"precision": config.precision, "policy": config.policy, "layout": bundle.layouts[0].name,
+    report = accuracy_report(candidate, reference, clips, seed=0, source=source, progress=quantizer.progress)
+    report.update({"precision": quantizer.precision, "policy": quantizer.policy, "layout": bundle.layouts[0].name,
                    "reference": "fp32 model, eager PyTorch (equal to the fp32 ONNX graphs within 1e-5)"})  # fmt: skip
     path = write_report(out, report)
-    click.echo(summary(report, config.precision))
+    click.echo(summary(report, quantizer.precision))
     click.echo(f"accuracy report: {path}")

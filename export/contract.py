@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vgpt.config import ConfigError, Layout, ModelConfig, SamplerConfig
+from vgpt.config import ConfigError, ModelConfig, SamplerConfig
 from vgpt.errors import VgptError
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.integrity import canonical_sha256, check_file
+from vgpt.layout import Layout
 
 MANIFEST = "manifest.json"
 FORMAT = "vgpt-onnx-bundle"

@@ -9,7 +9,7 @@
 - `AppendGraph`: the rolling mode's window step: one new frame in, the cache slid by one frame out.
 - `EncoderGraph` / `DecoderGraph`: the latent codec, one frame in, G frames out.
 
-The plans (masks, positions, LongRoPE set) come from `vgpt.predictors.inference_plans`, so the graphs
+The forward calls (masks, positions, LongRoPE set) come from `vgpt.predictors.inference_calls`, so the graphs
 compute exactly what the `cached` reference predictor computes.
 """
 
@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.kv_cache import GraphCache
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
-from vgpt.predictors import append_plan, inference_plans
+from vgpt.predictors import append_call, inference_calls
 from vgpt.rolling import roll_window
 from vgpt.sampler import SamplerConfig, euler_step, guide, schedule, velocity
 
@@ -31,11 +31,11 @@ class PrefillGraph(nn.Module):
     def __init__(self, model: VideoGPT, layout: Layout, sampler: SamplerConfig) -> None:
         super().__init__()
         self.model = model
-        self.plans = inference_plans(model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame)
+        self.calls = inference_calls(model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame)
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         cache = GraphCache.empty(self.model.config, history.shape[0], self.model.dtype)
-        self.model(self.plans.prefill, clean=history, cache=cache, write_cache=True)
+        self.model(self.calls.prefill, clean=history, cache=cache, write_cache=True)
         return cache.stacked()  # [layers, 2, B, nkv, Lc, hd]
 
 
@@ -48,11 +48,11 @@ class DenoiseGraph(nn.Module):
         super().__init__()
         self.model = model
         self.sampler = sampler
-        self.plans = inference_plans(model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame)
-        plan = self.plans.denoise
+        self.calls = inference_calls(model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame)
+        call = self.calls.denoise
         self.two_part = two_part
-        # Whether a clip token is masked from any cached key (not in Video-GPT's inference plans).
-        self.past_masked = not bool(plan.mask[:, : plan.past_tokens].all())
+        # Whether a clip token is masked from any cached key (not in Video-GPT's inference calls).
+        self.past_masked = not bool(call.mask[:, : call.past_tokens].all())
         # sigma_0 .. sigma_S, plus a repeat of the last so that step S (past the end) stays in range.
         table = schedule(sampler.steps, sampler.shift)
         self.register_buffer("sigmas", torch.cat([table, table[-1:]]), persistent=False)
@@ -63,10 +63,10 @@ class DenoiseGraph(nn.Module):
         t = sigma.expand(z.shape[0], z.shape[1])  # [B, G]
         prediction = self.model.config.prediction
         cache = GraphCache(kv_cache, self.two_part, self.past_masked)
-        cond = self.model(self.plans.denoise, noisy=z, t=t, cache=cache)
+        cond = self.model(self.calls.denoise, noisy=z, t=t, cache=cache)
         v = velocity(cond, z, sigma, prediction)
         if self.sampler.guided:
-            uncond = self.model(self.plans.uncond, noisy=z, t=t)
+            uncond = self.model(self.calls.uncond, noisy=z, t=t)
             v = guide(v, velocity(uncond, z, sigma, prediction), self.sampler.guidance)
         return euler_step(z, v, sigma, sigma_next), step + 1
 
@@ -79,14 +79,14 @@ class AppendGraph(nn.Module):
         super().__init__()
         self.model = model
         self.tokens = layout.tokens_per_frame
-        self.factor_set = inference_plans(
+        self.factor_set = inference_calls(
             model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame
         ).factor_set
         M = layout.history_frames
-        self.plan = append_plan(model.config, M - 1, M, layout.tokens_per_frame, self.factor_set)
+        self.call = append_call(model.config, M - 1, M, layout.tokens_per_frame, self.factor_set)
 
     def forward(self, latents: torch.Tensor, kv_cache: torch.Tensor) -> torch.Tensor:
-        return roll_window(self.model, kv_cache, latents, self.tokens, self.factor_set, self.plan)
+        return roll_window(self.model, kv_cache, latents, self.tokens, self.factor_set, self.call)
 
 
 class EncoderGraph(nn.Module):

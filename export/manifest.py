@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from vgpt.config import Layout, ModelConfig, SamplerConfig
+from vgpt.config import ModelConfig, SamplerConfig
 from vgpt.export.contract import MANIFEST, REBUILD, BundleError, BundleManifest, GraphRecord
 from vgpt.export.spec import GraphSpec
+from vgpt.layout import Layout
 
 
 @dataclass(frozen=True)

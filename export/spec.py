@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from vgpt.config import Layout, ModelConfig
+from vgpt.config import ModelConfig
+from vgpt.layout import Layout
 
 # 23: fused Attention and RMSNormalization (TensorRT >= 10.15); 18: plain ops (TensorRT >= 10.0).
 SUPPORTED_OPSETS = (18, 23)

@@ -10,8 +10,10 @@ RSS. Each timing is the median of `repeats` runs after `warmup` runs, reported w
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import os
 import platform
 import resource
 import statistics
@@ -25,10 +27,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from vgpt.config import Layout, get_preset
+import vgpt
+from vgpt.atomic import atomic_file
+from vgpt.calibration.data import CalibrationConfig
+from vgpt.calibration.quantize import require_modelopt
+from vgpt.calibration.quantizer import ModelOptQuantizer
+from vgpt.checkpoint import content_hash, load_checkpoint
+from vgpt.codecs import LightCodec
+from vgpt.config import get_preset
+from vgpt.default_model import default_model
+from vgpt.export.bundle import ExportConfig, export_bundle
+from vgpt.export.graphs import DenoiseGraph, PrefillGraph
+from vgpt.export.manifest import BundleError, load_bundle
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.predictors import CachedPredictor, FullPredictor
+from vgpt.runtime.backends.ort_backend import OrtBackend, session_options
+from vgpt.runtime.predictor import load_predictor
 from vgpt.sampler import SamplerConfig
+from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +105,11 @@ def current_rss_mib() -> float:
     return float("nan")
 
 
-def load_model(spec: str | None) -> VideoGPT:
-    from vgpt.checkpoint import load_checkpoint
-
+def bench_network(spec: str | None) -> VideoGPT:
+    """The network the bench times: the default model's (None), random weights of a preset
+    ("preset:NAME", seed 0) or a checkpoint folder's."""
     if spec is None:
-        from vgpt.bundled import bundled_default
-
-        return load_checkpoint(bundled_default().model_dir).model
+        return load_checkpoint(default_model().model_dir).model
     if spec.startswith("preset:"):
         torch.manual_seed(0)
         return VideoGPT(get_preset(spec.split(":", 1)[1])).eval()
@@ -124,8 +139,6 @@ def _bench_inputs(C: int, layout: Layout, seed: int) -> tuple[torch.Tensor, torc
 
 def _graph_times(model, layout: Layout, sampler: SamplerConfig, config: BenchConfig) -> dict[str, Any]:
     """Prefill and one denoising step in PyTorch eager (the graph modules ONNX Runtime runs exported)."""
-    from vgpt.export.graphs import DenoiseGraph, PrefillGraph
-
     history, z = _bench_inputs(model.config.latent_channels, layout, config.seed)
     prefill, denoise = PrefillGraph(model, layout, sampler), DenoiseGraph(model, layout, sampler)
     with torch.no_grad():
@@ -160,8 +173,6 @@ def gemm_peak(size: int, threads: int | None, repeats: int) -> dict[str, Any]:
     of `repeats` runs after one warm-up, in GFLOP/s (int8: GOP/s)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-
-    from vgpt.runtime.backends.ort_backend import session_options
 
     rng = np.random.default_rng(0)
     n = size
@@ -204,8 +215,6 @@ def time_bundle(path: str | Path, config: BenchConfig, threads: int | None = Non
     """One bundle under ONNX Runtime: prefill, one bound denoising step, one clip (prefill and S steps),
     and the host overhead of the loop (the share of it spent outside ONNX Runtime's run calls).
     `threads`/`spin`: intra-op threads (default: the bench's) and whether idle pool threads spin."""
-    from vgpt.export.manifest import load_bundle
-    from vgpt.runtime.backends.ort_backend import OrtBackend
 
     bundle = load_bundle(path)
     backend = OrtBackend(bundle, threads=threads or config.threads, spin=spin)
@@ -273,7 +282,6 @@ def profile_step(path: str | Path, config: BenchConfig) -> dict[str, float]:
 def _thread_settings(named: dict[str, Path], config: BenchConfig) -> list[dict[str, Any]]:
     """Each bundle's step and clip at 1 .. cores intra-op threads, with idle threads spinning or sleeping
     (the settings a real-time loop chooses between)."""
-    import os
 
     rows = []
     for name, path in named.items():
@@ -290,11 +298,6 @@ def export_precisions(model: VideoGPT, layout: Layout, sampler: SamplerConfig, c
                       root: Path) -> dict[str, Path]:  # fmt: skip
     """The bench's model exported at each of `config.precisions` (unverified: only speed is measured
     here). Quantization and fp16 change a model in place, so each of those exports takes a copy."""
-    import copy
-
-    from vgpt.calibration.data import CalibrationConfig
-    from vgpt.codecs import LightCodec
-    from vgpt.export.bundle import ExportConfig, export_bundle
 
     paths = {}
     for precision in config.precisions:
@@ -302,19 +305,18 @@ def export_precisions(model: VideoGPT, layout: Layout, sampler: SamplerConfig, c
         quantized = precision in ("int8", "fp8")
         export = ExportConfig(layouts=(layout,), sampler=sampler, verify=False,
                               precision=precision if quantized else "fp32",
-                              dtype="float16" if precision == "fp16" else "float32",
-                              calibration=CalibrationConfig(count=config.calibration_clips, levels=2),
-                              progress=False)  # fmt: skip
+                              dtype="float16" if precision == "fp16" else "float32")  # fmt: skip
+        calibration = CalibrationConfig(count=config.calibration_clips, levels=2)
+        quantizer = ModelOptQuantizer(precision, calibration=calibration, progress=False) if quantized else None
         net = model if precision == "fp32" else copy.deepcopy(model)
         # The codec graphs are not timed here; any codec of the right shape serves the export.
-        export_bundle(net, LightCodec().eval(), root / precision, export)
+        export_bundle(net, LightCodec().eval(), root / precision, export, quantizer=quantizer)
         paths[precision] = root / precision
     return paths
 
 
 def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config: BenchConfig,
                 torch_step: Timing, tmp: Path) -> dict[str, Any]:  # fmt: skip
-    from vgpt.checkpoint import content_hash
 
     if config.bundles:
         named = {str(p): Path(p) for p in config.bundles}
@@ -326,8 +328,6 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
         bundles[name] = time_bundle(path, config)
     layouts = {json.dumps(b["layout"], sort_keys=True) for b in bundles.values()}
     if len(layouts) > 1:
-        from vgpt.export.manifest import BundleError
-
         raise BundleError(f"vgpt-bench compares bundles at one layout; these have {len(layouts)}: "
                           f"{sorted(layouts)}")  # fmt: skip
     if config.thread_settings:
@@ -368,12 +368,10 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     if config.onnx and not config.bundles and {"int8", "fp8"} & set(config.precisions):
-        from vgpt.calibration.quantize import require_modelopt
-
         require_modelopt()  # before minutes of timing: INT8/FP8 exports need ModelOpt
     if config.threads:
         torch.set_num_threads(config.threads)
-    model = load_model(config.model)
+    model = bench_network(config.model)
     mc = model.config
     sampler = SamplerConfig(steps=config.steps, guidance=config.guidance)
     h, w = config.latent
@@ -419,7 +417,6 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    import vgpt
 
     out = {"vgpt": vgpt.__version__, "torch": torch.__version__}
     try:
@@ -517,7 +514,6 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> Path:
-    from vgpt.atomic import atomic_file
 
     with atomic_file(path, "w") as f:
         json.dump(to_jsonable(report), f, indent=2)
@@ -529,8 +525,6 @@ def rolling_drift(source: str | None, rolls: tuple[int, ...] = (1, 2, 4, 8, 16),
     """How far the rolling KV cache drifts from the exact one: for each number of frames rolled in
     since the window was filled, the relative error of the predicted latents and the PSNR of the
     predicted frames, rolling against exact, with the same noise. Synthetic held-out scenes."""
-    from vgpt.runtime.predictor import load_predictor
-    from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
 
     exact = load_predictor(source, mode="exact")
     rolling = load_predictor(source, mode="rolling")

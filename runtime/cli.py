@@ -7,10 +7,13 @@ import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import click
 
+from vgpt.atomic import atomic_file
 from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
+from vgpt.default_model import Defaults, resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.runtime.config import PROVIDERS, RunConfig
 from vgpt.synthetic import EVAL_SEED_START
@@ -205,8 +208,6 @@ def _bench(config, json_out: str | None, markdown: str | None, plot: str | None)
     if json_out:
         write_json(report, json_out)
     if markdown:
-        from pathlib import Path
-
         Path(markdown).write_text(text + "\n")
     if plot:
         plot_report(report, plot)
@@ -254,8 +255,6 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
               plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
-    from vgpt.atomic import atomic_file
-    from vgpt.bundled import Defaults, resolve_checkpoint
     from vgpt.evaluation import EvalConfig, horizon_table
     from vgpt.runtime.evaluate import evaluate
 

@@ -25,8 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vgpt.config import Layout
-from vgpt.runtime.bench import BenchConfig, load_model
+from vgpt.codecs import LightCodec
+from vgpt.export.bundle import ExportConfig, export_bundle
+from vgpt.layout import Layout
+from vgpt.runtime.bench import BenchConfig, bench_network
+from vgpt.runtime.loading import cached_export
 from vgpt.runtime.predictor import load_predictor
 from vgpt.sampler import SamplerConfig
 
@@ -177,11 +180,8 @@ def released_bundle(out: str | Path, model: str | None = None) -> Path:
     latents, 50 steps) of the model vgpt-bench loads (`model`: None, the bundled weights, or
     "preset:NAME"). The codec is a random LightCodec of the right shape, as in vgpt-bench: its cost,
     not its output, matters here."""
-    from vgpt.codecs import LightCodec
-    from vgpt.export.bundle import ExportConfig, export_bundle
-
     config = BenchConfig(model=model)
-    net = load_model(config.model)
+    net = bench_network(config.model)
     layout = Layout.for_model(net.config, config.history, config.clip, *config.latent)
     sampler = SamplerConfig(steps=config.steps, guidance=config.guidance)
     export_bundle(net, LightCodec().eval(), out, ExportConfig(layouts=(layout,), sampler=sampler, verify=False))
@@ -208,8 +208,6 @@ def table(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from vgpt.runtime.loading import cached_export
-
     parser = argparse.ArgumentParser(description="C++ vs Python runtime: per-clip time and host overhead")
     parser.add_argument("--binary", required=True, type=Path, help="the built vgpt_bench (build/vgpt_bench)")
     where = parser.add_mutually_exclusive_group()

@@ -15,7 +15,12 @@ import os
 import shutil
 from pathlib import Path
 
+import vgpt
+from vgpt.default_model import resolve_checkpoint
 from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
+from vgpt.export.manifest import find_manifest, load_bundle
+from vgpt.runtime.backends.ort_backend import OrtBackend
+from vgpt.runtime.backends.trt_backend import TensorRTBackend
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,6 @@ def _versions() -> dict[str, str]:
     import onnxruntime
     import torch
 
-    import vgpt
-
     return {"vgpt": vgpt.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__}  # fmt: skip
 
@@ -41,11 +44,9 @@ def cached_export(
     source: str | Path | None, steps: int | None, guidance: float | None, codec_source: str | Path | None = None
 ) -> Path:
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
-    from vgpt.bundled import resolve_checkpoint
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
-    from vgpt.export.manifest import load_bundle
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
     loaded = load_checkpoint(checkpoint)
@@ -90,8 +91,6 @@ def _cache_lock(folder: Path):
 
 
 def _is_bundle(source: str | Path) -> bool:
-    from vgpt.export.manifest import find_manifest
-
     try:
         root = find_manifest(source)
     except BundleError:
@@ -114,15 +113,11 @@ def check_codec_fits(codec, config, codec_dir) -> None:
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None,
                  codec: str | Path | None = None, providers: list[str] | None = None):  # fmt: skip
-    from vgpt.export.manifest import load_bundle
-
     if backend not in BACKENDS:
         raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
     if providers and backend != "onnxruntime":
         raise BundleError(f"execution providers {providers} are ONNX Runtime's; the {backend} backend takes none")
     if backend == "tensorrt" or (source is not None and _is_engine(source)):
-        from vgpt.runtime.backends.trt_backend import TensorRTBackend
-
         if source is None:
             raise BundleError("the tensorrt backend needs --engine model.plan (or its folder) from vgpt-build")
         if steps is not None or guidance is not None:
@@ -142,13 +137,10 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
         if value is not None and value != recorded:
             raise BundleError(f"{bundle.root} was exported with {name}={recorded}, not {value}: the schedule "
                               f"and guidance are baked into the graphs; re-export with --{name} {value}")  # fmt: skip
-    from vgpt.runtime.backends.ort_backend import OrtBackend
-
     return OrtBackend(bundle, threads=threads, providers=providers)
 
 
 def _torch_backend(source, threads, steps, guidance, codec_source):
-    from vgpt.bundled import resolve_checkpoint
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend

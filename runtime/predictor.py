@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgpt.config import Layout
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
+from vgpt.layout import Layout
 from vgpt.runtime.backends.base import Backend
+from vgpt.runtime.loading import open_backend
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,6 @@ def load_model(
     checkpoint or training run folder (exported on first use; `codec` when none sits beside it), or the
     bundled default (None). `providers`: ONNX Runtime execution providers in order of preference ("cpu",
     "cuda", "tensorrt"); one that is missing is an error, never a silent fall back to the CPU."""
-    from vgpt.runtime.loading import open_backend
-
     return LoadedModel(open_backend(source, backend, threads, steps, guidance, codec, providers))
 
 

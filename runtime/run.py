@@ -13,14 +13,15 @@ import numpy as np
 import torch
 
 from vgpt.commands import plural
-from vgpt.config import Layout
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
+from vgpt.layout import Layout
 from vgpt.progress import progress_bar
 from vgpt.runtime.config import RunConfig
 from vgpt.runtime.output import Outputs, compose, side_by_side
 from vgpt.runtime.predictor import load_predictor
 from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_source
+from vgpt.sheet import SheetRow, contact_sheet, write_png
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +236,6 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
 def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.ndarray, title: str, clip: int) -> None:
     """A contact sheet: the observed frames, the true future when the input has it, the prediction (a wider
     gap between clips when the history is a whole number of them)."""
-    from vgpt.sheet import SheetRow, contact_sheet, write_png
-
     rows = [SheetRow("observed", np.stack(shown[:history]), [f"t-{history - 1 - i}" if i < history - 1 else "t"
                                                             for i in range(history)])]  # fmt: skip
     future = np.stack(shown[history:]) if len(shown) > history else None

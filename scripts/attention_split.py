@@ -19,13 +19,13 @@ import torch
 
 import vgpt.masks
 from vgpt.codecs import LightCodec
-from vgpt.config import Layout
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.manifest import load_bundle
-from vgpt.predictors import inference_plans
+from vgpt.layout import Layout
+from vgpt.predictors import inference_calls
 from vgpt.runtime.backends.ort_backend import OrtBackend
-from vgpt.runtime.bench import _bench_inputs, load_model
+from vgpt.runtime.bench import _bench_inputs, bench_network
 from vgpt.sampler import SamplerConfig
 
 VARIANTS = {"one masked call": 2.0, "open rows split": vgpt.masks.OPEN_ROWS_TO_SPLIT}
@@ -37,15 +37,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of 3 steps per variant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(None)
+    model = bench_network(None)
     layout = Layout.for_model(model.config, 56, 24, 8, 8)
     sampler = SamplerConfig(steps=50, guidance=1.5)
     history, z = _bench_inputs(model.config.latent_channels, layout, 0)
     runs = {}
     with tempfile.TemporaryDirectory(prefix="vgpt-split-") as tmp, torch.no_grad():
         for name, threshold in VARIANTS.items():
-            vgpt.masks.OPEN_ROWS_TO_SPLIT = threshold  # read when the graphs' plans are made:
-            inference_plans.cache_clear()  # not the other variant's, remembered
+            vgpt.masks.OPEN_ROWS_TO_SPLIT = threshold  # read when the graphs' calls are made:
+            inference_calls.cache_clear()  # not the other variant's, remembered
             export_bundle(model, LightCodec().eval(), Path(tmp) / str(threshold),
                           ExportConfig(layouts=(layout,), sampler=sampler, verify=False))  # fmt: skip
             # Idle ONNX Runtime threads sleep, so that they do not spin against the PyTorch runs between.

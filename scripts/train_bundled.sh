@@ -29,6 +29,6 @@ settings = {"history": 4, "clip": 4, "height": 64, "width": 64, "steps": 50, "gu
 evaluation = json.loads(Path("runs/bundled-finetune/eval.json").read_text())
 settings["eval"] = {k: evaluation[k] for k in ("model_mse", "baseline_mse", "ratio", "clips", "source")}
 settings["objects"] = {k: evaluation["objects"][k] for k in ("presence", "presence_by_horizon", "centroid_error_px")}
-(dst / "bundle.json").write_text(json.dumps(settings, indent=2))
+(dst / "defaults.json").write_text(json.dumps(settings, indent=2))
 PY
 du -sh vgpt/assets/default

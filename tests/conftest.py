@@ -11,7 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from vgpt.checkpoint import load_checkpoint
+from vgpt.codecs import load_codec
 from vgpt.config import ModelConfig, get_preset
+from vgpt.default_model import default_model
 from vgpt.model import VideoGPT
 
 # The commands run as a user types them, progress bars included, even though pytest's output is no
@@ -112,15 +115,11 @@ def write_released(model: VideoGPT, path: Path, weights: str = "safetensors", to
     return path
 
 
-def bundled_parts():
-    """The bundled default model, codec, layout and sampler, as its bundle.json sets them."""
-    from vgpt.bundled import bundled_default
-    from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
-
-    bundle = bundled_default()
-    model = load_checkpoint(bundle.model_dir).model
-    return bundle, model, load_codec(bundle.codec_dir), bundle.layout(model.config), bundle.sampler()
+def default_model_parts():
+    """The default model, codec, layout and sampler, as its defaults.json sets them."""
+    default = default_model()
+    model = load_checkpoint(default.model_dir).model
+    return default, model, load_codec(default.codec_dir), default.layout(model.config), default.sampler()
 
 
 def _has_gpu() -> bool:

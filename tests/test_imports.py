@@ -106,20 +106,14 @@ def library_graph() -> dict[str, set[str]]:
 
 
 def test_library_packages_stand_in_one_order_below_the_commands():
-    """core < export < engines < runtime < calibration, read from every import outside a command module,
-    except the one edge not yet inverted (see the next test)."""
+    """core < export < engines < runtime < calibration, read from every import outside a command module:
+    export runs the quantization it is handed (vgpt.export.quantizer), it never imports vgpt.calibration."""
     order = ["vgpt", "vgpt.export", "vgpt.engines", "vgpt.runtime", "vgpt.calibration"]
     graph = library_graph()
     upward = {(p, q) for p in order for q in graph[p] if q in order and order.index(q) > order.index(p)}
-    assert upward == {("vgpt.export", "vgpt.calibration")}, upward
+    assert upward == set(), upward
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 4, not done: export/bundle.py runs vgpt.calibration's quantization and its "
-    "verification, while vgpt.calibration builds on export's graphs; the quantized export has to be "
-    "handed to export_bundle from above (a quantizer argument) to break it",
-)
 def test_no_import_cycle_between_library_packages():
     graph = library_graph()
     cycle = find_cycle(graph)
@@ -150,6 +144,6 @@ def test_the_contract_stands_on_the_core_alone(module):
 
 def test_reading_a_manifest_or_the_defaults_loads_no_torch():
     """vgpt-build --help and manifest checks stay light: the contract and the defaults are torch-free."""
-    code = "import sys, vgpt.export.contract, vgpt.export.manifest, vgpt.bundled; print('torch' in sys.modules)"
+    code = "import sys, vgpt.export.contract, vgpt.export.manifest, vgpt.default_model; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"

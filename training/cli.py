@@ -8,8 +8,9 @@ import os
 import click
 
 from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, command, plural
+from vgpt.default_model import default_model
 from vgpt.errors import user_errors
-from vgpt.synthetic import EVAL_SEED_START, SceneConfig, write_dataset
+from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, write_dataset
 
 _SCENE = SceneConfig()
 
@@ -67,9 +68,7 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
     }  # fmt: skip
     config = _run(lambda: load_train_config(config_path, **overrides))
     if config.codec is None and not _filled_cache(config):
-        from vgpt.bundled import bundled_default
-
-        config = config.replace(codec=str(_run(bundled_default).codec_dir))
+        config = config.replace(codec=str(_run(default_model).codec_dir))
         click.echo(f"note: no codec given (--codec or the config's): using the bundled codec {config.codec}")
     last = _run(train, config)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -100,7 +99,6 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     import torch
 
     from vgpt.frames import fit_frames
-    from vgpt.synthetic import render_video
     from vgpt.training.codec import CodecTrainConfig, codec_psnr, save_trained_codec, train_codec
     from vgpt.training.data import DataConfig
 

@@ -15,9 +15,9 @@ from typing import Literal
 import torch
 
 from vgpt.config import ModelConfig
-from vgpt.layout import build_sequence, training_frames
+from vgpt.forward import ForwardCall, forward_call
 from vgpt.model import VideoGPT
-from vgpt.plan import ForwardPlan, make_plan
+from vgpt.tokens import build_sequence, training_frames
 
 PartitionMode = Literal["random", "per_frame"]
 
@@ -36,8 +36,8 @@ def sample_partition(n: int, generator: torch.Generator, mode: PartitionMode = "
 
 
 @lru_cache(maxsize=256)
-def training_plan(config: ModelConfig, sizes: tuple[int, ...], tokens_per_frame: int) -> ForwardPlan:
-    return make_plan(config, build_sequence(training_frames(sizes), tokens_per_frame))
+def training_call(config: ModelConfig, sizes: tuple[int, ...], tokens_per_frame: int) -> ForwardCall:
+    return forward_call(config, build_sequence(training_frames(sizes), tokens_per_frame))
 
 
 def next_clip_loss(
@@ -55,7 +55,7 @@ def next_clip_loss(
     config = getattr(model, "module", model).config  # DDP wraps the model; FSDP2 shards it in place
     p = config.patch_size
     sizes = sample_partition(n, generator, mode)
-    plan = training_plan(config, sizes, (h // p) * (w // p))
+    call = training_call(config, sizes, (h // p) * (w // p))
     x = latents.to(torch.float32)
     dev = x.device
     # One noise level per clip, repeated over the clip's frames.
@@ -69,6 +69,6 @@ def next_clip_loss(
     s = (beta + (1 - beta) * torch.rand(B, context, generator=generator)).to(dev)[:, :, None, None, None]
     eps_ctx = torch.randn((B, context, C, h, w), generator=generator).to(dev)
     clean = s * x[:, :context] + (1 - s) * eps_ctx
-    pred = model(plan, clean=clean, noisy=noisy, t=t)  # [B, n, C, h, w], x-prediction
+    pred = model(call, clean=clean, noisy=noisy, t=t)  # [B, n, C, h, w], x-prediction
     per_frame = (pred.to(torch.float32) - x).pow(2).mean(dim=(2, 3, 4))  # [B, n]
-    return per_frame.mean(), B * len(plan.frames) * plan.block
+    return per_frame.mean(), B * len(call.frames) * call.block

@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 __all__ = ["PRESETS", "ConfigError", "Layout", "ModelConfig", "VideoGPT", "get_preset"]
 
-_LAZY = {"PRESETS": "vgpt.config", "ConfigError": "vgpt.config", "Layout": "vgpt.config",
+_LAZY = {"PRESETS": "vgpt.config", "ConfigError": "vgpt.config", "Layout": "vgpt.layout",
          "ModelConfig": "vgpt.config", "get_preset": "vgpt.config", "VideoGPT": "vgpt.model"}  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """What every `vgpt-*` command shares: `--help`/`-h`, `--version`, validated resource options and
-one way to report a user's error. Imports only click: a command's `--help` never pays for torch."""
+one way to report a user's error. Imports only click and torch-free vgpt modules: a command's `--help`
+never pays for torch."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import click
 
 from vgpt import __version__
+from vgpt.layout import Layout
 
 MAX_SEED = 2**64 - 1
 
@@ -52,7 +54,7 @@ GUIDANCE = click.FloatRange(1.0, 100.0)
 @dataclass(frozen=True)
 class LayoutOption:
     """A layout as every command spells it: `M,G,HxW` (latents), `M,G,HxWpx` (pixels) or `M,G` (the frame
-    size of the model's defaults). `resolve` makes the `Layout` for a model config (vgpt.config)."""
+    size of the model's defaults). `resolve` makes the `Layout` for a model config."""
 
     history: int
     clip: int
@@ -60,8 +62,6 @@ class LayoutOption:
     pixels: bool = False
 
     def resolve(self, config, default_pixels: tuple[int, int] = (64, 64)):
-        from vgpt.config import Layout
-
         if self.size is None:
             return Layout.from_pixels(config, self.history, self.clip, *default_pixels)
         make = Layout.from_pixels if self.pixels else Layout.for_model

@@ -30,8 +30,9 @@ from vgpt import metrics as objects
 from vgpt.atomic import atomic_file
 from vgpt.checkpoint import load_checkpoint
 from vgpt.codecs import LatentCodec, load_codec
-from vgpt.config import ConfigError, Layout
+from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
+from vgpt.layout import Layout
 from vgpt.predictors import CachedPredictor
 from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig

@@ -1,113 +1,99 @@
-"""The token sequence: which frames, in which order, with which roles and position ids.
-
-Reference: videogpt-reference.md section 4. Every frame occupies `block = N + 2` consecutive tokens:
-a clean frame is [<img>, N image tokens, </img>], a noisy frame [<|diffusion|>, time token, N image
-tokens]. Position ids count through the clean stream only: a frame at clean-stream index `time`
-holds positions time*block ... time*block + block - 1, and a noisy frame takes the positions of the
-clean frame it will become.
-"""
+"""`Layout`, the shape of one inference problem; torch-free, like the `vgpt.config` it builds on."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import IntEnum
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
-import torch
-
-
-class Role(IntEnum):
-    """Token roles. Clean frame: B I.. E. Noisy frame: S T X.."""
-
-    IMG_START = 0  # B: <img>
-    IMAGE = 1  # I: clean image token
-    IMG_END = 2  # E: </img>
-    DIFFUSION = 3  # S: <|diffusion|>
-    TIME = 4  # T: time token
-    NOISY = 5  # X: noisy image token
+from vgpt.config import ConfigError, ModelConfig
 
 
 @dataclass(frozen=True)
-class Frame:
-    """One frame of a sequence.
+class Layout:
+    """The static shape of one inference problem: M history frames, G clip frames, latent h x w.
 
-    clean: a clean (history/context) frame or a noisy (being denoised) frame.
-    clip: index of the clip it belongs to; noisy frames of one clip see each other.
-    time: index in the clean stream, which fixes the frame's position ids.
+    Export, calibration, engine builds and the runtime agree on it through the artifact manifest.
     """
 
-    clean: bool
-    clip: int
-    time: int
+    history_frames: int  # M
+    clip_frames: int  # G
+    latent_height: int  # h (pixels / 8)
+    latent_width: int  # w
+    patch_size: int = 2
+    pos_embed_max_size: int = 192
+    vae_downsample: int = field(default=8)
 
+    def __post_init__(self) -> None:
+        for name in ("history_frames", "clip_frames", "latent_height", "latent_width", "patch_size",
+                     "pos_embed_max_size", "vae_downsample"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"Layout.{name}={value!r}: must be a positive integer")
+        p = self.patch_size
+        for name in ("latent_height", "latent_width"):
+            value = getattr(self, name)
+            if value % p:
+                px = self.vae_downsample * p
+                raise ConfigError(
+                    f"Layout.{name}={value} is not divisible by the patch size {p}; use "
+                    f"{value - value % p} or {value + p - value % p} (frames a multiple of {px} px)"
+                )
+            if value // p > self.pos_embed_max_size:
+                limit = self.pos_embed_max_size * p
+                raise ConfigError(
+                    f"Layout.{name}={value} gives {value // p} patches, beyond the "
+                    f"{self.pos_embed_max_size}x{self.pos_embed_max_size} patch grid of the position "
+                    f"table; use at most {limit} latents ({limit * self.vae_downsample} px)"
+                )
 
-def training_frames(clip_sizes: Sequence[int]) -> list[Frame]:
-    """[noisy clip 1, clean clip 1, noisy clip 2, clean clip 2, ..., noisy clip K].
+    @classmethod
+    def for_model(
+        cls, config: ModelConfig, history_frames: int, clip_frames: int, latent_height: int, latent_width: int
+    ) -> Layout:
+        return cls(
+            history_frames,
+            clip_frames,
+            latent_height,
+            latent_width,
+            patch_size=config.patch_size,
+            pos_embed_max_size=config.pos_embed_max_size,
+        )
 
-    Each noisy clip holds the same frames, at the same positions, as its clean copy.
-    """
-    if len(clip_sizes) < 1 or any(f < 1 for f in clip_sizes):
-        raise ValueError(f"clip sizes must be positive, got {list(clip_sizes)}")
-    frames: list[Frame] = []
-    offset = 0
-    for k, size in enumerate(clip_sizes):
-        frames += [Frame(False, k, offset + i) for i in range(size)]
-        if k < len(clip_sizes) - 1:
-            frames += [Frame(True, k, offset + i) for i in range(size)]
-        offset += size
-    return frames
+    @classmethod
+    def from_pixels(cls, config: ModelConfig, history_frames: int, clip_frames: int, height: int, width: int) -> Layout:
+        multiple = 8 * config.patch_size
+        for name, value in (("height", height), ("width", width)):
+            if value % multiple:
+                raise ConfigError(
+                    f"frame {name}={value} px is not a multiple of {multiple} (VAE 8x times patch "
+                    f"{config.patch_size}); crop or resize to {value - value % multiple} px"
+                )
+        return cls.for_model(config, history_frames, clip_frames, height // 8, width // 8)
 
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (h/p, w/p)."""
+        return self.latent_height // self.patch_size, self.latent_width // self.patch_size
 
-def history_frames(num_frames: int, start: int = 0) -> list[Frame]:
-    """Clean frames at clean-stream indices start ... start + num_frames - 1 (clip 0)."""
-    return [Frame(True, 0, start + i) for i in range(num_frames)]
-
-
-def conditional_frames(history: int, clip: int) -> list[Frame]:
-    """Inference, conditional branch: M clean history frames, then the G-frame noisy clip."""
-    return history_frames(history) + [Frame(False, 1, history + i) for i in range(clip)]
-
-
-def unconditional_frames(clip: int) -> list[Frame]:
-    """Inference, unconditional branch: the noisy clip alone, positions from 0."""
-    return [Frame(False, 0, i) for i in range(clip)]
-
-
-@dataclass(frozen=True)
-class TokenSequence:
-    """Per-token attributes of a frame sequence, each a [L] tensor (L = len(frames) * block)."""
-
-    frames: tuple[Frame, ...]
-    tokens_per_frame: int  # N
-    roles: torch.Tensor  # [L] int64 Role values
-    clean: torch.Tensor  # [L] bool
-    clip: torch.Tensor  # [L] int64
-    positions: torch.Tensor  # [L] int64 RoPE position ids
+    @property
+    def tokens_per_frame(self) -> int:
+        """N: image tokens per frame."""
+        gh, gw = self.grid
+        return gh * gw
 
     @property
     def block(self) -> int:
+        """Tokens per frame in the sequence: N image tokens plus two special tokens."""
         return self.tokens_per_frame + 2
 
-    def __len__(self) -> int:
-        return len(self.frames) * self.block
+    @property
+    def pixel_size(self) -> tuple[int, int]:
+        return self.latent_height * self.vae_downsample, self.latent_width * self.vae_downsample
 
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
 
-def build_sequence(frames: Sequence[Frame], tokens_per_frame: int) -> TokenSequence:
-    n = tokens_per_frame
-    block = n + 2
-    clean_roles = [Role.IMG_START] + [Role.IMAGE] * n + [Role.IMG_END]
-    noisy_roles = [Role.DIFFUSION, Role.TIME] + [Role.NOISY] * n
-    roles, clean, clip, positions = [], [], [], []
-    for frame in frames:
-        roles += clean_roles if frame.clean else noisy_roles
-        clean += [frame.clean] * block
-        clip += [frame.clip] * block
-        positions += range(frame.time * block, frame.time * block + block)
-    return TokenSequence(
-        frames=tuple(frames),
-        tokens_per_frame=n,
-        roles=torch.tensor(roles, dtype=torch.int64),
-        clean=torch.tensor(clean, dtype=torch.bool),
-        clip=torch.tensor(clip, dtype=torch.int64),
-        positions=torch.tensor(positions, dtype=torch.int64),
-    )
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Layout:
+        return cls(**data)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vgpt.layout import Role, TokenSequence
+from vgpt.tokens import Role, TokenSequence
 
 # Rank of each noisy role: a noisy query sees the noisy keys of its clip whose rank is not higher.
 _NOISY_RANK = {Role.DIFFUSION: 0, Role.TIME: 1, Role.NOISY: 2}

@@ -1,8 +1,8 @@
 """Video-GPT: a Phi-3 transformer over VAE-latent patch tokens (next clip diffusion).
 
-One forward call computes the tokens of a `ForwardPlan` (clean and/or noisy frames in sequence
-order), attending a KV-cached prefix when the plan has one, and returns the output head's
-prediction for the plan's noisy frames. Reference: videogpt-reference.md sections 2-4.
+One forward call computes the tokens of a `ForwardCall` (clean and/or noisy frames in sequence
+order), attending a KV-cached prefix when the call has one, and returns the output head's
+prediction for the call's noisy frames. Reference: videogpt-reference.md sections 2-4.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from vgpt.config import ModelConfig
+from vgpt.forward import ForwardCall
 from vgpt.kv_cache import KVCache
 from vgpt.masks import QueryMask, attention_bias
 from vgpt.modules import (
@@ -22,7 +23,6 @@ from vgpt.modules import (
     sincos_2d_table,
     unpatchify,
 )
-from vgpt.plan import ForwardPlan
 from vgpt.rope import rope_tables
 
 
@@ -63,40 +63,40 @@ class VideoGPT(nn.Module):
 
     def embed(
         self,
-        plan: ForwardPlan,
+        call: ForwardCall,
         clean: torch.Tensor | None,
         noisy: torch.Tensor | None,
         t: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Token embeddings of the plan's frames in sequence order: [B, Lq, D].
+        """Token embeddings of the call's frames in sequence order: [B, Lq, D].
 
-        clean [B, Fc, C, h, w] and noisy [B, Fn, C, h, w] hold the plan's clean and noisy frames in
+        clean [B, Fc, C, h, w] and noisy [B, Fn, C, h, w] hold the call's clean and noisy frames in
         sequence order; t [B, Fn] is each noisy frame's noise level.
         """
         diffusion, img_start, img_end = self.special_tokens()
         blocks = []
-        if plan.clean_frames:
+        if call.clean_frames:
             img = self.embed_images(self.input_x_embedder, clean)  # [B, Fc, N, D]
             B, Fc, _, D = img.shape
             blocks.append(
                 torch.cat([img_start.expand(B, Fc, 1, D), img, img_end.expand(B, Fc, 1, D)], dim=2)
             )  # [B, Fc, block, D]
-        if plan.noisy_frames:
+        if call.noisy_frames:
             img = self.embed_images(self.x_embedder, noisy)  # [B, Fn, N, D]
             B, Fn, _, D = img.shape
             time = self.time_token(t)[:, :, None, :]  # [B, Fn, 1, D]
             blocks.append(torch.cat([diffusion.expand(B, Fn, 1, D), time, img], dim=2))  # [B, Fn, block, D]
         frames = torch.cat(blocks, dim=1)  # [B, Fc + Fn, block, D]
-        if plan.clean_frames and plan.noisy_frames:
-            frames = frames[:, plan.frame_order().to(frames.device)]
+        if call.clean_frames and call.noisy_frames:
+            frames = frames[:, call.frame_order().to(frames.device)]
         B, F, blk, D = frames.shape
         return frames.reshape(B, F * blk, D)  # [B, Lq, D]
 
-    def head(self, hidden: torch.Tensor, plan: ForwardPlan, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def head(self, hidden: torch.Tensor, call: ForwardCall, t: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Output head on the noisy frames' image tokens: [B, Lq, D] -> [B, Fn, C, h, w]."""
         B, _, D = hidden.shape
-        blocks = hidden.reshape(B, len(plan.frames), plan.block, D)  # [B, F, block, D]
-        idx = torch.tensor(plan.noisy_frames, device=hidden.device)
+        blocks = hidden.reshape(B, len(call.frames), call.block, D)  # [B, F, block, D]
+        idx = torch.tensor(call.noisy_frames, device=hidden.device)
         image = blocks[:, idx, 2:]  # [B, Fn, N, D]
         c = self.t_embedder(t)  # [B, Fn, D]
         out = self.final_layer(image, c)  # [B, Fn, N, p*p*C]
@@ -106,34 +106,34 @@ class VideoGPT(nn.Module):
 
     def forward(
         self,
-        plan: ForwardPlan,
+        call: ForwardCall,
         clean: torch.Tensor | None = None,
         noisy: torch.Tensor | None = None,
         t: torch.Tensor | None = None,
         cache: KVCache | None = None,
         write_cache: bool = False,
     ) -> torch.Tensor | None:
-        """Run the plan; returns [B, Fn, C, h, w] for its noisy frames (None if it has none).
+        """Run the call; returns [B, Fn, C, h, w] for its noisy frames (None if it has none).
 
-        With `cache`, the plan's keys start with cache.length cached tokens; `write_cache` appends
+        With `cache`, the call's keys start with cache.length cached tokens; `write_cache` appends
         this call's keys and values to the cache (only sound for clean frames, which later tokens
         may see).
         """
         past = cache.length if cache is not None else 0
-        if past != plan.past_tokens:
-            raise ValueError(f"plan expects {plan.past_tokens} cached tokens, the cache holds {past}")
-        if write_cache and plan.noisy_frames:
+        if past != call.past_tokens:
+            raise ValueError(f"the call expects {call.past_tokens} cached tokens, the cache holds {past}")
+        if write_cache and call.noisy_frames:
             raise ValueError("noisy frames are never cached: later tokens must not see them")
         ref = clean if clean is not None else noisy
         h, w = ref.shape[-2:]
-        x = self.embed(plan, clean, noisy, t)  # [B, Lq, D]
+        x = self.embed(call, clean, noisy, t)  # [B, Lq, D]
         device = x.device
-        cos, sin = rope_tables(self.config, plan.positions.to(device), plan.factor_set)  # [Lq, hd]
-        mask = QueryMask(attention_bias(plan.mask.to(device), x.dtype), plan.rows)  # bias [Lq, Lk]
+        cos, sin = rope_tables(self.config, call.positions.to(device), call.factor_set)  # [Lq, hd]
+        mask = QueryMask(attention_bias(call.mask.to(device), x.dtype), call.rows)  # bias [Lq, Lk]
         hidden = self.llm(x, cos, sin, mask, cache, write_cache)
         if cache is not None and write_cache:
             cache.advance(x.shape[1])
-            cache.factor_set = plan.factor_set
-        if not plan.noisy_frames:
+            cache.factor_set = call.factor_set
+        if not call.noisy_frames:
             return None
-        return self.head(hidden, plan, t, h, w)
+        return self.head(hidden, call, t, h, w)

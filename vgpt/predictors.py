@@ -21,23 +21,23 @@ from functools import lru_cache
 import torch
 
 from vgpt.config import ModelConfig
+from vgpt.forward import ForwardCall, forward_call
 from vgpt.kv_cache import KVCache
-from vgpt.layout import build_sequence, conditional_frames, history_frames, unconditional_frames
 from vgpt.model import VideoGPT
-from vgpt.plan import ForwardPlan, make_plan
 from vgpt.rope import FactorSet, select_factor_set
 from vgpt.sampler import SamplerConfig, sample
+from vgpt.tokens import build_sequence, conditional_frames, history_frames, unconditional_frames
 
 
 @dataclass(frozen=True)
-class InferencePlans:
-    """The constant plans of one (history, clip, tokens-per-frame) inference layout."""
+class InferenceCalls:
+    """The constant calls of one (history, clip, tokens-per-frame) inference layout."""
 
-    full: ForwardPlan  # history + noisy clip, recomputed whole
-    prefill: ForwardPlan  # the history alone, into the cache
-    denoise: ForwardPlan  # the noisy clip against the cached history
-    uncond: ForwardPlan  # the noisy clip alone, positions from 0
-    uncond_padded: ForwardPlan  # the same, padded to the conditional length (the released batching)
+    full: ForwardCall  # history + noisy clip, recomputed whole
+    prefill: ForwardCall  # the history alone, into the cache
+    denoise: ForwardCall  # the noisy clip against the cached history
+    uncond: ForwardCall  # the noisy clip alone, positions from 0
+    uncond_padded: ForwardCall  # the same, padded to the conditional length (the released batching)
 
     @property
     def factor_set(self) -> FactorSet:
@@ -45,22 +45,22 @@ class InferencePlans:
 
 
 @lru_cache(maxsize=64)
-def inference_plans(config: ModelConfig, history: int, clip: int, tokens_per_frame: int) -> InferencePlans:
+def inference_calls(config: ModelConfig, history: int, clip: int, tokens_per_frame: int) -> InferenceCalls:
     cond = build_sequence(conditional_frames(history, clip), tokens_per_frame)
     # One factor set for the whole step, chosen by the conditional sequence's largest position,
     # as a batched call of both branches would choose it.
     factor_set = select_factor_set(config, int(cond.positions.max()))
     uncond = build_sequence(unconditional_frames(clip), tokens_per_frame)
-    return InferencePlans(
-        full=make_plan(config, cond, factor_set=factor_set),
-        prefill=make_plan(config, cond, 0, history, factor_set=factor_set),
-        denoise=make_plan(config, cond, history, history + clip, factor_set=factor_set),
-        uncond=make_plan(config, uncond, factor_set=factor_set),
-        uncond_padded=padded_unconditional_plan(make_plan(config, cond, factor_set=factor_set), history),
+    return InferenceCalls(
+        full=forward_call(config, cond, factor_set=factor_set),
+        prefill=forward_call(config, cond, 0, history, factor_set=factor_set),
+        denoise=forward_call(config, cond, history, history + clip, factor_set=factor_set),
+        uncond=forward_call(config, uncond, factor_set=factor_set),
+        uncond_padded=padded_unconditional_call(forward_call(config, cond, factor_set=factor_set), history),
     )
 
 
-def padded_unconditional_plan(full: ForwardPlan, history: int) -> ForwardPlan:
+def padded_unconditional_call(full: ForwardCall, history: int) -> ForwardCall:
     """The unconditional branch at the conditional branch's length, as the released pipeline batches
     it: the history tokens stay in the sequence as padding that the noisy clip cannot see, and the
     clip's positions start from 0. Its noisy outputs equal the unpadded branch's; its cost is that of
@@ -70,13 +70,13 @@ def padded_unconditional_plan(full: ForwardPlan, history: int) -> ForwardPlan:
     mask[history * block :, : history * block] = False  # [Lq, Lk]: noisy queries never see the padding
     positions = full.positions.clone()
     positions[history * block :] -= history * block
-    return ForwardPlan(full.frames, full.tokens_per_frame, positions, mask, full.factor_set, full.past_tokens)
+    return ForwardCall(full.frames, full.tokens_per_frame, positions, mask, full.factor_set, full.past_tokens)
 
 
-def append_plan(config: ModelConfig, cached: int, total: int, tokens_per_frame: int, factor_set: FactorSet):
+def append_call(config: ModelConfig, cached: int, total: int, tokens_per_frame: int, factor_set: FactorSet):
     """Clean frames [cached, total) on top of `cached` frames already in the cache."""
     seq = build_sequence(history_frames(total), tokens_per_frame)
-    return make_plan(config, seq, cached, total, factor_set=factor_set)
+    return forward_call(config, seq, cached, total, factor_set=factor_set)
 
 
 class Predictor(ABC):
@@ -119,9 +119,9 @@ class Predictor(ABC):
     def denoise_clip(self, frames: torch.Tensor, first: int, z: torch.Tensor) -> torch.Tensor:
         """Denoise z [B, G, ...] conditioned on the history frames[:, first:]."""
         tokens = self._tokens(z)
-        plans = inference_plans(self.config, frames.shape[1] - first, z.shape[1], tokens)
-        conditional = self.conditional(frames, first, plans, tokens)
-        unconditional = self.unconditional(frames, first, plans) if self.sampler.guided else None
+        calls = inference_calls(self.config, frames.shape[1] - first, z.shape[1], tokens)
+        conditional = self.conditional(frames, first, calls, tokens)
+        unconditional = self.unconditional(frames, first, calls) if self.sampler.guided else None
 
         def denoise(zt, sigma):
             t = sigma.expand(zt.shape[0], zt.shape[1])  # [B, G]
@@ -130,13 +130,13 @@ class Predictor(ABC):
 
         return sample(denoise, z, self.sampler, self.config.prediction)
 
-    def unconditional(self, frames: torch.Tensor, first: int, plans: InferencePlans):
+    def unconditional(self, frames: torch.Tensor, first: int, calls: InferenceCalls):
         """The unconditional branch: the noisy clip alone, positions from 0."""
-        return lambda zt, t: self.model(plans.uncond, noisy=zt, t=t)
+        return lambda zt, t: self.model(calls.uncond, noisy=zt, t=t)
 
     @abstractmethod
     def conditional(
-        self, frames: torch.Tensor, first: int, plans: InferencePlans, tokens: int
+        self, frames: torch.Tensor, first: int, calls: InferenceCalls, tokens: int
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The conditional branch for one clip: (noisy clip, t) -> model output."""
 
@@ -156,15 +156,15 @@ class FullPredictor(Predictor):
         super().__init__(model, sampler, window)
         self.pad_uncond = pad_uncond
 
-    def conditional(self, frames, first, plans, tokens):
+    def conditional(self, frames, first, calls, tokens):
         context = frames[:, first:]
-        return lambda zt, t: self.model(plans.full, clean=context, noisy=zt, t=t)
+        return lambda zt, t: self.model(calls.full, clean=context, noisy=zt, t=t)
 
-    def unconditional(self, frames, first, plans):
+    def unconditional(self, frames, first, calls):
         if not self.pad_uncond:
-            return super().unconditional(frames, first, plans)
+            return super().unconditional(frames, first, calls)
         context = frames[:, first:]
-        return lambda zt, t: self.model(plans.uncond_padded, clean=context, noisy=zt, t=t)
+        return lambda zt, t: self.model(calls.uncond_padded, clean=context, noisy=zt, t=t)
 
 
 class CachedPredictor(Predictor):
@@ -189,13 +189,13 @@ class CachedPredictor(Predictor):
         self.cache.reset()
         self._cached_first, self._cached_count = -1, 0
 
-    def fill(self, frames: torch.Tensor, first: int, plans: InferencePlans, tokens: int) -> KVCache:
+    def fill(self, frames: torch.Tensor, first: int, calls: InferenceCalls, tokens: int) -> KVCache:
         """Bring the cache to hold frames[:, first:] exactly, appending when that is exact."""
         count = frames.shape[1] - first
         cache = self.cache
         reusable = (
             self._cached_first == first
-            and cache.factor_set == plans.factor_set
+            and cache.factor_set == calls.factor_set
             and cache.length == self._cached_count * (tokens + 2)
             and self._cached_count <= count
         )
@@ -203,13 +203,13 @@ class CachedPredictor(Predictor):
             cache.reset()
             self._cached_first, self._cached_count = first, 0
         if self._cached_count == 0:
-            self.model(plans.prefill, clean=frames[:, first:], cache=cache, write_cache=True)
+            self.model(calls.prefill, clean=frames[:, first:], cache=cache, write_cache=True)
         elif self._cached_count < count:
-            plan = append_plan(self.config, self._cached_count, count, tokens, plans.factor_set)
-            self.model(plan, clean=frames[:, first + self._cached_count :], cache=cache, write_cache=True)
+            call = append_call(self.config, self._cached_count, count, tokens, calls.factor_set)
+            self.model(call, clean=frames[:, first + self._cached_count :], cache=cache, write_cache=True)
         self._cached_count = count
         return cache
 
-    def conditional(self, frames, first, plans, tokens):
-        cache = self.fill(frames, first, plans, tokens)
-        return lambda zt, t: self.model(plans.denoise, noisy=zt, t=t, cache=cache)
+    def conditional(self, frames, first, calls, tokens):
+        cache = self.fill(frames, first, calls, tokens)
+        return lambda zt, t: self.model(calls.denoise, noisy=zt, t=t, cache=cache)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from vgpt.forward import ForwardCall
 from vgpt.kv_cache import GraphCache
 from vgpt.model import VideoGPT
-from vgpt.plan import ForwardPlan
-from vgpt.predictors import append_plan
+from vgpt.predictors import append_call
 from vgpt.rope import FactorSet, shift_rotary
 
 
@@ -24,17 +24,17 @@ def roll_window(
     frame: torch.Tensor,
     tokens_per_frame: int,
     factor_set: FactorSet,
-    plan: ForwardPlan | None = None,
+    call: ForwardCall | None = None,
 ) -> torch.Tensor:
     """kv [layers, 2, B, nkv, M*block, hd] of frames 0..M-1 and the latents of a new frame
-    [B, 1, C, h, w] -> the cache of frames 1..M at positions 0..M-1, same shape. `plan`: the new frame's
-    (`append_plan(config, M - 1, M, ...)`), made ahead by a graph that is traced."""
+    [B, 1, C, h, w] -> the cache of frames 1..M at positions 0..M-1, same shape. `call`: the new frame's
+    (`append_call(config, M - 1, M, ...)`), made ahead by a graph that is traced."""
     block = tokens_per_frame + 2
     frames = kv.shape[4] // block
     kept = kv[:, :, :, :, block:]  # [layers, 2, B, nkv, (M-1)*block, hd]
     keys = shift_rotary(kept[:, 0], model.config, factor_set, -block)
     past = torch.stack([keys, kept[:, 1]], dim=1)  # [layers, 2, B, nkv, (M-1)*block, hd]
     cache = GraphCache(past)
-    plan = plan or append_plan(model.config, frames - 1, frames, tokens_per_frame, factor_set)
-    model(plan, clean=frame, cache=cache, write_cache=True)
+    call = call or append_call(model.config, frames - 1, frames, tokens_per_frame, factor_set)
+    model(call, clean=frame, cache=cache, write_cache=True)
     return torch.cat([past, cache.stacked()], dim=4)

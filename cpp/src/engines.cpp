@@ -146,20 +146,20 @@ void check_sources(const EngineManifest& m, const Manifest& bundle) {
     }
 }
 
-const DeviceBuffer& BufferPlan::buffer(const std::string& name) const {
+const DeviceBuffer& DeviceBuffers::buffer(const std::string& name) const {
     for (const DeviceBuffer& b : buffers) {
         if (b.name == name) return b;
     }
     throw Error(VGPT_INTERNAL, "no device buffer named " + name);
 }
 
-size_t BufferPlan::total_bytes() const {
+size_t DeviceBuffers::total_bytes() const {
     size_t n = 0;
     for (const DeviceBuffer& b : buffers) n += b.bytes;
     return n;
 }
 
-BufferPlan buffer_plan(const Manifest& bundle) {
+DeviceBuffers device_buffers(const Manifest& bundle) {
     auto spec = [&](const char* graph, const char* tensor) -> const TensorSpec& {
         return bundle.graphs.at(graph).tensor(tensor);
     };
@@ -170,8 +170,8 @@ BufferPlan buffer_plan(const Manifest& bundle) {
                                          shape_text(kv.shape) + ", the denoising step reads " + kv_in.dtype + " " +
                                          shape_text(kv_in.shape) + "; " + kRebuild);
     }
-    BufferPlan plan;
-    plan.buffers = {
+    DeviceBuffers buffers;
+    buffers.buffers = {
         {"frame", spec(kEncoder, "frames").bytes(), {{kEncoder, "frames"}}},
         {"latent", spec(kEncoder, "latents").bytes(), {{kEncoder, "latents"}}},
         {"history", spec(kPrefill, "history").bytes(), {{kPrefill, "history"}}},
@@ -183,9 +183,9 @@ BufferPlan buffer_plan(const Manifest& bundle) {
         {"clip", spec(kDecoder, "latents").bytes(), {{kDecoder, "latents"}}},
         {"frames_out", spec(kDecoder, "frames").bytes(), {{kDecoder, "frames"}}},
     };
-    plan.steps[0] = {{"z", "z0"}, {"step", "step0"}, {"z_next", "z1"}, {"step_next", "step1"}, {"kv_cache", "kv"}};
-    plan.steps[1] = {{"z", "z1"}, {"step", "step1"}, {"z_next", "z0"}, {"step_next", "step0"}, {"kv_cache", "kv"}};
-    return plan;
+    buffers.steps[0] = {{"z", "z0"}, {"step", "step0"}, {"z_next", "z1"}, {"step_next", "step1"}, {"kv_cache", "kv"}};
+    buffers.steps[1] = {{"z", "z1"}, {"step", "step1"}, {"z_next", "z0"}, {"step_next", "step0"}, {"kv_cache", "kv"}};
+    return buffers;
 }
 
 const char* result_buffer(int steps) { return steps % 2 == 0 ? "z0" : "z1"; }

@@ -1,4 +1,4 @@
-// Every decision of the TensorRT backend that needs no TensorRT (the C++ side of engines/plan.py):
+// Every decision of the TensorRT backend that needs no TensorRT (the C++ side of engines/decisions.py):
 // reading a vgpt-build folder's engines.json, refusing engines of another TensorRT version, another GPU
 // or changed plan files, the device buffers a stream allocates once, and which buffers each of the two
 // denoising-step contexts binds. Compiled and tested in every build; trt_model.cpp only carries it out.
@@ -22,7 +22,7 @@ struct PlanFile {
     std::string sha256;
 };
 
-// engines.json (engines/plan.py engine_manifest, written by engines/build.py).
+// engines.json (engines/decisions.py engine_manifest, written by engines/build.py).
 struct EngineManifest {
     std::string folder;            // where engines.json and the plans are
     std::string tensorrt_version;  // trt.__version__ at build time, e.g. "10.7.0" or "10.7.0.post1"
@@ -57,23 +57,23 @@ TensorRTHost tensorrt_host(int32_t lib_version, const std::string& gpu_name, int
                            int capability_minor);
 
 // Plans are neither portable across TensorRT versions nor across GPU models: refuse both, as
-// engines/plan.py check_engine_manifest does. The versions agree when major.minor.patch agree (a
+// engines/decisions.py check_engine_manifest does. The versions agree when major.minor.patch agree (a
 // recorded build number or ".postN" suffix is not compared: the library reports neither).
 void check_engine_host(const EngineManifest& m, const TensorRTHost& host);
 
-// Every plan present with its recorded size and, when verify_hashes, its sha256 (engines/plan.py
+// Every plan present with its recorded size and, when verify_hashes, its sha256 (engines/decisions.py
 // check_plan_files); and every stream graph built from the ONNX file the bundle holds now.
 void check_plan_files(const EngineManifest& m, bool verify_hashes);
 void check_sources(const EngineManifest& m, const Manifest& bundle);
 
-// One device allocation and the (graph, tensor) pairs bound to it (engines/plan.py buffer_plan).
+// One device allocation and the (graph, tensor) pairs bound to it (engines/decisions.py device_buffers).
 struct DeviceBuffer {
     std::string name;
     size_t bytes = 0;
     std::vector<std::pair<std::string, std::string>> bindings;
 };
 
-struct BufferPlan {
+struct DeviceBuffers {
     std::vector<DeviceBuffer> buffers;
     // The denoising step's two binding sets: even steps read set 0 and write set 1, odd steps the
     // reverse, so the S steps (and a CUDA graph of them) never copy z or the step index.
@@ -82,7 +82,7 @@ struct BufferPlan {
     size_t total_bytes() const;
 };
 
-BufferPlan buffer_plan(const Manifest& bundle);  // throws VGPT_BAD_BUNDLE when the KV caches disagree
+DeviceBuffers device_buffers(const Manifest& bundle);  // throws VGPT_BAD_BUNDLE when the KV caches disagree
 
 // The buffer that holds the clip after `steps` alternating steps.
 const char* result_buffer(int steps);

@@ -15,8 +15,8 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kFormat = "vgpt-onnx-bundle";
-constexpr int kFormatVersion = 2;  // export/bundle.py FORMAT_VERSION
-constexpr const char* kPrecisionsQuantized[] = {"fp8", "int8"};  // calibration/policy.py PRECISIONS
+constexpr int kFormatVersion = 2;  // export/contract.py FORMAT_VERSION
+constexpr const char* kPrecisionsQuantized[] = {"fp8", "int8"};  // export/contract.py QUANTIZED_PRECISIONS
 
 bool is_file(const std::string& p) {
     struct stat s;

@@ -29,7 +29,7 @@ struct GraphSpec {
     const TensorSpec& tensor(const std::string& tensor_name) const;  // throws VGPT_BAD_BUNDLE
 };
 
-// The layout value object as the manifest records it (vgpt.config.Layout.to_dict).
+// The layout value object as the manifest records it (vgpt.layout.Layout.to_dict).
 struct LayoutSpec {
     int history_frames = 0, clip_frames = 0, latent_height = 0, latent_width = 0, vae_downsample = 0;
     int height() const { return latent_height * vae_downsample; }

@@ -2,7 +2,7 @@
 //
 // A TrtModel deserializes the plans of a vgpt-build folder once (after engines.cpp's refusals: another
 // TensorRT version, another GPU, changed plans, plans built from other graphs than the bundle holds).
-// Each stream's TrtEngine has its own CUDA stream, device buffers (engines.cpp buffer_plan: one KV cache
+// Each stream's TrtEngine has its own CUDA stream, device buffers (engines.cpp device_buffers: one KV cache
 // bound to prefill and both step contexts), pinned host copies of what the host reads or writes, and
 // one execution context per binding set (encoder, prefill, decoder, and two for the alternating steps)
 // whose tensor addresses are set once. The S denoising steps are captured once per stream in a CUDA
@@ -65,7 +65,7 @@ public:
         if (!ctx) throw Error(VGPT_RUNTIME_LIBRARY, std::string("TensorRT cannot create a context of the ") + graph + " engine");
         return ctx;
     }
-    const BufferPlan& plan() const { return plan_; }
+    const DeviceBuffers& buffers() const { return buffers_; }
     int device() const { return device_; }
 
 private:
@@ -73,7 +73,7 @@ private:
     Logger logger_;
     std::unique_ptr<nvinfer1::IRuntime> runtime_;
     std::map<std::string, std::unique_ptr<nvinfer1::ICudaEngine>> engines_;
-    BufferPlan plan_;
+    DeviceBuffers buffers_;
     int device_ = 0;
     mutable std::mutex mu_;
 };
@@ -95,7 +95,7 @@ std::shared_ptr<const Model> TrtModel::load(const std::string& path, const Optio
     }
     check_sources(em, m.manifest_);
     m.dims_ = bundle_dims(m.manifest_);
-    m.plan_ = buffer_plan(m.manifest_);
+    m.buffers_ = device_buffers(m.manifest_);
     m.runtime_.reset(nvinfer1::createInferRuntime(m.logger_));
     if (!m.runtime_) throw Error(VGPT_RUNTIME_LIBRARY, "TensorRT cannot create its runtime");
     for (const char* graph : kStreamGraphs) {
@@ -138,7 +138,7 @@ private:
     void finish();    // waits for the stream; the wait counts as time inside the backend
 
     std::shared_ptr<const TrtModel> model_;
-    const BufferPlan& plan_;
+    const DeviceBuffers& buffers_;
     const int steps_;
     const std::string result_;
     // Destroyed in reverse: the graph, the contexts, then the memory they point at, then the stream.
@@ -150,12 +150,12 @@ private:
 };
 
 TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
-    : model_(std::move(model)), plan_(model_->plan()), steps_(model_->dims().S), result_(result_buffer(steps_)) {
+    : model_(std::move(model)), buffers_(model_->buffers()), steps_(model_->dims().S), result_(result_buffer(steps_)) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
     cudaStream_t s = nullptr;
     cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
     stream_.reset(s);
-    for (const DeviceBuffer& b : plan_.buffers) {
+    for (const DeviceBuffer& b : buffers_.buffers) {
         void* p = nullptr;
         cuda(cudaMalloc(&p, b.bytes), "cudaMalloc of " + b.name);
         device_.emplace(b.name, DevicePtr(p, &cudaFree));
@@ -165,7 +165,7 @@ TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
                                     std::string("z0"), result_, std::string("clip"), std::string("frames_out")}) {
         if (host_.count(name)) continue;  // the result may be z0
         void* p = nullptr;
-        cuda(cudaMallocHost(&p, plan_.buffer(name).bytes), "cudaMallocHost of " + name);
+        cuda(cudaMallocHost(&p, buffers_.buffer(name).bytes), "cudaMallocHost of " + name);
         host_.emplace(name, DevicePtr(p, &cudaFreeHost));
     }
     encoder_ = model_->context(kEncoder);
@@ -173,11 +173,11 @@ TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
     decoder_ = model_->context(kDecoder);
     step_[0] = model_->context(kDenoise);
     step_[1] = model_->context(kDenoise);
-    // Every address once: the codec and prefill contexts from the plan's bindings, the two step contexts
+    // Every address once: the codec and prefill contexts from the buffers' bindings, the two step contexts
     // from its two binding sets. Nothing is rebound afterwards, so the captured graph stays valid.
     std::map<std::string, nvinfer1::IExecutionContext*> single = {
         {kEncoder, encoder_.get()}, {kPrefill, prefill_.get()}, {kDecoder, decoder_.get()}};
-    for (const DeviceBuffer& b : plan_.buffers) {
+    for (const DeviceBuffer& b : buffers_.buffers) {
         for (const auto& [graph, tensor] : b.bindings) {
             if (graph == kDenoise) continue;
             if (!single.at(graph)->setTensorAddress(tensor.c_str(), device(b.name))) {
@@ -186,7 +186,7 @@ TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
         }
     }
     for (int a = 0; a < 2; ++a) {
-        for (const auto& [tensor, buffer] : plan_.steps[a]) {
+        for (const auto& [tensor, buffer] : buffers_.steps[a]) {
             if (!step_[a]->setTensorAddress(tensor.c_str(), device(buffer))) {
                 throw Error(VGPT_RUNTIME_LIBRARY, "TensorRT refuses the address of the step's " + tensor);
             }
@@ -199,13 +199,13 @@ TrtEngine::~TrtEngine() {
 }
 
 void TrtEngine::upload(const std::string& buffer) {
-    cuda(cudaMemcpyAsync(device(buffer), host_.at(buffer).get(), plan_.buffer(buffer).bytes, cudaMemcpyHostToDevice,
+    cuda(cudaMemcpyAsync(device(buffer), host_.at(buffer).get(), buffers_.buffer(buffer).bytes, cudaMemcpyHostToDevice,
                          stream_.get()),
          "upload of " + buffer);
 }
 
 void TrtEngine::download(const std::string& buffer) {
-    cuda(cudaMemcpyAsync(host_.at(buffer).get(), device(buffer), plan_.buffer(buffer).bytes, cudaMemcpyDeviceToHost,
+    cuda(cudaMemcpyAsync(host_.at(buffer).get(), device(buffer), buffers_.buffer(buffer).bytes, cudaMemcpyDeviceToHost,
                          stream_.get()),
          "download of " + buffer);
 }
@@ -228,7 +228,7 @@ void TrtEngine::loop() {
 
 void TrtEngine::capture() {
     // TensorRT may allocate or set up on a context's first enqueue, which a capture must not record.
-    cuda(cudaMemsetAsync(device("step0"), 0, plan_.buffer("step0").bytes, stream_.get()), "step reset");
+    cuda(cudaMemsetAsync(device("step0"), 0, buffers_.buffer("step0").bytes, stream_.get()), "step reset");
     loop();
     finish();
     cuda(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal), "CUDA graph capture");
@@ -259,7 +259,7 @@ const float* TrtEngine::encode() {
 
 void TrtEngine::prefill(const float* history) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
-    std::memcpy(host("history"), history, plan_.buffer("history").bytes);
+    std::memcpy(host("history"), history, buffers_.buffer("history").bytes);
     upload("history");
     enqueue(*prefill_, "prefill");
     finish();  // the pinned history copy is free again, and the phase's time is its own
@@ -268,9 +268,9 @@ void TrtEngine::prefill(const float* history) {
 const float* TrtEngine::denoise(const float* noise) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
     if (!exec_) capture();  // once per stream, before the noise goes in (the warm-up writes z0 and z1)
-    std::memcpy(host("z0"), noise, plan_.buffer("z0").bytes);
+    std::memcpy(host("z0"), noise, buffers_.buffer("z0").bytes);
     upload("z0");
-    cuda(cudaMemsetAsync(device("step0"), 0, plan_.buffer("step0").bytes, stream_.get()), "step reset");
+    cuda(cudaMemsetAsync(device("step0"), 0, buffers_.buffer("step0").bytes, stream_.get()), "step reset");
     const double start = seconds_now();
     cuda(cudaGraphLaunch(exec_.get(), stream_.get()), "CUDA graph launch of the denoising loop");
     inside += seconds_now() - start;
@@ -281,7 +281,7 @@ const float* TrtEngine::denoise(const float* noise) {
 
 const float* TrtEngine::decode(const float* clip) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
-    std::memcpy(host("clip"), clip, plan_.buffer("clip").bytes);
+    std::memcpy(host("clip"), clip, buffers_.buffer("clip").bytes);
     upload("clip");
     enqueue(*decoder_, "the decoder");
     download("frames_out");

@@ -1,6 +1,6 @@
 // The TensorRT backend's TensorRT-free decisions (cpp/src/engines.cpp), tested in every build: reading
 // engines.json, refusing another TensorRT version, another GPU, changed plans or sources, the device
-// buffer plan and the ping-pong of the two step contexts.
+// device buffers and the ping-pong of the two step contexts.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -170,40 +170,40 @@ TEST(Engines, RefusesEnginesOfOtherSourceGraphs) {
               std::string::npos);
 }
 
-TEST(Engines, BufferPlanSharesTheKvCacheAndPingPongsTheSteps) {
-    const vgpt::BufferPlan plan = vgpt::buffer_plan(bundle());
-    ASSERT_EQ(plan.buffers.size(), 10u);
-    const vgpt::DeviceBuffer& kv = plan.buffer("kv");
+TEST(Engines, DeviceBuffersShareTheKvCacheAndPingPongTheSteps) {
+    const vgpt::DeviceBuffers buffers = vgpt::device_buffers(bundle());
+    ASSERT_EQ(buffers.buffers.size(), 10u);
+    const vgpt::DeviceBuffer& kv = buffers.buffer("kv");
     EXPECT_EQ(kv.bytes, 2u * 1 * 8 * 24 * 16 * 2);  // float16
     ASSERT_EQ(kv.bindings.size(), 2u);
     EXPECT_EQ(kv.bindings[0], (std::pair<std::string, std::string>{"prefill", "kv_cache"}));
     EXPECT_EQ(kv.bindings[1], (std::pair<std::string, std::string>{"denoise", "kv_cache"}));
-    EXPECT_EQ(plan.buffer("z0").bytes, 3u * 4 * 2 * 2 * 4);
-    EXPECT_EQ(plan.buffer("step1").bytes, 8u);
-    EXPECT_EQ(plan.buffer("frames_out").bytes, 3u * 3 * 16 * 16 * 4);
+    EXPECT_EQ(buffers.buffer("z0").bytes, 3u * 4 * 2 * 2 * 4);
+    EXPECT_EQ(buffers.buffer("step1").bytes, 8u);
+    EXPECT_EQ(buffers.buffer("frames_out").bytes, 3u * 3 * 16 * 16 * 4);
     size_t total = 0;
-    for (const auto& b : plan.buffers) total += b.bytes;
-    EXPECT_EQ(plan.total_bytes(), total);
+    for (const auto& b : buffers.buffers) total += b.bytes;
+    EXPECT_EQ(buffers.total_bytes(), total);
     // Step i reads set i % 2 and writes the other: what one writes, the next reads.
     for (const auto& [in, out] : {std::pair<const char*, const char*>{"z", "z_next"}, {"step", "step_next"}}) {
-        EXPECT_EQ(plan.steps[0].at(out), plan.steps[1].at(in));
-        EXPECT_EQ(plan.steps[1].at(out), plan.steps[0].at(in));
-        EXPECT_NE(plan.steps[0].at(in), plan.steps[0].at(out));
+        EXPECT_EQ(buffers.steps[0].at(out), buffers.steps[1].at(in));
+        EXPECT_EQ(buffers.steps[1].at(out), buffers.steps[0].at(in));
+        EXPECT_NE(buffers.steps[0].at(in), buffers.steps[0].at(out));
     }
-    EXPECT_EQ(plan.steps[0].at("kv_cache"), "kv");
-    EXPECT_EQ(plan.steps[1].at("kv_cache"), "kv");
+    EXPECT_EQ(buffers.steps[0].at("kv_cache"), "kv");
+    EXPECT_EQ(buffers.steps[1].at("kv_cache"), "kv");
     // Where the clip is after S steps: step S - 1 wrote set S % 2's z.
     EXPECT_STREQ(vgpt::result_buffer(50), "z0");
     EXPECT_STREQ(vgpt::result_buffer(3), "z1");
-    EXPECT_EQ(plan.steps[3 % 2].at("z"), vgpt::result_buffer(3));
-    EXPECT_NE(error_of(VGPT_INTERNAL, [&] { plan.buffer("nope"); }).find("no device buffer named nope"),
+    EXPECT_EQ(buffers.steps[3 % 2].at("z"), vgpt::result_buffer(3));
+    EXPECT_NE(error_of(VGPT_INTERNAL, [&] { buffers.buffer("nope"); }).find("no device buffer named nope"),
               std::string::npos);
 }
 
-TEST(Engines, BufferPlanRefusesKvCachesThatDisagree) {
+TEST(Engines, DeviceBuffersRefuseKvCachesThatDisagree) {
     vgpt::Manifest m = bundle();
     m.graphs["denoise"].inputs[1].dtype = "float32";
-    EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [&] { vgpt::buffer_plan(m); })
+    EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [&] { vgpt::device_buffers(m); })
                   .find("prefill writes a KV cache of float16 [2, 1, 8, 24, 16], the denoising step reads float32"),
               std::string::npos);
 }

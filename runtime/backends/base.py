@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from vgpt.config import Layout
+from vgpt.layout import Layout
 
 
 class Backend(ABC):

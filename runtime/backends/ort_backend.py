@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vgpt.engines.plan import buffer_plan
+from vgpt.engines.decisions import device_buffers
 from vgpt.errors import VgptError
 from vgpt.export.manifest import Bundle, BundleError
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
@@ -215,11 +215,11 @@ class OrtBackend(Backend):
         return binding
 
     def _allocate(self) -> None:
-        """Every buffer of the plan that the TensorRT backend also follows (`buffer_plan`), allocated once
+        """Every device buffer that the TensorRT backend also binds (`device_buffers`), allocated once
         and bound once: one KV cache written by prefill and read by every step, two z and two step buffers
         the steps alternate between, the codec's input and output."""
-        plan = buffer_plan(self._specs)
-        buffers = {b.name: _Buffer(b.shape, _NP[b.dtype], self.placement) for b in plan.buffers}
+        device = device_buffers(self._specs)
+        buffers = {b.name: _Buffer(b.shape, _NP[b.dtype], self.placement) for b in device.buffers}
         self.frame, self.latent, self.history = buffers["frame"], buffers["latent"], buffers["history"]
         self.clip, self.frames_out = buffers["clip"], buffers["frames_out"]
         # Rolling mode adds a second KV cache and alternates (append reads one and writes the other); it
@@ -227,9 +227,9 @@ class OrtBackend(Backend):
         self.kv = [buffers["kv"]]
         self._kv_index = 0
         self.z, self.step = [buffers["z0"], buffers["z1"]], [buffers["step0"], buffers["step1"]]
-        self._plan, self._planned = plan, buffers
+        self._device, self._buffers = device, buffers
         self._bindings = {
-            graph: self._bind(graph, {tensor: buffers[b.name] for b in plan.buffers for g, tensor in b.bindings
+            graph: self._bind(graph, {tensor: buffers[b.name] for b in device.buffers for g, tensor in b.bindings
                                       if g == graph})
             for graph in (ENCODER, PREFILL, DECODER)
         }  # fmt: skip
@@ -239,10 +239,10 @@ class OrtBackend(Backend):
             self.latent_in = self._buffer(self._specs[APPEND], "latents")
 
     def _step_bindings(self, kv: int) -> list:
-        """The two alternating step bindings of the plan, reading KV cache `kv`."""
-        return [self._bind(DENOISE, {tensor: self.kv[kv] if name == "kv" else self._planned[name]
+        """The two alternating step bindings of the device buffers, reading KV cache `kv`."""
+        return [self._bind(DENOISE, {tensor: self.kv[kv] if name == "kv" else self._buffers[name]
                                      for tensor, name in names.items()})
-                for names in self._plan.step_bindings]  # fmt: skip
+                for names in self._device.step_bindings]  # fmt: skip
 
     @property
     def supports_rolling(self) -> bool:

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from vgpt.codecs.base import LatentCodec
-from vgpt.config import Layout
 from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.runtime.backends.base import Backend
 from vgpt.sampler import SamplerConfig

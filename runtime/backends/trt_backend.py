@@ -3,8 +3,8 @@ S-step denoising loop of a clip captured in one CUDA graph and replayed per clip
 
 Device memory, the stream and the CUDA graph come from PyTorch's CUDA runtime (a CUDA build of torch
 is on every machine that has TensorRT and vgpt); TensorRT and CUDA are imported when this backend is
-opened, never by `import vgpt`. The buffer plan (`vgpt.engines.plan.buffer_plan`) binds the KV cache
-once to both the prefill and the denoising engine, and gives the steps two z and two step buffers to
+opened, never by `import vgpt`. The device buffers (`vgpt.engines.decisions.device_buffers`) bind the KV
+cache once to both the prefill and the denoising engine, and give the steps two z and two step buffers to
 alternate between, so the captured loop needs no host write: the step index advances on the device.
 """
 
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vgpt.engines.plan import (
+from vgpt.engines.build import gpu_identity, import_tensorrt
+from vgpt.engines.decisions import (
     ENGINE_MANIFEST,
     EngineError,
-    buffer_plan,
     check_engine_manifest,
     check_plan_files,
+    device_buffers,
     read_engine_manifest,
     result_buffer,
 )
@@ -44,8 +45,6 @@ class TensorRTBackend(Backend):
     def __init__(self, source: str | Path, bundle: str | Path | None = None, use_cuda_graph: bool = True) -> None:
         import torch
 
-        from vgpt.engines.build import gpu_identity, import_tensorrt
-
         folder = engine_folder(source)  # a missing engine manifest is reported before a missing TensorRT
         trt = import_tensorrt()
         self.manifest = read_engine_manifest(folder)
@@ -56,7 +55,7 @@ class TensorRTBackend(Backend):
         entry = exported.layout(self.manifest.layout)
         self.layout, self.steps = entry.layout, self.manifest.sampler.steps
         specs = {g: entry.spec(g) for g in (ENCODER, PREFILL, DENOISE, DECODER)}
-        self.plan = buffer_plan(specs)
+        self.device_buffers = device_buffers(specs)
         self._torch = torch
         self.device = torch.device("cuda")
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -85,14 +84,14 @@ class TensorRTBackend(Backend):
         self.cuda_stream = torch.cuda.Stream()
         self._contexts = {graph: engine.create_execution_context() for graph, engine in self._engines.items()}
         self.buffers = {b.name: torch.zeros(b.shape, dtype=getattr(torch, b.dtype), device=self.device)
-                        for b in self.plan.buffers}  # fmt: skip
-        for b in self.plan.buffers:
+                        for b in self.device_buffers.buffers}  # fmt: skip
+        for b in self.device_buffers.buffers:
             for graph, tensor in b.bindings:
                 if graph != DENOISE:
                     self._contexts[graph].set_tensor_address(tensor, self.buffers[b.name].data_ptr())
         # Two contexts for the two alternating step bindings: addresses set once, never again.
         self._steps = [self._contexts[DENOISE], self._engines[DENOISE].create_execution_context()]
-        for ctx, names in zip(self._steps, self.plan.step_bindings, strict=True):
+        for ctx, names in zip(self._steps, self.device_buffers.step_bindings, strict=True):
             for tensor, buffer in names.items():
                 ctx.set_tensor_address(tensor, self.buffers[buffer].data_ptr())
         self._out = result_buffer(self.steps)

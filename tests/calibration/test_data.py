@@ -8,7 +8,8 @@ import torch
 from tests.conftest import random_model
 from vgpt.calibration.data import CalibrationConfig, CalibrationError, build_calibration, recorded_steps
 from vgpt.codecs import LightCodec
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
+from vgpt.layout import Layout
 from vgpt.sampler import SamplerConfig
 from vgpt.synthetic import SceneConfig, write_dataset
 from vgpt.video import VideoError

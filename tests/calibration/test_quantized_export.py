@@ -14,10 +14,12 @@ from click.testing import CliRunner
 from tests.conftest import random_model
 from vgpt.calibration.data import CalibrationConfig
 from vgpt.calibration.kernels import integer_kernel_report, u8s8_saturates
+from vgpt.calibration.quantizer import ModelOptQuantizer
 from vgpt.codecs import LightCodec
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
+from vgpt.layout import Layout
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.torch_backend import TorchBackend
 from vgpt.runtime.evaluate import predict_clips
@@ -38,10 +40,10 @@ def quantized(request, codec, tmp_path_factory):
     model = random_model(get_preset("tiny"))
     layout = Layout.from_pixels(model.config, 3, 2, 32, 32)
     out = tmp_path_factory.mktemp(precision) / "bundle"
-    config = ExportConfig(layouts=(layout,), sampler=SAMPLER, precision=precision,
-                          calibration=CalibrationConfig(count=4, levels=4),
-                          calibration_root=str(tmp_path_factory.getbasetemp() / "calib"))  # fmt: skip
-    manifest = export_bundle(model, codec, out, config)
+    config = ExportConfig(layouts=(layout,), sampler=SAMPLER, precision=precision)
+    quantizer = ModelOptQuantizer(precision, calibration=CalibrationConfig(count=4, levels=4),
+                                  calibration_root=str(tmp_path_factory.getbasetemp() / "calib"))  # fmt: skip
+    manifest = export_bundle(model, codec, out, config, quantizer=quantizer)
     QUANTIZED_MODELS[precision] = model  # quantized in place: the eager side of verification
     return precision, out, manifest, layout
 
@@ -124,7 +126,7 @@ def test_fp8_needs_opset_19_and_quantization_needs_fp32_weights():
     with pytest.raises(ValueError, match="float32"):
         ExportConfig(layouts=(layout,), precision="int8", dtype="float16")
     with pytest.raises(ValueError, match="policy"):
-        ExportConfig(layouts=(layout,), precision="int8", policy="nope")
+        ModelOptQuantizer("int8", policy="nope")
 
 
 def test_cli_writes_the_accuracy_report_and_vgpt_eval_runs_the_bundle(tmp_path, monkeypatch):

@@ -26,10 +26,11 @@ import torch
 
 from tests.conftest import random_model
 from vgpt.codecs import LightCodec
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.frames import fit_frames, to_uint8
+from vgpt.layout import Layout
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.loading import cached_export
 from vgpt.runtime.predictor import VideoPredictor

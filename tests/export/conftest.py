@@ -3,8 +3,9 @@ import torch
 
 from tests.conftest import random_model
 from vgpt.codecs import LightCodec
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.bundle import ExportConfig, export_bundle
+from vgpt.layout import Layout
 from vgpt.sampler import SamplerConfig
 
 pytest.importorskip("onnxruntime")

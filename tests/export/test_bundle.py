@@ -4,11 +4,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from vgpt.config import Layout
 from vgpt.export.bundle import TOLERANCES, ExportConfig, export_bundle
 from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.export.spec import DENOISE, PREFILL
 from vgpt.export.verify import VerificationError
+from vgpt.layout import Layout
 from vgpt.predictors import CachedPredictor
 
 from .conftest import SAMPLER
@@ -101,6 +101,25 @@ def test_existing_folder_needs_force(tiny_parts, tmp_path):
         export_bundle(model, codec, tmp_path / "b", config)
     export_bundle(model, codec, tmp_path / "b", config, overwrite=True)
     assert not (tmp_path / "b" / "keep.txt").exists()
+
+
+def test_a_quantized_precision_needs_a_quantizer_of_that_precision(tiny_parts, tmp_path):
+    """export_bundle runs the quantizer it is handed (vgpt.calibration stands above export); before any
+    work, a missing or mismatched one is refused with what to pass."""
+
+    class Int8:
+        precision = "int8"
+
+    model, codec = tiny_parts
+    layout = Layout.for_model(model.config, 2, 1, 2, 2)
+    int8 = ExportConfig(layouts=(layout,), sampler=SAMPLER, precision="int8", verify=False)
+    with pytest.raises(ValueError, match=r"'int8' needs a quantizer: pass quantizer=.*ModelOptQuantizer\('int8'\)"):
+        export_bundle(model, codec, tmp_path / "b", int8)
+    with pytest.raises(ValueError, match=r"quantizes to 'int8' but ExportConfig.precision is 'fp8'"):
+        export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,), precision="fp8"), quantizer=Int8())
+    with pytest.raises(ValueError, match=r"ExportConfig.precision is 'fp32'.*no quantizer for fp32"):
+        export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,)), quantizer=Int8())
+    assert not (tmp_path / "b").exists()
 
 
 def test_damaged_bundles_are_refused(tiny_bundle, tmp_path):

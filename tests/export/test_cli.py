@@ -66,10 +66,10 @@ def test_export_cli_takes_a_released_checkpoint(tiny_files, tmp_path):
     result = CliRunner().invoke(export_main, ["--checkpoint", str(released), "--out", str(tmp_path / "a"),
                                               "--layout", "1,1,2x2", "--steps", "2", "--no-verify"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    from vgpt.bundled import bundled_default
+    from vgpt.default_model import default_model
 
     codec = json.loads((tmp_path / "a" / "manifest.json").read_text())["sources"]["codec"]
-    assert codec == str(bundled_default().codec_dir)
+    assert codec == str(default_model().codec_dir)
     result = CliRunner().invoke(export_main, ["--checkpoint", str(released), "--codec", str(tiny_files / "codec"),
                                               "--out", str(tmp_path / "b"), "--layout", "1,1,2x2", "--steps", "2",
                                               "--no-verify"])  # fmt: skip
@@ -107,7 +107,7 @@ def test_export_options_are_validated(args, message, tmp_path):
     assert result.exit_code == 2 and message in result.output
 
 
-def test_a_training_run_exports_with_the_bundled_codec(tiny_files, tmp_path):
+def test_a_training_run_exports_with_the_default_codec(tiny_files, tmp_path):
     step = tmp_path / "run" / "checkpoints" / "step-0000002"
     shutil.copytree(tiny_files / "model", step / "model")
     (tmp_path / "run" / "checkpoints" / "latest").write_text("step-0000002\n")

@@ -3,8 +3,9 @@
 import torch
 
 from tests.conftest import random_model
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
+from vgpt.layout import Layout
 from vgpt.sampler import SamplerConfig
 
 

@@ -7,10 +7,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.onnx_export import export_onnx
 from vgpt.export.spec import DENOISE, graph_specs
+from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.sampler import SamplerConfig
 

@@ -1,6 +1,6 @@
 import pytest
 
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.spec import (
     APPEND,
     DECODER,
@@ -14,6 +14,7 @@ from vgpt.export.spec import (
     kv_cache_shape,
     layout_name,
 )
+from vgpt.layout import Layout
 
 
 @pytest.fixture

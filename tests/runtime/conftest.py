@@ -17,12 +17,12 @@ SETTINGS = {"history": 3, "clip": 2, "height": 32, "width": 32, "steps": 3, "gui
 
 @pytest.fixture(scope="session")
 def model_folder(tmp_path_factory):
-    """A folder laid out like the bundled default: tiny model, light codec, bundle.json."""
+    """A folder laid out like the bundled default: tiny model, light codec, defaults.json."""
     root = tmp_path_factory.mktemp("model")
     save_checkpoint(random_model(get_preset("tiny")), root / "model")
     torch.manual_seed(0)
     LightCodec().eval().save(root / "codec")
-    (root / "bundle.json").write_text(json.dumps(SETTINGS))
+    (root / "defaults.json").write_text(json.dumps(SETTINGS))
     return root
 
 

@@ -3,7 +3,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
+from vgpt.layout import Layout
 from vgpt.runtime import bench
 from vgpt.runtime.cli import bench_main
 

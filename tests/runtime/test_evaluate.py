@@ -101,7 +101,7 @@ def test_eval_config_defaults_and_errors():
         EvalConfig(num_clips=0)
 
 
-def test_vgpt_eval_defaults_to_the_bundled_model(tmp_path):
+def test_vgpt_eval_defaults_to_the_default_model(tmp_path):
     out = tmp_path / "eval.json"
     result = CliRunner().invoke(eval_main, ["--count", "1", "--steps", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output

@@ -238,16 +238,16 @@ def test_concurrent_first_runs_export_once(model_folder, tmp_path, monkeypatch):
     assert len(exports) == 1, f"exported {len(exports)} times"
 
 
-def test_onnxruntime_backend_reproduces_the_cached_reference_on_the_bundled_model():
-    from vgpt.bundled import bundled_default
+def test_onnxruntime_backend_reproduces_the_cached_reference_on_the_default_model():
+    from vgpt.default_model import default_model
 
-    bundle = bundled_default()
-    s = bundle.settings
+    default = default_model()
+    s = default.settings
     predictor = load_predictor(None, "onnxruntime")
     frames = render_video(1_000_123, SceneConfig(frames=s["history"]))
     predictor.observe(frames)
     got = predictor.predict(1, torch.Generator().manual_seed(11), return_latents=True)
-    model, codec = load_checkpoint(bundle.model_dir).model, load_codec(bundle.codec_dir)
+    model, codec = load_checkpoint(default.model_dir).model, load_codec(default.codec_dir)
     with torch.no_grad():
         history = codec.encode(fit_frames(frames, s["height"], s["width"]))[None]
     sampler = SamplerConfig(steps=s["steps"], guidance=s["guidance"], shift=s["shift"])

@@ -2,8 +2,9 @@ import numpy as np
 import torch
 
 from tests.conftest import random_model
-from vgpt.config import Layout, get_preset
+from vgpt.config import get_preset
 from vgpt.export.graphs import PrefillGraph
+from vgpt.layout import Layout
 from vgpt.rolling import roll_window
 from vgpt.rope import rope_tables, shift_rotary
 from vgpt.runtime.predictor import load_predictor

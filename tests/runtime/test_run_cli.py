@@ -152,7 +152,7 @@ def test_live_mode_with_default_settings_shows_progress(model_folder, clip_video
     assert probe(out).frames > 0
 
 
-def test_a_training_checkpoint_runs_with_the_bundled_or_a_given_codec(model_folder, clip_video, tmp_path, caplog):
+def test_a_training_checkpoint_runs_with_the_default_or_a_given_codec(model_folder, clip_video, tmp_path, caplog):
     import shutil
 
     step = tmp_path / "run" / "checkpoints" / "step-0000001"
@@ -162,7 +162,7 @@ def test_a_training_checkpoint_runs_with_the_bundled_or_a_given_codec(model_fold
     result = _run(*common, "--engine", str(tmp_path / "run"), "--codec", str(model_folder / "codec"))
     assert result.exit_code == 0, result.output
     # With no codec beside it and none given, the bundled codec (4 latent channels, as tiny's) with a note.
-    with caplog.at_level("INFO", logger="vgpt.bundled"):
+    with caplog.at_level("INFO", logger="vgpt.default_model"):
         result = _run(*common, "--engine", str(step))
     assert result.exit_code == 0, result.output
     assert "using the bundled codec" in caplog.text

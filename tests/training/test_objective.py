@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from vgpt.config import get_preset
-from vgpt.layout import training_frames
+from vgpt.tokens import training_frames
 from vgpt.training.objective import next_clip_loss, sample_partition
 
 
@@ -34,8 +34,8 @@ class Recorder(nn.Module):
         self.output = output
         self.calls = []
 
-    def forward(self, plan, clean, noisy, t):
-        self.calls.append((plan, clean, noisy, t))
+    def forward(self, call, clean, noisy, t):
+        self.calls.append((call, clean, noisy, t))
         return self.target if self.output == "truth" else torch.zeros_like(noisy)
 
 
@@ -45,11 +45,11 @@ def test_objective_feeds_the_reference_sequence():
     model = Recorder("truth")
     model.target = x
     loss, tokens = next_clip_loss(model, x, torch.Generator().manual_seed(5))
-    plan, clean, noisy, t = model.calls[0]
-    sizes = [sum(1 for f in plan.frames if not f.clean and f.clip == k) for k in range(6)]
+    call, clean, noisy, t = model.calls[0]
+    sizes = [sum(1 for f in call.frames if not f.clean and f.clip == k) for k in range(6)]
     sizes = tuple(s for s in sizes if s)
-    assert list(plan.frames) == training_frames(sizes)
-    assert tokens == 3 * len(plan.frames) * plan.block
+    assert list(call.frames) == training_frames(sizes)
+    assert tokens == 3 * len(call.frames) * call.block
     # One noise level per clip, shared by the clip's frames, in [0, 1].
     bounds = torch.tensor(sizes).cumsum(0).tolist()
     for k, end in enumerate(bounds):

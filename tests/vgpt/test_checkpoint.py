@@ -7,18 +7,18 @@ from safetensors.torch import load_file, save_file
 
 from tests.conftest import random_model, write_released
 from vgpt.checkpoint import CheckpointError, content_hash, load_checkpoint, save_checkpoint
-from vgpt.layout import build_sequence, conditional_frames
-from vgpt.plan import make_plan
+from vgpt.forward import forward_call
+from vgpt.tokens import build_sequence, conditional_frames
 
 
 def _same_outputs(a, b):
     """Same weights give the same outputs. Not bitwise: CPU kernels take different SIMD paths for
     differently aligned buffers (seen: 6e-7 on O(1) outputs), so 1e-5."""
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
-    plan = make_plan(a.config, build_sequence(conditional_frames(2, 1), 4))
+    call = forward_call(a.config, build_sequence(conditional_frames(2, 1), 4))
     clean, noisy, t = torch.randn(1, 2, 4, 4, 4), torch.randn(1, 1, 4, 4, 4), torch.rand(1, 1)
     with torch.no_grad():
-        torch.testing.assert_close(a(plan, clean, noisy, t), b(plan, clean, noisy, t), atol=1e-5, rtol=0)
+        torch.testing.assert_close(a(call, clean, noisy, t), b(call, clean, noisy, t), atol=1e-5, rtol=0)
     return True
 
 

@@ -1,42 +1,33 @@
-from vgpt.layout import (
-    Frame,
-    Role,
-    build_sequence,
-    conditional_frames,
-    training_frames,
-    unconditional_frames,
+import pytest
+
+from vgpt.config import ConfigError, get_preset
+from vgpt.layout import Layout
+
+
+def test_layout_counts_tokens():
+    layout = Layout(56, 24, 22, 40)  # the released inference layout at 176 x 320
+    assert layout.grid == (11, 20)
+    assert layout.tokens_per_frame == 220 and layout.block == 222
+    assert layout.pixel_size == (176, 320)
+    assert Layout.from_pixels(get_preset("videogpt-3.8b"), 56, 24, 176, 320) == layout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((8, 4, 7, 8), r"Layout.latent_height=7 is not divisible by the patch size 2; use 6 or 8"),
+        ((8, 4, 8, 386), r"Layout.latent_width=386 gives 193 patches, beyond the 192x192 patch grid"),
+        ((0, 4, 8, 8), r"Layout.history_frames=0: must be a positive integer"),
+    ],
 )
-
-S, T, X, B, I, E = Role.DIFFUSION, Role.TIME, Role.NOISY, Role.IMG_START, Role.IMAGE, Role.IMG_END  # noqa: E741 - the reference names the roles so
-
-
-def test_training_sequence_two_clips_of_two_frames_two_tokens():
-    # [noisy clip 1, clean clip 1, noisy clip 2]; the last clean clip is not in the sequence.
-    frames = training_frames([2, 2])
-    assert frames == [
-        Frame(False, 0, 0), Frame(False, 0, 1),
-        Frame(True, 0, 0), Frame(True, 0, 1),
-        Frame(False, 1, 2), Frame(False, 1, 3),
-    ]  # fmt: skip
-    seq = build_sequence(frames, tokens_per_frame=2)
-    assert len(seq) == 24 and seq.block == 4
-    assert seq.roles.tolist() == [S, T, X, X] * 2 + [B, I, I, E] * 2 + [S, T, X, X] * 2
-    # Noisy clip 1 takes the positions of its clean copy; noisy clip 2 those that follow.
-    assert seq.positions.tolist() == [*range(8), *range(8), *range(8, 16)]
+def test_layout_errors_name_the_field_and_fix(args, message):
+    with pytest.raises(ConfigError, match=message):
+        Layout(*args)
 
 
-def test_inference_sequences_positions():
-    cond = build_sequence(conditional_frames(history=1, clip=2), tokens_per_frame=1)
-    assert cond.roles.tolist() == [B, I, E, S, T, X, S, T, X]
-    assert cond.positions.tolist() == list(range(9))  # the clip follows the history
-    uncond = build_sequence(unconditional_frames(2), tokens_per_frame=1)
-    assert uncond.roles.tolist() == [S, T, X, S, T, X]
-    assert uncond.positions.tolist() == list(range(6))  # starts at 0
-
-
-def test_uneven_partition_positions():
-    seq = build_sequence(training_frames([1, 3, 2]), tokens_per_frame=1)
-    block = 3
-    times = seq.positions[::block].tolist()
-    assert [p // block for p in times] == [0, 0, 1, 2, 3, 1, 2, 3, 4, 5]
-    assert [bool(c) for c in seq.clean[::block]] == [False, True, False, False, False, True, True, True, False, False]
+def test_layout_for_a_model_uses_its_grid():
+    tiny = get_preset("tiny")
+    with pytest.raises(ConfigError, match="beyond the 32x32 patch grid"):
+        Layout.for_model(tiny, 2, 2, 8, 66)
+    with pytest.raises(ConfigError, match="frame width=100 px is not a multiple of 16"):
+        Layout.from_pixels(tiny, 2, 2, 64, 100)

@@ -3,8 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vgpt.layout import Role, build_sequence, conditional_frames, training_frames, unconditional_frames
 from vgpt.masks import QueryMask, attend, attention_bias, hierarchical_mask
+from vgpt.tokens import Role, build_sequence, conditional_frames, training_frames, unconditional_frames
 
 
 def spelled(rows: list[str]) -> torch.Tensor:

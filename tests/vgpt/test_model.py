@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from vgpt.config import get_preset
-from vgpt.layout import build_sequence, training_frames
+from vgpt.forward import forward_call
 from vgpt.masks import QueryMask, attention_bias
 from vgpt.model import VideoGPT
 from vgpt.modules import Backbone, crop_pos_embed
-from vgpt.plan import make_plan
 from vgpt.rope import rope_tables, select_factor_set
+from vgpt.tokens import build_sequence, training_frames
 
 # The released checkpoint's key names and shapes (reference section 8).
 RELEASED_KEYS = {
@@ -52,11 +52,11 @@ def test_embedding_assembly_follows_the_token_layout(tiny_model):
     # atol 1e-6: the same fp32 matmuls batched differently (O(1) values, ~1e-7 round-off).
     c = tiny_model.config
     seq = build_sequence(training_frames([1, 2]), tokens_per_frame=4)  # noisy, clean, noisy noisy
-    plan = make_plan(c, seq)
+    call = forward_call(c, seq)
     clean = torch.randn(1, 1, 4, 4, 4)
     noisy = torch.randn(1, 3, 4, 4, 4)
     t = torch.tensor([[0.3, 0.8, 0.8]])
-    x = tiny_model.embed(plan, clean, noisy, t)[0]  # [L, D]
+    x = tiny_model.embed(call, clean, noisy, t)[0]  # [L, D]
     table = tiny_model.llm.embed_tokens.weight
     pos = crop_pos_embed(tiny_model.pos_embed, c.pos_embed_max_size, 2, 2)
     blk = 6
@@ -112,6 +112,6 @@ def test_backbone_equals_transformers_phi3(start):
 def test_runs_in_bfloat16(tiny_model):
     model = tiny_model.to(torch.bfloat16)
     seq = build_sequence(training_frames([2, 1]), tokens_per_frame=4)
-    out = model(make_plan(model.config, seq), torch.randn(1, 2, 4, 4, 4), torch.randn(1, 3, 4, 4, 4),
+    out = model(forward_call(model.config, seq), torch.randn(1, 2, 4, 4, 4), torch.randn(1, 3, 4, 4, 4),
                 torch.rand(1, 3))  # fmt: skip
     assert out.shape == (1, 3, 4, 4, 4) and out.dtype == torch.bfloat16 and out.isfinite().all()

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import random_model
 from vgpt.config import get_preset
-from vgpt.predictors import CachedPredictor, FullPredictor, inference_plans
+from vgpt.predictors import CachedPredictor, FullPredictor, inference_calls
 from vgpt.sampler import SamplerConfig
 
 ATOL = 1e-4
@@ -51,8 +51,8 @@ def test_length_policy_case_crosses_the_factor_switch():
     clip (tiny's original context is 64 tokens), so the cache must be rebuilt when the set changes."""
     c = get_preset("tiny").replace(rope_factor_policy="length")
     tokens = 2 * 3  # 4x6 latents -> 2x3 patches; block 8
-    assert inference_plans(c, 6, 2, tokens).factor_set == "short"  # largest position (6 + 2) * 8 - 1 = 63
-    assert inference_plans(c, 8, 2, tokens).factor_set == "long"  # 79 >= 64
+    assert inference_calls(c, 6, 2, tokens).factor_set == "short"  # largest position (6 + 2) * 8 - 1 = 63
+    assert inference_calls(c, 8, 2, tokens).factor_set == "long"  # 79 >= 64
 
 
 def test_cached_appends_while_the_window_has_room():

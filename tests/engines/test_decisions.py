@@ -6,21 +6,22 @@ import os
 
 import pytest
 
-from vgpt.config import Layout, get_preset
-from vgpt.engines.plan import (
+from vgpt.config import get_preset
+from vgpt.engines.decisions import (
     PLAN_FILES,
     EngineError,
-    buffer_plan,
     build_settings,
     check_engine_manifest,
     check_plan_files,
     check_precision_supported,
+    device_buffers,
     profile_shapes,
     read_engine_manifest,
     result_buffer,
 )
 from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest, GpuRecord, SamplerRecord
 from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
+from vgpt.layout import Layout
 
 
 @pytest.fixture
@@ -67,20 +68,20 @@ def test_profiles_are_the_static_shapes(specs):
     assert shapes["z"][0] == (1, 4, 4, 8, 8)
 
 
-def test_buffer_plan_shares_the_kv_cache_and_alternates_the_steps(specs):
+def test_device_buffers_share_the_kv_cache_and_alternate_the_steps(specs):
     config, layout, s = specs
-    plan = buffer_plan(s)
-    kv = plan.buffer("kv")
+    device = device_buffers(s)
+    kv = device.buffer("kv")
     assert kv.shape == kv_cache_shape(config, layout)
     assert set(kv.bindings) == {(PREFILL, "kv_cache"), (DENOISE, "kv_cache")}  # one allocation, both bound
-    names = [b.name for b in plan.buffers]
+    names = [b.name for b in device.buffers]
     assert len(names) == len(set(names)) == 10
-    even, odd = plan.step_bindings
+    even, odd = device.step_bindings
     assert even["z_next"] == odd["z"] and odd["z_next"] == even["z"]  # each step writes what the next reads
     assert even["step_next"] == odd["step"] and even["kv_cache"] == odd["kv_cache"] == "kv"
     assert result_buffer(50) == "z0" and result_buffer(3) == "z1"
-    assert plan.buffer("step0").nbytes == 8
-    assert plan.total_bytes == sum(b.nbytes for b in plan.buffers) > kv.nbytes
+    assert device.buffer("step0").nbytes == 8
+    assert device.total_bytes == sum(b.nbytes for b in device.buffers) > kv.nbytes
 
 
 def _manifest(tmp_path):

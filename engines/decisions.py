@@ -82,7 +82,9 @@ class Buffer:
 
 
 @dataclass(frozen=True)
-class BufferPlan:
+class DeviceBuffers:
+    """Every device buffer a stream allocates once, and which (graph, tensor) pairs each is bound to."""
+
     buffers: tuple[Buffer, ...]
     # The denoising step's two bindings: even steps read set 0 and write set 1, odd steps the reverse,
     # so the loop (and a CUDA graph of it) never copies z or step between steps.
@@ -103,7 +105,7 @@ class BufferPlan:
         raise KeyError(f"{graph}.{tensor} has no buffer")
 
 
-def buffer_plan(specs: dict[str, GraphSpec]) -> BufferPlan:
+def device_buffers(specs: dict[str, GraphSpec]) -> DeviceBuffers:
     """Every device buffer, allocated once: one KV cache written by prefill and read by every step;
     two z and two step buffers the steps alternate between; the codec's input and output."""
     enc, pre, den, dec = specs[ENCODER], specs[PREFILL], specs[DENOISE], specs[DECODER]
@@ -125,7 +127,7 @@ def buffer_plan(specs: dict[str, GraphSpec]) -> BufferPlan:
     ]
     steps = ({"z": "z0", "step": "step0", "z_next": "z1", "step_next": "step1", "kv_cache": "kv"},
              {"z": "z1", "step": "step1", "z_next": "z0", "step_next": "step0", "kv_cache": "kv"})  # fmt: skip
-    return BufferPlan(tuple(buffers), steps)
+    return DeviceBuffers(tuple(buffers), steps)
 
 
 def result_buffer(steps: int) -> str:

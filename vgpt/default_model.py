@@ -1,7 +1,8 @@
-"""The bundled default: our `small` model and light codec, trained on synthetic physics videos.
+"""The default model: our `small` model and light codec, trained on synthetic physics videos, shipped
+inside vgpt (the model every command takes when none is named).
 
 `vgpt/assets/default/` holds `model/` (a vgpt checkpoint), `codec/` (a light codec) and
-`bundle.json` (the layout and sampler settings they were trained and evaluated with, and the
+`defaults.json` (the layout and sampler settings they were trained and evaluated with, and the
 command that reproduces them). `Defaults` is the one reader of those settings: every command takes
 its layout and sampler from `defaults.layout(...)` and `defaults.sampler(...)`.
 """
@@ -14,21 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vgpt.config import ConfigError, Layout, ModelConfig, SamplerConfig
+from vgpt.config import ConfigError, ModelConfig, SamplerConfig
+from vgpt.layout import Layout
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).parent / "assets" / "default"
+SETTINGS = "defaults.json"  # beside model/ and codec/
 
 
-class BundleMissingError(FileNotFoundError):
+class DefaultModelMissingError(FileNotFoundError):
     pass
 
 
 @dataclass(frozen=True)
 class Defaults:
-    """The layout (in pixels) and sampler a model was trained and evaluated with: its `bundle.json`, or,
-    for a checkpoint without one, the bundled default's usual values. Options a user gives win."""
+    """The layout (in pixels) and sampler a model was trained and evaluated with: its `defaults.json`,
+    or, for a checkpoint without one, the default model's usual values. Options a user gives win."""
 
     history: int = 4  # M frames
     clip: int = 4  # G frames
@@ -39,8 +42,8 @@ class Defaults:
     shift: float = SamplerConfig.shift
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any], source: str = "bundle.json") -> Defaults:
-        """The fields of `bundle.json` this class knows; other keys (evaluation figures, notes) are ignored."""
+    def from_settings(cls, settings: dict[str, Any], source: str = SETTINGS) -> Defaults:
+        """The fields of `defaults.json` this class knows; other keys (evaluation figures, notes) are ignored."""
         known = {k: settings[k] for k in ("history", "clip", "height", "width", "steps", "guidance", "shift")
                  if k in settings}  # fmt: skip
         for key in ("history", "clip", "height", "width", "steps"):
@@ -57,9 +60,9 @@ class Defaults:
 
 
 @dataclass(frozen=True)
-class BundledDefault:
+class DefaultModel:
     root: Path
-    settings: dict[str, Any]  # bundle.json as written (with its evaluation figures)
+    settings: dict[str, Any]  # defaults.json as written (with its evaluation figures)
     defaults: Defaults = field(default_factory=Defaults)
 
     def layout(self, config: ModelConfig) -> Layout:
@@ -77,35 +80,36 @@ class BundledDefault:
         return self.root / "codec"
 
 
-def bundled_default(root: str | Path | None = None) -> BundledDefault:
+def default_model(root: str | Path | None = None) -> DefaultModel:
+    """The default model shipped with vgpt, or a folder laid out like it (`root`)."""
     root = Path(root) if root is not None else DEFAULT_DIR
-    settings = root / "bundle.json"
+    settings = root / SETTINGS
     if not settings.is_file() or not (root / "model").is_dir() or not (root / "codec").is_dir():
-        raise BundleMissingError(
-            f"the bundled model is missing from {root} (needs model/, codec/ and bundle.json); reinstall vgpt "
+        raise DefaultModelMissingError(
+            f"the bundled model is missing from {root} (needs model/, codec/ and {SETTINGS}); reinstall vgpt "
             "or train one with the command in the README"
         )
     data = json.loads(settings.read_text())
-    return BundledDefault(root, data, Defaults.from_settings(data, str(settings)))
+    return DefaultModel(root, data, Defaults.from_settings(data, str(settings)))
 
 
 def resolve_checkpoint(source: str | Path | None, codec: str | Path | None = None) -> tuple[str, str, Defaults]:
     """What a user names as the model -> (checkpoint folder, codec folder, its defaults).
 
-    None is the bundled default; a folder with bundle.json is laid out like it; anything else is a
+    None is the default model; a folder with defaults.json is laid out like it; anything else is a
     checkpoint or a training run. A checkpoint without a codec beside it (a training checkpoint, say)
-    takes `codec`, else the bundled codec, with a printed note."""
+    takes `codec`, else the default model's codec, with a printed note."""
     from vgpt.checkpoint import CheckpointError, weights_dir
 
     path = None if source is None else Path(source)
     if path is not None and not path.exists():
         raise CheckpointError(f"{path} does not exist: name an export bundle, a checkpoint folder or a training run")
-    if path is None or (path / "bundle.json").is_file():  # the bundled default, or a folder laid out like it
-        bundle = bundled_default(path)
-        return str(bundle.model_dir), str(codec or bundle.codec_dir), bundle.defaults
+    if path is None or (path / SETTINGS).is_file():  # the default model, or a folder laid out like it
+        default = default_model(path)
+        return str(default.model_dir), str(codec or default.codec_dir), default.defaults
     model = weights_dir(path)
     beside = next((p / name for p in (path, model.parent) for name in ("codec", "vae") if (p / name).is_dir()), None)
     if codec is None and beside is None:
-        codec = bundled_default().codec_dir
+        codec = default_model().codec_dir
         log.info("note: no codec beside %s and no --codec given: using the bundled codec (%s)", path, codec)
     return str(model), str(codec or beside), Defaults()

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from tests.conftest import bundled_parts
+from tests.conftest import default_model_parts
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.predictors import CachedPredictor
@@ -11,8 +11,8 @@ from vgpt.predictors import CachedPredictor
 from .test_bundle import run_bundle_loop
 
 
-def test_bundled_model_bundle_reproduces_the_cached_predictor(tmp_path):
-    _, model, codec, layout, sampler = bundled_parts()
+def test_default_model_bundle_reproduces_the_cached_predictor(tmp_path):
+    _, model, codec, layout, sampler = default_model_parts()
     assert sampler.guided
     export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,), sampler=sampler))
     entry = load_bundle(tmp_path / "b").layout()

@@ -1,7 +1,7 @@
 """What one forward call of the model computes: the query frames, their position ids, the mask
 rows against the keys (cached prefix + own tokens) and the LongRoPE factor set.
 
-A plan is cut out of a full sequence, so a call on a suffix of the sequence (with the prefix in a
+A call is cut out of a full sequence, so a call on a suffix of the sequence (with the prefix in a
 KV cache) sees exactly the mask rows and positions that the full call would give those tokens.
 """
 
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import torch
 
 from vgpt.config import ModelConfig
-from vgpt.layout import Frame, TokenSequence
 from vgpt.masks import RowSplit, hierarchical_mask, split_rows
 from vgpt.rope import FactorSet, select_factor_set
+from vgpt.tokens import Frame, TokenSequence
 
 
 @dataclass(frozen=True)
-class ForwardPlan:
+class ForwardCall:
     frames: tuple[Frame, ...]  # the query frames, in sequence order
     tokens_per_frame: int  # N
     positions: torch.Tensor  # [Lq] int64
@@ -54,14 +54,14 @@ class ForwardPlan:
         return torch.tensor(order, dtype=torch.int64)
 
 
-def make_plan(
+def forward_call(
     config: ModelConfig,
     seq: TokenSequence,
     query_start: int = 0,
     query_end: int | None = None,
     factor_set: FactorSet | None = None,
-) -> ForwardPlan:
-    """Plan for the frames [query_start, query_end) of `seq`, attending keys [0, query_end).
+) -> ForwardCall:
+    """The call on the frames [query_start, query_end) of `seq`, attending keys [0, query_end).
 
     The factor set defaults to the choice for the largest position id of the whole `seq`, so that a
     call on part of the sequence rotates exactly as the call on the whole sequence would.
@@ -74,7 +74,7 @@ def make_plan(
     b = seq.block
     q0, q1 = query_start * b, query_end * b
     mask = hierarchical_mask(seq)[q0:q1, :q1]  # [Lq, Lk]
-    return ForwardPlan(
+    return ForwardCall(
         frames=seq.frames[query_start:query_end],
         tokens_per_frame=seq.tokens_per_frame,
         positions=seq.positions[q0:q1],
