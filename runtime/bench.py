@@ -256,9 +256,7 @@ def profile_step(path: str | Path, config: BenchConfig) -> dict[str, float]:
     the backend runs the bundle with, `config.repeats * 3` profiled steps after the warm-up)."""
     import onnxruntime as ort
 
-    from vgpt.export.manifest import load_bundle
     from vgpt.export.spec import DENOISE
-    from vgpt.runtime.backends.ort_backend import session_options
 
     bundle = load_bundle(path)
     entry = bundle.layout(None)
