@@ -67,6 +67,11 @@ class ExportConfig:
     # fp32 (weights in `dtype`), or fp8/int8: the transformer graphs quantized by the quantizer that
     # export_bundle is given (vgpt.calibration.quantizer.ModelOptQuantizer for the commands)
     precision: str = "fp32"
+    # How the denoising step attends the KV cache: "concat", the cache and the clip's own keys joined into
+    # one fused Attention (one copy of the cache per layer per step); "two_part", the two attended apart
+    # and merged by one softmax (vgpt.kv_cache.two_part_attention: no copy, but decomposed attention).
+    # Under ONNX Runtime's CPU provider "concat" is faster (docs/benchmarks.md: 146 against 193 ms a step).
+    kv_attention: str = "concat"
 
     @property
     def quantized(self) -> bool:
@@ -79,6 +84,8 @@ class ExportConfig:
             raise ValueError(f"ExportConfig.opset={self.opset}: use one of {SUPPORTED_OPSETS}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ExportConfig.dtype={self.dtype!r}: use one of {sorted(DTYPES)}")
+        if self.kv_attention not in ("concat", "two_part"):
+            raise ValueError(f"ExportConfig.kv_attention={self.kv_attention!r}: use 'concat' or 'two_part'")
         if self.precision not in BUNDLE_PRECISIONS:
             raise ValueError(f"ExportConfig.precision={self.precision!r}: use one of {BUNDLE_PRECISIONS}")
         if self.quantized:
@@ -242,7 +249,7 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
     modules = {
         ENCODER: EncoderGraph(codec),
         PREFILL: prefill,
-        DENOISE: DenoiseGraph(model, layout, config.sampler),
+        DENOISE: DenoiseGraph(model, layout, config.sampler, two_part=config.kv_attention == "two_part"),
         DECODER: DecoderGraph(codec),
         APPEND: AppendGraph(model, layout, config.sampler),
     }

@@ -52,6 +52,14 @@ def _layouts(values, model_config, defaults):
     help="Model weights and KV cache dtype.",
 )
 @click.option(
+    "--kv-attention",
+    type=click.Choice(["concat", "two_part"]),
+    default="concat",
+    show_default=True,
+    help="How the denoising step attends the KV cache: concatenated with the clip's keys into one fused "
+    "Attention (fastest under ONNX Runtime's CPU provider), or in two parts without copying the cache.",
+)
+@click.option(
     "--verify/--no-verify",
     default=True,
     show_default=True,
@@ -127,8 +135,8 @@ def _check_only(path) -> None:
         raise click.ClickException("some graphs are not ready for TensorRT (see above)")
 
 
-def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtype, verify, force, allow_pickle,
-            precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
+def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtype, kv_attention, verify, force,
+            allow_pickle, precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
             report_videos, progress) -> None:  # fmt: skip
     # torch loads here, not for --help
     from vgpt.calibration.data import CalibrationConfig
@@ -143,7 +151,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     codec = load_codec(codec_path)
     sampler = defaults.sampler(steps, guidance, shift)
     config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
-                          dtype=dtype, verify=verify, precision=precision)  # fmt: skip
+                          dtype=dtype, kv_attention=kv_attention, verify=verify, precision=precision)  # fmt: skip
     quantizer = None
     if config.quantized:
         calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)

@@ -237,12 +237,18 @@ def time_bundle(path: str | Path, config: BenchConfig, threads: int | None = Non
             "host_overhead_fraction": statistics.median(fractions)}  # fmt: skip
 
 
-def op_shares(events: list[dict[str, Any]]) -> dict[str, float]:
+def op_shares(events: list[dict[str, Any]], skip_runs: int = 0) -> dict[str, float]:
     """The share of kernel time per op type, from the events of an ONNX Runtime profile (its JSON),
-    largest first."""
+    largest first, leaving out the kernels of the first `skip_runs` runs (the warm-up: the first run of a
+    session allocates its buffers and packs its weights, and would weigh as several)."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e.get("ts", 0))  # fmt: skip
+    if skip_runs >= len(runs) > 0:
+        raise ValueError(f"the profile holds {len(runs)} runs: none is left after skipping {skip_runs}")
+    start = runs[skip_runs].get("ts", 0) if skip_runs else float("-inf")
     times: dict[str, float] = {}
     for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e.get("ts", 0) >= start:
             op = e["args"]["op_name"]
             times[op] = times.get(op, 0.0) + e["dur"]
     total = sum(times.values())
@@ -253,7 +259,8 @@ def op_shares(events: list[dict[str, Any]]) -> dict[str, float]:
 
 def profile_step(path: str | Path, config: BenchConfig) -> dict[str, float]:
     """Each op type's share of a bundle's denoising step, from ONNX Runtime's profiler (the session options
-    the backend runs the bundle with, `config.repeats * 3` profiled steps after the warm-up)."""
+    the backend runs the bundle with, `config.repeats * 3` steps after `config.warmup` unprofiled ones in the
+    same session)."""
     import onnxruntime as ort
 
     from vgpt.export.spec import DENOISE
@@ -266,15 +273,13 @@ def profile_step(path: str | Path, config: BenchConfig) -> dict[str, float]:
              for t in spec.inputs}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="vgpt-profile-") as tmp:
         options = session_options(bundle.precision, config.threads)
-        session = ort.InferenceSession(str(entry.path(DENOISE)), options, providers=["CPUExecutionProvider"])
-        for _ in range(config.warmup):
-            session.run(None, feeds)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "denoise")
         session = ort.InferenceSession(str(entry.path(DENOISE)), options, providers=["CPUExecutionProvider"])
-        for _ in range(config.repeats * 3):
+        warmup = max(config.warmup, 1)
+        for _ in range(warmup + config.repeats * 3):
             session.run(None, feeds)
-        return op_shares(json.loads(Path(session.end_profiling()).read_text()))
+        return op_shares(json.loads(Path(session.end_profiling()).read_text()), skip_runs=warmup)
 
 
 def _thread_settings(named: dict[str, Path], config: BenchConfig) -> list[dict[str, Any]]:

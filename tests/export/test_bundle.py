@@ -83,6 +83,26 @@ def test_opset_18_form_and_external_data_threshold(tiny_parts, tmp_path, monkeyp
     assert load_bundle(tmp_path / "b").manifest.layout().graphs["denoise"].tensorrt.ready
 
 
+def test_a_two_part_kv_attention_bundle_steps_like_the_concatenating_one(tiny_parts, tmp_path):
+    model, codec = tiny_parts
+    layout = Layout.for_model(model.config, 3, 2, 4, 4)
+    ends = {}
+    for form in ("concat", "two_part"):
+        config = ExportConfig(layouts=(layout,), sampler=SAMPLER, kv_attention=form)  # verified against eager
+        export_bundle(model, codec, tmp_path / form, config)
+        entry = load_bundle(tmp_path / form).layout(None)
+        ops = {n.op_type for n in onnx.load(str(entry.path(DENOISE))).graph.node}
+        assert ("Concat" in ops) if form == "concat" else ("Exp" in ops)  # fused Attention / its own softmax
+        gen = np.random.default_rng(3)
+        history = gen.standard_normal((1, 3, 4, 4, 4)).astype(np.float32)
+        ends[form] = run_bundle_loop(entry, history, gen.standard_normal((1, 2, 4, 4, 4)).astype(np.float32), 4)
+    # Same arithmetic in another order (one softmax over two score blocks): fp32 round-off through 4 steps,
+    # as in test_bundle_reproduces_the_cached_predictor.
+    np.testing.assert_allclose(ends["two_part"], ends["concat"], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="kv_attention='copy'"):
+        ExportConfig(layouts=(layout,), kv_attention="copy")
+
+
 def test_failed_verification_leaves_no_bundle(tiny_parts, tmp_path, monkeypatch):
     model, codec = tiny_parts
     monkeypatch.setitem(TOLERANCES["float32"], DENOISE, (0.0, 0.0))

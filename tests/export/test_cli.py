@@ -2,6 +2,7 @@ import json
 import shutil
 import subprocess
 
+import onnx
 import pytest
 from click.testing import CliRunner
 
@@ -25,12 +26,16 @@ def tiny_files(tmp_path_factory):
 def test_export_cli_and_check_only(tiny_files, tmp_path):
     out = tmp_path / "bundle"
     args = ["--checkpoint", str(tiny_files / "model"), "--codec", str(tiny_files / "codec"), "--out", str(out),
-            "--layout", "2,2,32x32px", "--steps", "3", "--guidance", "2", "--opset", "18"]  # fmt: skip
+            "--layout", "2,2,32x32px", "--steps", "3", "--guidance", "2", "--opset", "18",
+            "--kv-attention", "two_part"]  # fmt: skip
     result = CliRunner().invoke(export_main, args)
     assert result.exit_code == 0, result.output
     assert "m2-g2-4x4/denoise.onnx:" in result.output and "TensorRT >= 10.0" in result.output
     manifest = load_bundle(out).manifest
     assert manifest.sampler.steps == 3 and manifest.opset == 18
+    # The cache attended in two parts: the step computes its own softmax (opset 18's form uses Softmax).
+    denoise = {n.op_type for n in onnx.load(str(out / "m2-g2-4x4" / "denoise.onnx")).graph.node}
+    assert {"Exp", "ReduceMax"} <= denoise
     check = CliRunner().invoke(export_main, ["--check-only", str(out)])
     assert check.exit_code == 0 and check.output.count("ready for TensorRT") == 5  # five graphs
     # Polygraphy's own CLI accepts every graph.

@@ -77,6 +77,22 @@ def test_op_shares_sum_kernel_time_per_op_type():
         bench.op_shares(events[-2:])
 
 
+def test_op_shares_leave_out_the_warm_up_runs():
+    def run(ts):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": 9}
+
+    def kernel(op, ts, dur):
+        return {"cat": "Node", "name": f"n{ts}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    # The cold first run's packing (Gemm 900) would dominate; after it only the steady state counts.
+    events = [run(0), kernel("Gemm", 1, 900), kernel("MatMul", 2, 10), run(10), kernel("MatMul", 11, 30),
+              kernel("Attention", 12, 10)]  # fmt: skip
+    assert bench.op_shares(events, skip_runs=1) == {"MatMul": 0.75, "Attention": 0.25}
+    assert bench.op_shares(events)["Gemm"] == pytest.approx(900 / 950)
+    with pytest.raises(ValueError, match="none is left"):
+        bench.op_shares(events, skip_runs=2)
+
+
 def test_a_plain_benchmark_times_fp32_and_int8_side_by_side(tmp_path, monkeypatch):
     pytest.importorskip("modelopt.torch.quantization")
     monkeypatch.setenv("VGPT_CACHE", str(tmp_path / "cache"))
