@@ -64,6 +64,10 @@ def test_shipped_stage_configs_load():
     assert load_train_config("stage4").data.num_frames == 80
     assert load_train_config("stage2").init == "runs/stage1"
     assert load_train_config("stage2", **{"data.source": "x", "steps": 5}).steps == 5
+    # The bundled default's three stages chain: each starts from the one before and reads its latents.
+    a, b, c = (load_train_config(n) for n in ("bundled", "bundled-finetune", "bundled-refine"))
+    assert b.init == a.out_dir and c.init == b.out_dir and c.ema_decay > 0 and c.lr < b.lr
+    assert c.latent_cache_dir.resolve() == b.latent_cache_dir.resolve() and c.data.source == b.data.source
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
