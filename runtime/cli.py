@@ -239,6 +239,12 @@ def _in_user_errors(fn, *args):
 )
 @click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (default: the bundle's).")
 @click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (default: the bundle's).")
+@click.option(
+    "--shift",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Schedule shift (default: the model's, 1 for the bundled one).",
+)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler noise seed.")
 @click.option(
     "--num-clips",
@@ -251,8 +257,8 @@ def _in_user_errors(fn, *args):
 @click.option("--sheet", default=None, help="Also write a contact sheet PNG: observed, true, predicted, baselines.")
 @click.option("--sheet-clips", type=POSITIVE, default=None, help="Scenes on the contact sheet (default 1).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
-def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, steps, guidance, seed, num_clips, json_out,
-              plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
+def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, steps, guidance, shift, seed, num_clips,
+              json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
     from vgpt.evaluation import EvalConfig, horizon_table
@@ -262,7 +268,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
     defaults = Defaults()
     if bundle is not None:
         fixed = {"--checkpoint": checkpoint, "--codec": codec, "--layout": layout, "--steps": steps,
-                 "--guidance": guidance}  # fmt: skip
+                 "--guidance": guidance, "--shift": shift}  # fmt: skip
         given = [k for k, v in fixed.items() if v is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
@@ -277,6 +283,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
         "clip": layout.clip if layout else defaults.clip,
         "steps": steps or defaults.steps,
         "guidance": guidance or defaults.guidance,
+        "shift": shift or defaults.shift,
         "height": height,
         "width": width,
     }
@@ -290,7 +297,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
     click.echo(
         f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"
         f"  (first clip; {result['clips']} clips, {result['history']} -> {result['num_clips']} x {result['clip']} "
-        f"frames, {result['steps']} steps, guidance {result['guidance']}, {result['source']})"
+        f"frames, {result['steps']} steps, guidance {result['guidance']}, shift {result['shift']}, {result['source']})"
     )
     click.echo(horizon_table(result))
     if json_out:

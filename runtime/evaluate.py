@@ -36,6 +36,18 @@ def predict_clips(backend, clips: list[np.ndarray], seed: int, num_clips: int = 
     return np.stack(latents), np.stack(predicted), np.stack(truth)
 
 
+def round_trip_clips(backend, truth: np.ndarray) -> np.ndarray:
+    """The true future through the backend's codec: true frames [N, M + K*G, 3, H, W] -> frames
+    [N, K*G, 3, H, W] encoded and decoded (G at a time, the decoder's shape), clamped to [-1, 1]."""
+    layout = backend.layout
+    M, G = layout.history_frames, layout.clip_frames
+    out = []
+    for frames in truth:
+        latents = np.stack([backend.encode(frames[i : i + 1])[0] for i in range(M, len(frames))])
+        out.append(np.concatenate([backend.decode(latents[k : k + G]) for k in range(0, len(latents), G)]))
+    return np.clip(np.stack(out), -1, 1)
+
+
 def rollout_bundle(config: EvalConfig) -> Rollouts:
     from vgpt.runtime.loading import open_backend
 
@@ -45,13 +57,15 @@ def rollout_bundle(config: EvalConfig) -> Rollouts:
         clips, source = layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips)
         with progress(config, len(clips)) as bar:
             _, predicted, truth = predict_clips(backend, clips, config.seed, config.num_clips, on_scene=bar.update)
+        round_trip = round_trip_clips(backend, truth)
     finally:
         backend.close()
     manifest = backend.manifest  # a bundle's (ONNX Runtime) or an engine folder's (TensorRT)
     info = {"clips": len(clips), "history": layout.history_frames, "clip": layout.clip_frames,
             "num_clips": config.num_clips, "steps": backend.steps, "guidance": manifest.sampler.guidance,
-            "precision": manifest.precision, "bundle": str(config.bundle), "source": source}  # fmt: skip
-    return Rollouts(predicted, truth, info)
+            "shift": manifest.sampler.shift, "precision": manifest.precision, "bundle": str(config.bundle),
+            "source": source}  # fmt: skip
+    return Rollouts(predicted, truth, info, round_trip)
 
 
 def evaluate(config: EvalConfig) -> dict:

@@ -15,9 +15,12 @@ vgpt-synth --out data/synthetic-train-3k --count 3000 --frames 32 --seed-start 0
 vgpt-train --config bundled-finetune --codec runs/codec
 # Stage C: from stage B's averaged weights, another cosine decay at a lower peak (4000 steps).
 vgpt-train --config bundled-refine --codec runs/codec
-latest=runs/bundled-refine/checkpoints/$(cat runs/bundled-refine/checkpoints/latest)
-vgpt-eval --checkpoint "$latest" --codec runs/codec --layout 4,4,64x64px --steps 50 --guidance 1.5 \
-  --num-clips 2 --json runs/bundled-refine/eval.json
+# Stage D: from stage C's averaged weights, every sample split at the bundled layout (4 + 4 frames).
+vgpt-train --config bundled-layout --codec runs/codec
+latest=runs/bundled-layout/checkpoints/$(cat runs/bundled-layout/checkpoints/latest)
+# The sampler settings the model ships with (guidance 2, shift 3: docs/bundled-model.md has the sweep).
+vgpt-eval --checkpoint "$latest" --codec runs/codec --layout 4,4,64x64px --steps 50 --guidance 2 --shift 3 \
+  --num-clips 2 --json runs/bundled-layout/eval.json
 python - "$latest" <<'PY'
 import json, shutil, sys
 from pathlib import Path
@@ -26,12 +29,12 @@ shutil.rmtree(dst, ignore_errors=True)
 dst.mkdir(parents=True)
 shutil.copytree(src / "ema", dst / "model")  # the averaged weights
 shutil.copytree("runs/codec", dst / "codec")
-settings = {"history": 4, "clip": 4, "height": 64, "width": 64, "steps": 50, "guidance": 1.5, "shift": 1.0,
+settings = {"history": 4, "clip": 4, "height": 64, "width": 64, "steps": 50, "guidance": 2.0, "shift": 3.0,
             "reproduce": "bash scripts/train_bundled.sh"}
-evaluation = json.loads(Path("runs/bundled-refine/eval.json").read_text())
+evaluation = json.loads(Path("runs/bundled-layout/eval.json").read_text())
 settings["eval"] = {k: evaluation[k] for k in ("model_mse", "baseline_mse", "ratio", "clips", "source")}
 settings["codec_psnr_db"] = json.loads(Path("runs/codec/manifest.json").read_text())["extra"]["psnr_db"]
-settings["train_steps"] = {"stage_a": 4000, "stage_b": 5000, "stage_c": 4000}
+settings["train_steps"] = {"stage_a": 4000, "stage_b": 5000, "stage_c": 4000, "stage_d": 2000}
 settings["objects"] = {k: evaluation["objects"][k] for k in ("presence", "presence_by_horizon", "centroid_error_px")}
 settings["objects"]["num_clips"] = evaluation["num_clips"]
 (dst / "defaults.json").write_text(json.dumps(settings, indent=2))

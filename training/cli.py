@@ -92,9 +92,21 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
 )
 @click.option("--init", default=None, help="Continue from this codec folder.")
 @click.option("--stop-after", type=POSITIVE, default=None, help="Run only this many steps of the --steps schedule.")
+@click.option(
+    "--decoder-only",
+    is_flag=True,
+    help="Train the decoder alone (needs --init): the latents, and models trained on them, stay valid.",
+)
+@click.option(
+    "--foreground-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Extra loss weight on pixels far from the frame's dominant colour (small objects).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
-                     stop_after, progress) -> None:  # fmt: skip
+                     stop_after, decoder_only, foreground_weight, progress) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 channels) and report its reconstruction PSNR."""
     import torch
 
@@ -102,10 +114,13 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     from vgpt.training.codec import CodecTrainConfig, codec_psnr, save_trained_codec, train_codec
     from vgpt.training.data import DataConfig
 
+    if decoder_only and init is None:
+        raise click.UsageError("--decoder-only trains the decoder of an existing codec: give it with --init")
     _logging()
     config = CodecTrainConfig(data=DataConfig(source=data, num_frames=frames, height=size, width=size, seed=seed),
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                               save_every=save_every, init=init, stop_after=stop_after,
+                              decoder_only=decoder_only, foreground_weight=foreground_weight,
                               progress=progress)  # fmt: skip
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)
@@ -116,6 +131,7 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     report["steps"] = stop_after or steps
     report["schedule_steps"] = steps
     report["init"] = init
+    report["foreground_weight"] = foreground_weight
     save_trained_codec(codec, out, report)
     click.echo(f"codec PSNR {report['psnr_db']:.2f} dB on {report['psnr_set']}; saved {out}")
 

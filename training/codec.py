@@ -31,12 +31,44 @@ class CodecTrainConfig:
     init: str | None = None  # continue from this codec folder instead of a fresh initialisation
     stop_after: int | None = None  # run only this many steps of the `steps`-long schedule
     progress: bool = True  # a progress bar (on a terminal)
+    # Train the decoder alone: the encoder and its scaling factor stay as `init` has them, so the
+    # latents (and every transformer trained on them) are unchanged. Needs `init`.
+    decoder_only: bool = False
+    # Extra loss weight on the pixels that differ from the frame's dominant colour (see
+    # `reconstruction_loss`); 0 is the plain loss.
+    foreground_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decoder_only and self.init is None:
+            raise ValueError("CodecTrainConfig.decoder_only: give the codec whose encoder stays fixed (init)")
+        if self.foreground_weight < 0:
+            raise ValueError(f"CodecTrainConfig.foreground_weight={self.foreground_weight}: must be >= 0")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of frames in [-1, 1] (peak-to-peak 2)."""
     mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def foreground(frames: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, 1, H, W] in 0..1: how far each pixel is from its frame's dominant colour (the
+    per-channel median), relative to the frame's largest such distance. Small objects on a flat
+    background (the synthetic scenes' balls) are a few percent of the pixels and so of a plain loss;
+    this finds them without labels."""
+    median = frames.flatten(2).median(dim=2).values[..., None, None]  # [B, 3, 1, 1]
+    distance = (frames - median).norm(dim=1, keepdim=True)
+    return distance / distance.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+
+
+def reconstruction_loss(recon: torch.Tensor, frames: torch.Tensor, foreground_weight: float = 0.0) -> torch.Tensor:
+    """MSE + 0.1 L1, each pixel weighted 1 + foreground_weight * foreground(frames) (weights normalised
+    to mean 1 per frame, so the loss keeps its scale)."""
+    error = (recon - frames).pow(2) + 0.1 * (recon - frames).abs()
+    if foreground_weight == 0:
+        return error.mean()
+    weight = 1 + foreground_weight * foreground(frames)
+    return (error * (weight / weight.mean(dim=(2, 3), keepdim=True))).mean()
 
 
 def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]:
@@ -46,7 +78,11 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
                         num_workers=config.workers)  # fmt: skip
     codec = LightCodec.load(config.init) if config.init else LightCodec(LightCodecConfig(channels=config.channels))
     codec.train()
-    opt = torch.optim.Adam(codec.parameters(), lr=config.lr)
+    if config.decoder_only:
+        codec.encoder.requires_grad_(False)
+        codec.encoder.eval()
+    params = codec.decoder.parameters() if config.decoder_only else codec.parameters()
+    opt = torch.optim.Adam(params, lr=config.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
     batches = iter(loader)
     last = min(config.steps, config.stop_after or config.steps)
@@ -54,7 +90,7 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
     for step in range(1, last + 1):
         frames = next(batches).flatten(0, 1)  # [B*n, 3, H, W]
         recon = codec.decode(codec.encode_unscaled(frames) * codec.scaling_factor)
-        loss = (recon - frames).pow(2).mean() + 0.1 * (recon - frames).abs().mean()
+        loss = reconstruction_loss(recon, frames, config.foreground_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)  # plain conv stacks spike without it
@@ -64,10 +100,16 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
         if step % 100 == 0 or step == last:
             log.info("codec step %d loss %.5f psnr %.2f dB", step, loss.item(), psnr(recon.detach(), frames))
         if config.save_every and step % config.save_every == 0 and step < last:
-            _calibrate_scale(codec, batches)
+            if not config.decoder_only:
+                _calibrate_scale(codec, batches)
             codec.save(config.out, extra={"steps": step, "partial": True}, overwrite=True)
             codec.train()
+            if config.decoder_only:
+                codec.encoder.eval()
     bar.close()
+    if config.decoder_only:  # the latents must stay exactly what the encoder gave: keep its scale
+        codec.eval()
+        return codec, {"decoder_only": True}
     std = _calibrate_scale(codec, batches)
     return codec, {"latent_std_unscaled": std}
 

@@ -26,8 +26,9 @@ class TrainConfig:
     codec: str | None = None
     # Folder for encoded latents, so the codec runs once per video; a relative path is under out_dir.
     latent_cache: str | None = None
-    # Objective (reference section 6): random clip partition, or one frame per clip (stage 1).
-    partition: Literal["random", "per_frame"] = "random"
+    # Objective (reference section 6): random clip partition, one frame per clip (stage 1), or fixed clip
+    # sizes adding up to data.num_frames, e.g. [4, 4]: a model specialised to the layout it runs at.
+    partition: Literal["random", "per_frame"] | tuple[int, ...] = "random"
     context_noise_beta: float = 0.9
     # Optimiser: AdamW with the reference hyper-parameters.
     lr: float = 1e-4
@@ -61,6 +62,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.partition, list):  # JSON gives lists; keep the config hashable
+            object.__setattr__(self, "partition", tuple(self.partition))
         if isinstance(self.data, dict):
             object.__setattr__(self, "data", DataConfig(**self.data))
         if self.init is None and self.preset not in PRESETS:
@@ -76,6 +79,15 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
         if self.data.num_frames < 2:
             raise ConfigError(f"TrainConfig.data.num_frames={self.data.num_frames}: need >= 2 to split into clips")
+        if isinstance(self.partition, tuple):
+            sizes = self.partition
+            if len(sizes) < 2 or min(sizes) < 1 or sum(sizes) != self.data.num_frames:
+                raise ConfigError(f"TrainConfig.partition={list(sizes)}: fixed clip sizes need at least 2 positive "
+                                  f"sizes adding up to data.num_frames={self.data.num_frames}")  # fmt: skip
+        elif self.partition not in ("random", "per_frame"):
+            raise ConfigError(
+                f"TrainConfig.partition={self.partition!r}: 'random', 'per_frame' or a list of clip sizes"
+            )
 
     @property
     def latent_cache_dir(self) -> Path | None:

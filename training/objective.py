@@ -19,14 +19,21 @@ from vgpt.forward import ForwardCall, forward_call
 from vgpt.model import VideoGPT
 from vgpt.tokens import build_sequence, training_frames
 
-PartitionMode = Literal["random", "per_frame"]
+# "random" (the paper's), "per_frame" (stage 1), or fixed clip sizes such as (4, 4): the layout a model
+# will run at, whose first clip is the unconditional branch and whose later clips the conditional one.
+PartitionMode = Literal["random", "per_frame"] | tuple[int, ...]
 
 
 def sample_partition(n: int, generator: torch.Generator, mode: PartitionMode = "random") -> tuple[int, ...]:
     """Clip sizes: K uniform in {2..n} and K-1 distinct cut points uniform in {1..n-1} (the paper's
-    GenerateRandomList); "per_frame" gives one frame per clip (stage 1)."""
+    GenerateRandomList); "per_frame" gives one frame per clip (stage 1); a tuple gives itself."""
     if n < 2:
         raise ValueError(f"a training sample needs at least 2 frames to split into clips, got {n}")
+    if isinstance(mode, tuple):
+        if len(mode) < 2 or min(mode) < 1 or sum(mode) != n:
+            raise ValueError(f"fixed clip sizes {mode}: need at least 2 positive sizes that add up to the "
+                             f"sample's {n} frames")  # fmt: skip
+        return mode
     if mode == "per_frame":
         return (1,) * n
     k = int(torch.randint(2, n + 1, (1,), generator=generator))

@@ -43,7 +43,10 @@ from vgpt.video import VideoError, list_videos, read_frames
 log = logging.getLogger(__name__)
 
 BASELINES = ("copy_last", "constant_velocity")
-_LABELS = {"model": "model", "copy_last": "copy last", "constant_velocity": "const. velocity"}
+# Not a baseline but the ceiling of any latent prediction: the true future encoded and decoded.
+ROUND_TRIP = "codec_round_trip"
+_LABELS = {"model": "model", "copy_last": "copy last", "constant_velocity": "const. velocity",
+           ROUND_TRIP: "codec round trip"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class Rollouts:
     predicted: np.ndarray  # [N, K*G, 3, H, W] in [-1, 1]
     truth: np.ndarray  # [N, M + K*G, 3, H, W] in [-1, 1]
     info: dict  # what the report says about the run: clips, layout, sampler, source
+    round_trip: np.ndarray | None = None  # [N, K*G, 3, H, W]: the true future encoded and decoded
 
 
 def progress(config: EvalConfig, total: int):
@@ -145,7 +149,7 @@ def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     gens = noise_generators(config.seed, config.num_clips)
     clips, source = layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips)
     M = config.history
-    predicted, truths = [], []
+    predicted, truths, round_trips = [], [], []
     bar = progress(config, len(clips))
     try:
         for i in range(0, len(clips), config.batch):
@@ -160,12 +164,13 @@ def rollout_checkpoint(config: EvalConfig) -> Rollouts:
                 window = torch.cat([window, latents], dim=1)[:, -M:]  # [B, M, C, h, w]
             predicted.append(np.concatenate(decoded, axis=1))  # [B, K*G, 3, H, W]
             truths.append(frames.numpy())
+            round_trips.append(codec.decode_video(codec.encode_video(frames[:, M:])).clamp(-1, 1).numpy())
             bar.update(len(frames))
     finally:
         bar.close()
     info = {"clips": len(clips), "history": config.history, "clip": config.clip, "num_clips": config.num_clips,
-            "steps": config.steps, "guidance": config.guidance, "source": source}  # fmt: skip
-    return Rollouts(np.concatenate(predicted), np.concatenate(truths), info)
+            "steps": config.steps, "guidance": config.guidance, "shift": config.shift, "source": source}  # fmt: skip
+    return Rollouts(np.concatenate(predicted), np.concatenate(truths), info, np.concatenate(round_trips))
 
 
 def _images(x: np.ndarray) -> np.ndarray:
@@ -174,8 +179,9 @@ def _images(x: np.ndarray) -> np.ndarray:
 
 
 def scored_frames(rollouts: Rollouts, scenes: list[SceneObjects] | None) -> dict[str, np.ndarray]:
-    """The frames that are scored, [N, F, H, W, 3] in 0..1: "observed" (F = M), "truth", "model" and
-    the baselines (F = K*G). Constant velocity needs the scenes' colours (synthetic scenes only)."""
+    """The frames that are scored, [N, F, H, W, 3] in 0..1: "observed" (F = M), "truth", "model",
+    the baselines and the codec round trip where the rollouts have it (F = K*G). Constant velocity
+    needs the scenes' colours (synthetic scenes only)."""
     M = rollouts.info["history"]
     truth = _images(rollouts.truth)
     frames = {"observed": truth[:, :M], "truth": truth[:, M:], "model": _images(rollouts.predicted)}
@@ -184,6 +190,8 @@ def scored_frames(rollouts: Rollouts, scenes: list[SceneObjects] | None) -> dict
     if scenes is not None:
         frames["constant_velocity"] = np.stack([objects.constant_velocity(o, objects.Palette.of(s), F)
                                                 for o, s in zip(frames["observed"], scenes, strict=True)])  # fmt: skip
+    if rollouts.round_trip is not None:
+        frames[ROUND_TRIP] = _images(rollouts.round_trip)
     return frames
 
 
@@ -193,10 +201,11 @@ def _by_horizon(score: Callable, predicted: np.ndarray, truth: np.ndarray) -> li
 
 
 def horizon_scores(frames: dict[str, np.ndarray], scenes: list[SceneObjects] | None, history: int) -> dict:
-    """PSNR and SSIM by horizon for the model and each baseline; with scenes, the object scores too."""
+    """PSNR and SSIM by horizon for the model, each baseline and the codec round trip; with scenes, the
+    object scores too."""
     truth = frames["truth"]
     figures = {}
-    for name in ("model", *BASELINES):
+    for name in ("model", *BASELINES, ROUND_TRIP):
         if name not in frames:
             continue
         fig = {"psnr_by_horizon": _by_horizon(objects.psnr, frames[name], truth),
@@ -206,6 +215,7 @@ def horizon_scores(frames: dict[str, np.ndarray], scenes: list[SceneObjects] | N
             fig["objects"] = objects.summarise_objects([objects.score_objects(p, t, s, history) for p, t, s in clips])
         figures[name] = fig
     model = figures.pop("model")
+    round_trip = figures.pop(ROUND_TRIP, None)
     result = {
         "horizons": list(range(1, truth.shape[1] + 1)),
         "psnr_by_horizon": model["psnr_by_horizon"],
@@ -213,6 +223,8 @@ def horizon_scores(frames: dict[str, np.ndarray], scenes: list[SceneObjects] | N
         "objects": model.get("objects"),
         "baselines": {name: {**fig.pop("objects", {}), **fig} for name, fig in figures.items()},
     }
+    if round_trip is not None:
+        result[ROUND_TRIP] = {**round_trip.pop("objects", {}), **round_trip}
     if scenes is None:
         result["objects_skipped"] = "object scores need synthetic scenes (their ground truth); not for --videos"
     else:
@@ -265,8 +277,9 @@ def write_plot(result: dict, path: str | Path) -> Path:
     if result.get("objects") is not None:
         panels = [("presence_by_horizon", "balls present (higher is better)", "fraction of scored balls"),
                   ("centroid_error_by_horizon", "centroid error of present balls", "error (px)"), *panels]  # fmt: skip
-    series = {"model": {**(result.get("objects") or {}), **result}, **result["baselines"]}
-    styles = {"model": ("C0", "o", "-"), "copy_last": ("C1", "s", "--"), "constant_velocity": ("C2", "^", ":")}
+    series = {"model": {**(result.get("objects") or {}), **result}, **_references(result)}
+    styles = {"model": ("C0", "o", "-"), "copy_last": ("C1", "s", "--"), "constant_velocity": ("C2", "^", ":"),
+              ROUND_TRIP: ("0.45", "D", "-.")}  # fmt: skip
     horizons = result["horizons"]
     rows = len(panels) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(10, 3.8 * rows + 0.4), squeeze=False)
@@ -296,15 +309,22 @@ def write_plot(result: dict, path: str | Path) -> Path:
     return Path(path)
 
 
+def _references(result: dict) -> dict[str, dict]:
+    """The baselines' figures, then the codec round trip's where the report has it."""
+    round_trip = {ROUND_TRIP: result[ROUND_TRIP]} if ROUND_TRIP in result else {}
+    return {**result["baselines"], **round_trip}
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
 def horizon_table(result: dict) -> str:
-    """The by-horizon figures as a short text table (model, copy-last, constant-velocity)."""
-    names = ["model", *result["baselines"]]
-    series = {"model": result, **result["baselines"]}
-    object_series = {"model": result.get("objects"), **result["baselines"]}
+    """The by-horizon figures as a short text table (model, copy-last, constant-velocity, codec round trip)."""
+    references = _references(result)
+    names = ["model", *references]
+    series = {"model": result, **references}
+    object_series = {"model": result.get("objects"), **references}
     columns: list[tuple[str, Callable[[str, int], str]]] = []
     if result.get("objects") is not None:
         columns += [
@@ -313,7 +333,7 @@ def horizon_table(result: dict) -> str:
         ]
     columns += [("PSNR dB", lambda n, j: _fmt(series[n]["psnr_by_horizon"][j], ".1f")),
                 ("SSIM", lambda n, j: _fmt(series[n]["ssim_by_horizon"][j], ".3f"))]  # fmt: skip
-    short = {"model": "model", "copy_last": "copy", "constant_velocity": "c.vel"}
+    short = {"model": "model", "copy_last": "copy", "constant_velocity": "c.vel", ROUND_TRIP: "codec"}
     cell = 6
     group = len(names) * (cell + 1) - 1
     head = "horizon " + " | ".join(title.center(group) for title, _ in columns)

@@ -1,6 +1,7 @@
 import json
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -9,7 +10,10 @@ from tests.conftest import random_model
 from vgpt.checkpoint import save_checkpoint
 from vgpt.codecs import LightCodec
 from vgpt.config import ConfigError, get_preset
+from vgpt.default_model import default_model
 from vgpt.evaluation import EvalConfig
+from vgpt.frames import fit_frames
+from vgpt.metrics import psnr
 from vgpt.runtime.cli import eval_main
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
 from vgpt.training.cli import synth_main
@@ -34,6 +38,17 @@ def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
     assert report["baseline_mse"] == pytest.approx(expected, rel=1e-5)
     assert report["ratio"] == pytest.approx(report["model_mse"] / report["baseline_mse"], rel=1e-9)
     assert report["source"] == "synthetic seeds 1000000..1000002"
+    # The codec round trip is the true future (frames 2, 3 of each scene), not the observed frames,
+    # through the codec: its PSNR recomputed here, the same arithmetic up to float32 round-off.
+    codec = LightCodec.load(tmp_path / "codec")
+    future = torch.stack([fit_frames(render_video(EVAL_SEED_START + i, SceneConfig(frames=6))[2:4], 64, 64)
+                          for i in range(3)])  # fmt: skip
+    with torch.no_grad():
+        round_trip = (codec.decode_video(codec.encode_video(future)).clamp(-1, 1).numpy() + 1) / 2
+    truth = (future.numpy() + 1) / 2
+    pairs = zip(round_trip, truth, strict=True)
+    expected = np.mean([psnr(np.moveaxis(r, 1, -1), np.moveaxis(t, 1, -1)) for r, t in pairs], axis=0)
+    assert report["codec_round_trip"]["psnr_by_horizon"][:2] == pytest.approx(expected.tolist(), abs=1e-3)
     # The same through real files: vgpt-synth writes the held-out scenes, vgpt-eval reads them.
     assert CliRunner().invoke(synth_main, ["--out", str(tmp_path / "v"), "--count", "3", "--frames", "4",
                                            "--seed-start", "1000000"]).exit_code == 0  # fmt: skip
@@ -74,6 +89,10 @@ def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path):
         assert baseline["centroid_error_px"] is not None
     # Copying the last frame keeps every ball sharp: it is present a frame later.
     assert report["baselines"]["copy_last"]["presence_by_horizon"][0] == 1.0
+    round_trip = report["codec_round_trip"]  # the ceiling of any latent prediction, beside the baselines
+    assert len(round_trip["presence_by_horizon"]) == len(round_trip["psnr_by_horizon"]) == 4
+    header = next(line for line in result.output.splitlines() if "model" in line and "copy" in line)
+    assert header.split()[:4] == ["model", "copy", "c.vel", "codec"]  # a column of the table
     assert len(report["psnr_by_horizon"]) == len(report["ssim_by_horizon"]) == 4
     assert "presence" in result.output and "+4" in result.output  # the table by horizon
     # The plot and the sheet: 2 scenes x 5 rows (observed, truth, predicted, 2 baselines) of 64 px frames x 3.
@@ -88,6 +107,8 @@ def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path):
 
 
 def test_vgpt_eval_option_errors():
+    result = CliRunner().invoke(eval_main, ["--bundle", "b", "--shift", "2"])
+    assert result.exit_code == 2 and "--shift cannot be combined with --bundle" in result.output
     result = CliRunner().invoke(eval_main, ["--num-clips", "0"])
     assert result.exit_code == 2 and "Invalid value for '--num-clips': 0 is not in the range x>=1" in result.output
     result = CliRunner().invoke(eval_main, ["--count", "1", "--sheet-clips", "2", "--steps", "1"])
@@ -107,4 +128,9 @@ def test_vgpt_eval_defaults_to_the_default_model(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["clips"] == 1 and report["history"] == 4 and report["clip"] == 4
+    settings = default_model().settings  # the sampler the bundled model ships with, unless options say otherwise
+    assert (report["guidance"], report["shift"]) == (settings["guidance"], settings["shift"])
     assert report["num_clips"] == 2 and len(report["objects"]["presence_by_horizon"]) == 8
+    # The bundled codec keeps the balls of this scene: its round trip scores 0.93 presence over 64
+    # held-out scenes (docs/bundled-model.md); one scene's 8 frames and 1-3 balls are coarser, hence 0.8.
+    assert report["codec_round_trip"]["presence"] >= 0.8

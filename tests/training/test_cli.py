@@ -3,9 +3,13 @@
 import json
 import os
 
+import pytest
+import torch
 from click.testing import CliRunner
 
+from vgpt.codecs import LightCodec
 from vgpt.training.cli import train_codec_main, train_main
+from vgpt.training.codec import foreground, reconstruction_loss
 
 
 def test_the_shipped_bundled_config_runs_as_documented(videos, tmp_path, monkeypatch):
@@ -44,3 +48,37 @@ def test_codec_training_writes_readable_files(videos, tmp_path):
         mode = path.stat().st_mode & 0o777
         assert mode == ((0o777 if path.is_dir() else 0o666) & ~umask), (path, oct(mode))
     assert json.loads((out / "manifest.json").read_text())["format"] == "vgpt-light-codec"
+
+
+def test_decoder_only_codec_training_keeps_the_latents(videos, codec_dir, tmp_path):
+    # The latents a transformer was trained on must stay bit-identical: same encoder weights, same
+    # scaling factor; only the decoder learns.
+    out = tmp_path / "decoder"
+    args = ["--data", str(videos), "--out", str(out), "--init", str(codec_dir), "--decoder-only", "--steps", "3",
+            "--batch-size", "2", "--size", "32", "--eval-count", "2", "--foreground-weight", "4"]  # fmt: skip
+    result = CliRunner().invoke(train_codec_main, args)
+    assert result.exit_code == 0, result.output
+    before, after = LightCodec.load(codec_dir), LightCodec.load(out)
+    assert after.scaling_factor == before.scaling_factor
+    for (name, a), b in zip(after.encoder.state_dict().items(), before.encoder.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    pairs = zip(after.decoder.parameters(), before.decoder.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    manifest = json.loads((out / "manifest.json").read_text())["extra"]
+    assert manifest["decoder_only"] and manifest["foreground_weight"] == 4
+    result = CliRunner().invoke(train_codec_main, ["--data", str(videos), "--out", str(out), "--decoder-only"])
+    assert result.exit_code == 2 and "--decoder-only trains the decoder of an existing codec" in result.output
+
+
+def test_the_foreground_weight_finds_a_ball_on_a_flat_background():
+    frames = torch.full((1, 3, 16, 16), -0.5)
+    frames[:, 0, 4:7, 4:7] = 0.8  # a small red square on a dark grey background
+    fg = foreground(frames)
+    assert fg[0, 0, 5, 5] == 1 and fg[0, 0, 0, 0] == 0 and fg[0, 0, 12, 12] == 0
+    # With weight 0 the loss is the plain one; with weight 4 an error on the square costs more than
+    # the same error on the background.
+    on_ball, on_background = frames.clone(), frames.clone()
+    on_ball[:, :, 5, 5] += 0.1
+    on_background[:, :, 12, 12] += 0.1
+    assert reconstruction_loss(on_ball, frames) == pytest.approx(reconstruction_loss(on_background, frames).item())
+    assert reconstruction_loss(on_ball, frames, 4.0) > 2 * reconstruction_loss(on_background, frames, 4.0)

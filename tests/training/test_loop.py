@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vgpt.checkpoint import CheckpointError, load_checkpoint
+from vgpt.config import ConfigError
 from vgpt.training.checkpointing import find_resume
 from vgpt.training.config import TrainConfig, load_train_config
 from vgpt.training.loop import train
@@ -65,9 +66,16 @@ def test_shipped_stage_configs_load():
     assert load_train_config("stage2").init == "runs/stage1"
     assert load_train_config("stage2", **{"data.source": "x", "steps": 5}).steps == 5
     # The bundled default's three stages chain: each starts from the one before and reads its latents.
-    a, b, c = (load_train_config(n) for n in ("bundled", "bundled-finetune", "bundled-refine"))
+    a, b, c, d = (load_train_config(n) for n in ("bundled", "bundled-finetune", "bundled-refine", "bundled-layout"))
     assert b.init == a.out_dir and c.init == b.out_dir and c.ema_decay > 0 and c.lr < b.lr
     assert c.latent_cache_dir.resolve() == b.latent_cache_dir.resolve() and c.data.source == b.data.source
+    # Stage D trains at the bundled layout (4 observed frames, a clip of 4): defaults.json's.
+    assert d.init == c.out_dir and d.partition == (4, 4)
+    assert d.latent_cache_dir.resolve() == b.latent_cache_dir.resolve()
+    with pytest.raises(ConfigError, match=r"partition=\[4, 3\]: fixed clip sizes need .* data.num_frames=8"):
+        load_train_config("bundled-layout", partition=[4, 3])
+    with pytest.raises(ConfigError, match="'random', 'per_frame' or a list of clip sizes"):
+        load_train_config("bundled-layout", partition="per_clip")
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():

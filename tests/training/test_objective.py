@@ -25,6 +25,16 @@ def test_per_frame_partition_and_errors():
         sample_partition(1, gen)
 
 
+def test_fixed_partition_is_the_layout_and_draws_nothing():
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    assert sample_partition(8, gen, (4, 4)) == (4, 4)
+    assert torch.equal(gen.get_state(), state), "a fixed partition leaves the step's other draws unchanged"
+    for sizes in [(4, 3), (8,), (0, 8)]:
+        with pytest.raises(ValueError, match="add up to the sample's 8 frames"):
+            sample_partition(8, gen, sizes)
+
+
 class Recorder(nn.Module):
     """Stands in for VideoGPT: records what the objective feeds it and predicts a fixed output."""
 
