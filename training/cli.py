@@ -91,6 +91,13 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
     "--save-every", type=NON_NEGATIVE, default=0, show_default=True, help="Also save every N steps (0: at the end)."
 )
 @click.option("--init", default=None, help="Continue from this codec folder.")
+@click.option(
+    "--latent-channels",
+    type=POSITIVE,
+    default=4,
+    show_default=True,
+    help="Latent channels of a fresh codec (a codec given by --init keeps its own).",
+)
 @click.option("--stop-after", type=POSITIVE, default=None, help="Run only this many steps of the --steps schedule.")
 @click.option(
     "--decoder-only",
@@ -106,8 +113,9 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
-                     stop_after, decoder_only, foreground_weight, progress) -> None:  # fmt: skip
-    """Train the light codec (8x down-sampling, 4 channels) and report its reconstruction PSNR."""
+                     latent_channels, stop_after, decoder_only, foreground_weight, progress) -> None:  # fmt: skip
+    """Train the light codec (8x down-sampling, 4 latent channels by default) and report its
+    reconstruction PSNR."""
     import torch
 
     from vgpt.frames import fit_frames
@@ -119,8 +127,8 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     _logging()
     config = CodecTrainConfig(data=DataConfig(source=data, num_frames=frames, height=size, width=size, seed=seed),
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                              save_every=save_every, init=init, stop_after=stop_after,
-                              decoder_only=decoder_only, foreground_weight=foreground_weight,
+                              save_every=save_every, init=init, latent_channels=latent_channels,
+                              stop_after=stop_after, decoder_only=decoder_only, foreground_weight=foreground_weight,
                               progress=progress)  # fmt: skip
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)

@@ -22,6 +22,7 @@ class CodecTrainConfig:
     data: DataConfig  # num_frames frames per sample; each frame is one training image
     out: str = "runs/codec"
     channels: tuple[int, int, int] = (16, 32, 64)
+    latent_channels: int = 4  # a fresh codec's; `init` keeps its own
     steps: int = 2000
     batch_size: int = 8  # samples (each of data.num_frames frames)
     lr: float = 1e-3
@@ -76,7 +77,11 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
     dataset = VideoClipDataset(config.data)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=StreamSampler(len(dataset), config.seed),
                         num_workers=config.workers)  # fmt: skip
-    codec = LightCodec.load(config.init) if config.init else LightCodec(LightCodecConfig(channels=config.channels))
+    codec = (
+        LightCodec.load(config.init)
+        if config.init
+        else LightCodec(LightCodecConfig(channels=config.channels, latent_channels=config.latent_channels))
+    )
     codec.train()
     if config.decoder_only:
         codec.encoder.requires_grad_(False)

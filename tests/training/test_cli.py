@@ -38,7 +38,7 @@ def test_train_errors_are_one_line(videos, tmp_path):
 def test_codec_training_writes_readable_files(videos, tmp_path):
     out = tmp_path / "codec"
     args = ["--data", str(videos), "--out", str(out), "--steps", "2", "--batch-size", "2", "--size", "32",
-            "--eval-count", "2"]  # fmt: skip
+            "--eval-count", "2", "--latent-channels", "8"]  # fmt: skip
     result = CliRunner().invoke(train_codec_main, args)
     assert result.exit_code == 0, result.output
     assert "codec:" in result.output  # the progress bar drew (conftest shows bars on any output)
@@ -48,6 +48,8 @@ def test_codec_training_writes_readable_files(videos, tmp_path):
         mode = path.stat().st_mode & 0o777
         assert mode == ((0o777 if path.is_dir() else 0o666) & ~umask), (path, oct(mode))
     assert json.loads((out / "manifest.json").read_text())["format"] == "vgpt-light-codec"
+    codec = LightCodec.load(out)
+    assert codec.latent_channels == 8 and codec.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 4, 4)
 
 
 def test_decoder_only_codec_training_keeps_the_latents(videos, codec_dir, tmp_path):
