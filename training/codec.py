@@ -85,7 +85,6 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
     codec.train()
     if config.decoder_only:
         codec.encoder.requires_grad_(False)
-        codec.encoder.eval()
     params = codec.decoder.parameters() if config.decoder_only else codec.parameters()
     opt = torch.optim.Adam(params, lr=config.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
@@ -109,8 +108,6 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
                 _calibrate_scale(codec, batches)
             codec.save(config.out, extra={"steps": step, "partial": True}, overwrite=True)
             codec.train()
-            if config.decoder_only:
-                codec.encoder.eval()
     bar.close()
     if config.decoder_only:  # the latents must stay exactly what the encoder gave: keep its scale
         codec.eval()

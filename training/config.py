@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from vgpt.config import PRESETS, ConfigError, from_fields
 from vgpt.training.data import DataConfig
+from vgpt.training.objective import splits_into_clips
 
 STAGES_DIR = Path(__file__).parent / "stages"
 
@@ -81,7 +82,7 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.data.num_frames={self.data.num_frames}: need >= 2 to split into clips")
         if isinstance(self.partition, tuple):
             sizes = self.partition
-            if len(sizes) < 2 or min(sizes) < 1 or sum(sizes) != self.data.num_frames:
+            if not splits_into_clips(sizes, self.data.num_frames):
                 raise ConfigError(f"TrainConfig.partition={list(sizes)}: fixed clip sizes need at least 2 positive "
                                   f"sizes adding up to data.num_frames={self.data.num_frames}")  # fmt: skip
         elif self.partition not in ("random", "per_frame"):

@@ -24,13 +24,18 @@ from vgpt.tokens import build_sequence, training_frames
 PartitionMode = Literal["random", "per_frame"] | tuple[int, ...]
 
 
+def splits_into_clips(sizes: tuple[int, ...], n: int) -> bool:
+    """Whether fixed clip sizes split a sample of n frames: at least 2 clips, none empty, n frames in all."""
+    return len(sizes) >= 2 and min(sizes) >= 1 and sum(sizes) == n
+
+
 def sample_partition(n: int, generator: torch.Generator, mode: PartitionMode = "random") -> tuple[int, ...]:
     """Clip sizes: K uniform in {2..n} and K-1 distinct cut points uniform in {1..n-1} (the paper's
     GenerateRandomList); "per_frame" gives one frame per clip (stage 1); a tuple gives itself."""
     if n < 2:
         raise ValueError(f"a training sample needs at least 2 frames to split into clips, got {n}")
     if isinstance(mode, tuple):
-        if len(mode) < 2 or min(mode) < 1 or sum(mode) != n:
+        if not splits_into_clips(mode, n):
             raise ValueError(f"fixed clip sizes {mode}: need at least 2 positive sizes that add up to the "
                              f"sample's {n} frames")  # fmt: skip
         return mode
