@@ -72,5 +72,16 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
+def average_gradients(model: nn.Module, info: DistInfo) -> None:
+    """All-reduce the gradients of an unwrapped model to their mean over the ranks: data parallelism for
+    trainers whose step makes several forward calls of one model (DDP's hooks expect one)."""
+    if not info.enabled:
+        return
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)  # a sum: gloo has no AVG
+            p.grad /= info.world
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model

@@ -141,10 +141,12 @@ def progress(config: EvalConfig, total: int):
 def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     if config.checkpoint is None or config.codec is None:
         raise ConfigError("EvalConfig: give a bundle, or a checkpoint and a codec")
-    model = load_checkpoint(config.checkpoint).model
+    loaded = load_checkpoint(config.checkpoint)
+    model = loaded.model
     codec: LatentCodec = load_codec(config.codec)
     layout = Layout.from_pixels(model.config, config.history, config.clip, config.height, config.width)
-    sampler = SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift)
+    # A distilled student samples its own table with one branch; a teacher the configured sampler.
+    sampler = loaded.sampler(SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift))
     predictor = CachedPredictor(model, sampler, window=config.history)
     gens = noise_generators(config.seed, config.num_clips)
     clips, source = layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips)
@@ -169,8 +171,17 @@ def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     finally:
         bar.close()
     info = {"clips": len(clips), "history": config.history, "clip": config.clip, "num_clips": config.num_clips,
-            "steps": config.steps, "guidance": config.guidance, "shift": config.shift, "source": source}  # fmt: skip
+            "steps": sampler.steps, "guidance": sampler.guidance, "shift": sampler.shift,
+            "network_evaluations": network_evaluations(sampler), "source": source}  # fmt: skip
+    if loaded.student is not None:
+        info["timesteps"] = list(sampler.timesteps)
+        info["distilled"] = loaded.student.to_dict()
     return Rollouts(np.concatenate(predicted), np.concatenate(truths), info, np.concatenate(round_trips))
+
+
+def network_evaluations(sampler: SamplerConfig) -> int:
+    """Denoising-network calls per clip: a step per branch (two with guidance, one for a student)."""
+    return sampler.steps * (2 if sampler.guided else 1)
 
 
 def _images(x: np.ndarray) -> np.ndarray:
