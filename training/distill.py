@@ -313,7 +313,7 @@ def _distill(config: DistillConfig, info: distributed.DistInfo) -> Path:
     writer = tensorboard_writer(config, out) if info.main else None
     bar = step_progress(config, info, state.step)
     last = None
-    tick = time.perf_counter()
+    tick, ticked = time.perf_counter(), state.step
     while state.step < config.steps:
         batch = next(batches).to(info.device)
         state.data_position += len(batch)
@@ -341,12 +341,12 @@ def _distill(config: DistillConfig, info: distributed.DistInfo) -> Path:
             elapsed = time.perf_counter() - tick
             if info.main:
                 log.info("step %d %s s/step %.3f", state.step, " ".join(f"{k} {v:.5f}" for k, v in figures.items()),
-                         elapsed / config.log_every)  # fmt: skip
+                         elapsed / (state.step - ticked))  # fmt: skip
                 if writer is not None:
                     for key, value in figures.items():
                         writer.add_scalar(f"distill/{key}", value, state.step)
                     writer.add_scalar("distill/lr", scheduler.get_last_lr()[0], state.step)
-            tick = time.perf_counter()
+            tick, ticked = time.perf_counter(), state.step
         if state.step % config.checkpoint_every == 0 or state.step == config.steps:
             state.extra = _trainer_extra(helper, critic, critic_optimizer, config)
             last = save_training_checkpoint(out, student, student, optimizer, scheduler, state, config.to_dict(),
