@@ -268,6 +268,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
               json_out, plot, sheet, sheet_clips, progress, students) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
+    from vgpt.checkpoint import read_student
     from vgpt.evaluation import EvalConfig
     from vgpt.runtime.evaluate import evaluate
 
@@ -282,6 +283,10 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
                                    "and sampler are baked into its graphs")  # fmt: skip
     else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
         checkpoint, codec, defaults = _in_user_errors(resolve_checkpoint, checkpoint, codec)
+        given = [k for k, v in {"--steps": steps, "--guidance": guidance, "--shift": shift}.items() if v is not None]
+        if given and _in_user_errors(read_student, checkpoint) is not None:
+            raise click.UsageError(f"{', '.join(given)}: {checkpoint} is a distilled student, which samples its own "
+                                   "recorded K-step table with one branch")  # fmt: skip
     height, width = defaults.height, defaults.width
     if layout is not None and layout.size is not None:
         height, width = layout.size if layout.pixels else (8 * layout.size[0], 8 * layout.size[1])

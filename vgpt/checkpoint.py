@@ -126,6 +126,13 @@ def weights_dir(path: str | Path) -> Path:
     return p
 
 
+def read_student(path: str | Path) -> StudentSampler | None:
+    """The student record of a vgpt checkpoint (or run) from its manifest alone, without the weights; None
+    for a teacher or a released checkpoint."""
+    manifest = weights_dir(path) / "manifest.json"
+    return student_of(_read_json(manifest).get("extra", {})) if manifest.is_file() else None
+
+
 def load_checkpoint(
     path: str | Path,
     *,

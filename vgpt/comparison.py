@@ -96,7 +96,8 @@ def comparison_table(result: dict) -> str:
     for key, title, _, spec in FIGURES:
         if not any(row.get(key) for row in result["rows"].values()):
             continue
-        lines.append(f"{title}".ljust(width) + "   NFE " + " ".join(f"+{h}".rjust(6) for h in horizons))
+        lines.append(title)
+        lines.append("".ljust(width) + "   NFE " + " ".join(f"+{h}".rjust(6) for h in horizons))
         for label, row in result["rows"].items():
             cells = " ".join(("-" if v is None else format(v, spec)).rjust(6) for v in row[key])
             lines.append(f"{label.ljust(width)} {row['network_evaluations']:5d} {cells}")

@@ -60,8 +60,15 @@ def test_a_student_of_another_teacher_is_refused(teacher_and_students, tmp_path)
     teacher, students, codec = teacher_and_students
     other = save_checkpoint(random_model(get_preset("tiny"), seed=9), tmp_path / "other")
     config = EvalConfig(checkpoint=str(other), codec=str(codec), steps=8, guidance=2.0)
-    with pytest.raises(ConfigError, match="was distilled from weights .*, not"):
+    with pytest.raises(ConfigError, match=r"was distilled from weights .*, not"):
         row_configs(config, [str(students[0])])
     with pytest.raises(ConfigError, match="is not a distilled student"):
         row_configs(config.__class__(checkpoint=str(teacher), codec=str(codec)), [str(other)])
     assert SamplerConfig().timesteps is None
+
+
+def test_eval_refuses_sampler_options_for_a_student(teacher_and_students):
+    _, students, codec = teacher_and_students
+    result = CliRunner().invoke(eval_main, ["--checkpoint", str(students[0]), "--codec", str(codec), "--steps", "8"])
+    assert result.exit_code == 2
+    assert "--steps: " in result.output and "is a distilled student" in result.output
