@@ -272,11 +272,7 @@ def update_target(target: VideoGPT, student: VideoGPT, decay: float) -> None:
 
 def distill(config: DistillConfig) -> Path:
     """Distill; returns the folder of the last checkpoint (its `model/` is the student)."""
-    info = distributed.setup()
-    try:
-        return _distill(config, info)
-    finally:
-        distributed.teardown()
+    return distributed.launched(_distill, config)
 
 
 def _distill(config: DistillConfig, info: distributed.DistInfo) -> Path:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vgpt.config import ConfigError, from_fields
+from vgpt.config import ConfigError
 from vgpt.student import STUDENT_STEPS
-from vgpt.training.config import STAGES_DIR
+from vgpt.training.config import RunConfig, read_config
 from vgpt.training.data import DataConfig
 
 STAGES = ("consistency", "self_forcing")
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(RunConfig):
     data: DataConfig
     # "consistency" (stage 1: causal consistency distillation on ground-truth history) or "self_forcing"
     # (stage 2: the student's own rollouts fill the cache, distribution matching against the teacher).
@@ -106,41 +104,10 @@ class DistillConfig:
         """Ground-truth frames per sample: history and target clip (stage 1), the history alone (stage 2)."""
         return self.history + (self.clip if self.stage == "consistency" else 0)
 
-    @property
-    def latent_cache_dir(self) -> Path | None:
-        return None if self.latent_cache is None else Path(self.out_dir) / self.latent_cache
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
-        return from_fields(cls, data)
-
-    def replace(self, **changes: Any) -> DistillConfig:
-        return dataclasses.replace(self, **changes)
-
 
 def load_distill_config(path: str | Path, **overrides: Any) -> DistillConfig:
     """A JSON config file, or a distillation stage shipped with vgpt (distill-consistency, ...)."""
-    file = Path(path)
-    if not file.is_file():
-        file = STAGES_DIR / f"{path}.json"
-    if not file.is_file():
-        shipped = sorted(p.stem for p in STAGES_DIR.glob("distill-*.json"))
-        raise ConfigError(f"{path}: no such config file or shipped distillation stage (shipped: {shipped})")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{file}: invalid JSON ({err})") from None
-    data.pop("//", None)  # a comment field
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key.startswith("data."):
-            data.setdefault("data", {})[key[5:]] = value
-        else:
-            data[key] = value
+    data = read_config(path, overrides, "distill-*.json", "shipped distillation stage")
     if "data" not in data:
-        raise ConfigError(f"{file}: no data section; give the training videos (--data)")
+        raise ConfigError(f"{path}: no data section; give the training videos (--data)")
     return DistillConfig.from_dict(data)

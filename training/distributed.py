@@ -43,6 +43,15 @@ def setup() -> DistInfo:
     return DistInfo(rank=rank, world=world, local_rank=local_rank, device=device)
 
 
+def launched(run, config):
+    """run(config, info) inside the process group torchrun describes (or in this one process)."""
+    info = setup()
+    try:
+        return run(config, info)
+    finally:
+        teardown()
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.barrier()

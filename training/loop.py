@@ -71,11 +71,7 @@ def lr_scheduler(optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.Lam
 
 def train(config: TrainConfig) -> Path:
     """Train; returns the folder of the last checkpoint."""
-    info = distributed.setup()
-    try:
-        return _train(config, info)
-    finally:
-        distributed.teardown()
+    return distributed.launched(_train, config)
 
 
 def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:

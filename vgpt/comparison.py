@@ -17,8 +17,8 @@ import numpy as np
 from vgpt.atomic import atomic_file
 from vgpt.checkpoint import load_checkpoint
 from vgpt.config import ConfigError
-from vgpt.evaluation import EvalConfig, clip_names, horizon_scores, rollout_checkpoint, scored_frames
-from vgpt.sheet import SheetRow, contact_sheet, stack_sheets, write_png
+from vgpt.evaluation import EvalConfig, clip_names, horizon_scores, rollout_checkpoint, scored_frames, sheet_image
+from vgpt.sheet import write_png
 from vgpt.synthetic import SceneConfig, scene_objects
 
 # (key in the row's figures, title, axis label, table format)
@@ -140,21 +140,8 @@ def write_comparison_plot(result: dict, path: str | Path) -> Path:
     return Path(path)
 
 
-def _uint8(frames: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
-
-
 def comparison_sheet(frames_by_row: dict[str, dict[str, np.ndarray]], names: list[str], clip: int,
                      count: int) -> np.ndarray:  # fmt: skip
     """Per scene: the observed frames, the true future, then every row's prediction."""
     first = next(iter(frames_by_row.values()))
-    M, F = first["observed"].shape[1], first["truth"].shape[1]
-    observed = [f"t-{M - 1 - j}" if j < M - 1 else "t" for j in range(M)]
-    future = [f"+{j + 1}" for j in range(F)]
-    blocks = []
-    for n in range(count):
-        rows = [SheetRow("observed", _uint8(first["observed"][n]), observed),
-                SheetRow("true future", _uint8(first["truth"][n]), future)]  # fmt: skip
-        rows += [SheetRow(label, _uint8(frames["model"][n]), future) for label, frames in frames_by_row.items()]
-        blocks.append(contact_sheet(rows, title=names[n], group=clip))
-    return stack_sheets(blocks)
+    return sheet_image(first, names, clip, count, [(label, f["model"]) for label, f in frames_by_row.items()])

@@ -251,18 +251,22 @@ def _uint8(frames: np.ndarray) -> np.ndarray:
     return np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
-def sheet_image(frames: dict[str, np.ndarray], names: list[str], clip: int, count: int) -> np.ndarray:
-    """A contact sheet of the first `count` scenes: observed frames, the true future, the prediction
-    and each baseline, one row each, a wider gap between predicted clips."""
+def sheet_image(frames: dict[str, np.ndarray], names: list[str], clip: int, count: int,
+                predictions: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray:  # fmt: skip
+    """A contact sheet of the first `count` scenes: observed frames, the true future, then one row per
+    prediction (label, frames [N, F, H, W, 3]; default: the model's, then each baseline), a wider gap
+    between predicted clips."""
+    if predictions is None:
+        predictions = [("predicted", frames["model"])]
+        predictions += [(_LABELS[b], frames[b]) for b in BASELINES if b in frames]
     M, F = frames["observed"].shape[1], frames["truth"].shape[1]
     observed_captions = [f"t-{M - 1 - j}" if j < M - 1 else "t" for j in range(M)]
     future_captions = [f"+{j + 1}" for j in range(F)]
     blocks = []
     for n in range(count):
         rows = [SheetRow("observed", _uint8(frames["observed"][n]), observed_captions),
-                SheetRow("true future", _uint8(frames["truth"][n]), future_captions),
-                SheetRow("predicted", _uint8(frames["model"][n]), future_captions)]  # fmt: skip
-        rows += [SheetRow(_LABELS[b], _uint8(frames[b][n]), future_captions) for b in BASELINES if b in frames]
+                SheetRow("true future", _uint8(frames["truth"][n]), future_captions)]  # fmt: skip
+        rows += [SheetRow(label, _uint8(predicted[n]), future_captions) for label, predicted in predictions]
         blocks.append(contact_sheet(rows, title=names[n], group=clip))
     return stack_sheets(blocks)
 
