@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from vgpt.checkpoint import load_checkpoint
+from vgpt.checkpoint import content_hash, load_checkpoint
 from vgpt.codecs import LatentCodec, load_codec
 from vgpt.config import ConfigError, SamplerConfig, Target
 from vgpt.default_model import resolve_checkpoint
@@ -213,7 +213,7 @@ def student_rollout(student: VideoGPT, record: StudentSampler, history: torch.Te
     out = []
     for k in range(num_clips):
         first = max(0, frames.shape[1] - M)
-        z = torch.randn((B, clip_frames, C, h, w), generator=noise, device=frames.device)
+        z = torch.randn((B, clip_frames, C, h, w), generator=noise).to(frames.device)  # predict()'s draw on a CPU
         with torch.no_grad():  # the cache holds the history without gradient (Self-Forcing's truncation)
             cond, _ = predictor.branches(frames, first, clip_frames)
         inputs = []
@@ -352,6 +352,8 @@ def _distill(config: DistillConfig, info: distributed.DistInfo) -> Path:
     bar.close()
     if writer is not None:
         writer.close()
+    if info.enabled:  # each rank records a digest of its parameters: gradient averaging keeps them equal
+        (out / f"rank-{info.rank}.digest").write_text(content_hash(student.state_dict()) + "\n")
     if last is None:  # resumed at or past the last step: point at what is there
         last = find_resume("auto", out)
     return last
