@@ -231,6 +231,15 @@ def test_a_student_is_refused_as_teacher(consistency_config, tmp_path):
     stage1 = distill(consistency_config.replace(out_dir=str(tmp_path / "s1"), steps=1))
     with pytest.raises(ConfigError, match="is itself a distilled student"):
         load_teacher(consistency_config.replace(teacher=str(stage1)))
+    # A student continues only with its own teacher and its own K.
+    other = save_checkpoint(random_model(get_preset("tiny"), seed=7), tmp_path / "other")
+    with pytest.raises(ConfigError, match=r"was distilled from weights \w{12}\.\.\., not this teacher's"):
+        distill(consistency_config.replace(out_dir=str(tmp_path / "x"), teacher=str(other), init=str(stage1)))
+    with pytest.raises(ConfigError, match=r"is a 2-step student at guidance 2\.0; this run makes a 4-step one"):
+        distill(consistency_config.replace(out_dir=str(tmp_path / "y"), student_steps=4, init=str(stage1)))
+    wide = save_checkpoint(random_model(get_preset("small")), tmp_path / "small")
+    with pytest.raises(ConfigError, match="is not the teacher's shape"):
+        distill(consistency_config.replace(out_dir=str(tmp_path / "z"), init=str(wide)))
 
 
 def test_shipped_distillation_stages_chain():
