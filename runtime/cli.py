@@ -257,11 +257,19 @@ def _in_user_errors(fn, *args):
 @click.option("--sheet", default=None, help="Also write a contact sheet PNG: observed, true, predicted, baselines.")
 @click.option("--sheet-clips", type=POSITIVE, default=None, help="Scenes on the contact sheet (default 1).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
+@click.option(
+    "--student",
+    "students",
+    multiple=True,
+    help="A student distilled from --checkpoint (vgpt-distill; repeatable): report the teacher, the teacher cut "
+    "to the student's K steps and each student side by side on the same scenes and noise.",
+)
 def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, steps, guidance, shift, seed, num_clips,
-              json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
+              json_out, plot, sheet, sheet_clips, progress, students) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
-    from vgpt.evaluation import EvalConfig, horizon_table
+    from vgpt.checkpoint import read_student
+    from vgpt.evaluation import EvalConfig
     from vgpt.runtime.evaluate import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -275,6 +283,10 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
                                    "and sampler are baked into its graphs")  # fmt: skip
     else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
         checkpoint, codec, defaults = _in_user_errors(resolve_checkpoint, checkpoint, codec)
+        given = [k for k, v in {"--steps": steps, "--guidance": guidance, "--shift": shift}.items() if v is not None]
+        if given and _in_user_errors(read_student, checkpoint) is not None:
+            raise click.UsageError(f"{', '.join(given)}: {checkpoint} is a distilled student, which samples its own "
+                                   "recorded K-step table with one branch")  # fmt: skip
     height, width = defaults.height, defaults.width
     if layout is not None and layout.size is not None:
         height, width = layout.size if layout.pixels else (8 * layout.size[0], 8 * layout.size[1])
@@ -293,16 +305,32 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
         checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, count=count, seed_start=seed_start, seed=seed,
         plot=plot, sheet=sheet, progress=progress, **settings, **{k: v for k, v in given.items() if v is not None}
     ))  # fmt: skip
-    result = _in_user_errors(evaluate, config)
-    click.echo(
-        f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"
-        f"  (first clip; {result['clips']} clips, {result['history']} -> {result['num_clips']} x {result['clip']} "
-        f"frames, {result['steps']} steps, guidance {result['guidance']}, shift {result['shift']}, {result['source']})"
-    )
-    click.echo(horizon_table(result))
+    if students:
+        if bundle is not None:
+            raise click.UsageError("--student compares checkpoints: give the teacher with --checkpoint, not --bundle")
+        from vgpt.comparison import compare, comparison_table
+
+        result = _in_user_errors(compare, config, list(students))
+        click.echo(f"{result['clips']} clips, {result['history']} -> {result['num_clips']} x {result['clip']} frames, "
+                   f"{result['source']}; NFE: network evaluations per clip")  # fmt: skip
+        click.echo(comparison_table(result))
+    else:
+        result = _in_user_errors(evaluate, config)
+        _echo_eval(result)
     if json_out:
         with atomic_file(json_out, "w") as f:
             f.write(json.dumps(result, indent=2))
     for path in (json_out, plot, sheet):
         if path:
             click.echo(f"wrote {path}")
+
+
+def _echo_eval(result: dict) -> None:
+    from vgpt.evaluation import horizon_table
+
+    click.echo(
+        f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"
+        f"  (first clip; {result['clips']} clips, {result['history']} -> {result['num_clips']} x {result['clip']} "
+        f"frames, {result['steps']} steps, guidance {result['guidance']}, shift {result['shift']}, {result['source']})"
+    )
+    click.echo(horizon_table(result))

@@ -32,6 +32,7 @@ COMMANDS = {
     "vgpt-build": "vgpt.engines.cli:build_main",
     "vgpt-train": "vgpt.training.cli:train_main",
     "vgpt-train-codec": "vgpt.training.cli:train_codec_main",
+    "vgpt-distill": "vgpt.training.cli:distill_main",
     "vgpt-eval": "vgpt.runtime.cli:eval_main",
     "vgpt-synth": "vgpt.training.cli:synth_main",
     "vgpt-predict": "vgpt.cli:predict_main",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 class TrainerState:
     step: int  # optimizer steps done
     data_position: int  # samples this rank has drawn from its sampler
+    extra: dict[str, Any] = field(default_factory=dict)  # a trainer's own state (trainer.pt "extra")
 
 
 def rng_states() -> dict[str, Any]:
@@ -64,9 +65,12 @@ def save_training_checkpoint(
     main: bool,
     keep: int,
     average: WeightAverage | None = None,
+    model_extra: dict[str, Any] | None = None,
 ) -> Path | None:
     """Gather the full state (every rank takes part), write it from the main rank, atomically. With a
-    weight average, `ema/` holds the averaged weights (the ones to evaluate and ship) beside `model/`."""
+    weight average, `ema/` holds the averaged weights (the ones to evaluate and ship) beside `model/`.
+    `model_extra` joins the manifest of `model/`; `state.extra` (tensors and plain values) is saved in
+    trainer.pt and restored into the state on resume."""
     model_sd, optim_sd = get_state_dict(
         model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
@@ -76,7 +80,7 @@ def save_training_checkpoint(
     root = checkpoint_root(out_dir)
     name = f"step-{state.step:07d}"
     with atomic_dir(root / name, overwrite=True) as tmp:
-        extra = {"step": state.step, "train_config": config}
+        extra = {"step": state.step, "train_config": config, **(model_extra or {})}
         save_state(bare.config, model_sd, tmp / "model", extra=extra)
         if average is not None:
             ema_sd = {k: averaged[k].to(v.dtype) if k in averaged else v for k, v in model_sd.items()}
@@ -90,6 +94,7 @@ def save_training_checkpoint(
                 "step": state.step,
                 "data_position": state.data_position,
                 "config": config,
+                "extra": state.extra,
             },
             tmp / "trainer.pt",
         )
@@ -140,4 +145,4 @@ def load_training_checkpoint(
             raise CheckpointError(f"{path} has no weight average: resume it with ema_decay 0, or start a new run")
         average.load_state_dict(trainer["ema"])
     set_rng_states(trainer["rng"])
-    return TrainerState(step=trainer["step"], data_position=trainer["data_position"])
+    return TrainerState(step=trainer["step"], data_position=trainer["data_position"], extra=trainer.get("extra", {}))

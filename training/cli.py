@@ -1,4 +1,4 @@
-"""Thin CLIs: vgpt-train, vgpt-train-codec, vgpt-eval, vgpt-synth."""
+"""Thin CLIs: vgpt-train, vgpt-distill, vgpt-train-codec, vgpt-synth."""
 
 from __future__ import annotations
 
@@ -73,6 +73,48 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
     last = _run(train, config)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"last checkpoint: {last}")
+
+
+@command
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    help="A JSON distillation config, or a shipped stage: distill-consistency, distill-self-forcing.",
+)
+@click.option("--teacher", default=None, help="The guided teacher checkpoint (default: the config's, else the "
+              "bundled default model).")  # fmt: skip
+@click.option("--init", default=None, help="Start the student from this checkpoint or run (stage 2: the stage-1 run).")
+@click.option("--data", default=None, help="Videos: a folder, a glob pattern or a list file (overrides the config).")
+@click.option("--out", default=None, help="Output folder (checkpoints, logs).")
+@click.option("--codec", default=None, help="Codec folder (default: the one beside the teacher).")
+@click.option("--student-steps", type=click.Choice(["1", "2", "4"]), default=None, help="K: the student's steps.")
+@click.option("--steps", type=POSITIVE, default=None, help="Optimizer steps.")
+@click.option("--batch-size", type=POSITIVE, default=None, help="Samples per process.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="The student's learning rate.")
+@click.option("--checkpoint-every", type=POSITIVE, default=None, help="Steps between checkpoints.")
+@click.option("--resume", default=None, help="'auto' (the latest checkpoint in --out) or a checkpoint folder.")
+@click.option("--seed", type=SEED, default=None, help="Seed of data order and noise.")
+@click.option("--tensorboard/--no-tensorboard", default=None, help="Log to OUT/tensorboard.")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar.")
+def distill_main(config_path, teacher, init, data, out, codec, student_steps, steps, batch_size, lr, checkpoint_every,
+                 resume, seed, tensorboard, progress) -> None:  # fmt: skip
+    """Distill a few-step, one-branch student from a guided teacher (stage 1: consistency distillation;
+    stage 2: its own rollouts with distribution matching). Run under torchrun for several processes."""
+    from vgpt.training.distill import distill
+    from vgpt.training.distill_config import load_distill_config
+
+    _logging()
+    overrides = {
+        "teacher": teacher, "init": init, "data.source": data, "out_dir": out, "codec": codec,
+        "student_steps": None if student_steps is None else int(student_steps), "steps": steps,
+        "batch_size": batch_size, "lr": lr, "checkpoint_every": checkpoint_every, "resume": resume, "seed": seed,
+        "tensorboard": tensorboard, "progress": progress,
+    }  # fmt: skip
+    config = _run(lambda: load_distill_config(config_path, **overrides))
+    last = _run(distill, config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"last checkpoint: {last} (the student: {last}/model)")
 
 
 @command

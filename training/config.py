@@ -15,8 +15,27 @@ from vgpt.training.objective import splits_into_clips
 STAGES_DIR = Path(__file__).parent / "stages"
 
 
+class RunConfig:
+    """What every run config dataclass (TrainConfig, DistillConfig) shares: an out_dir holding the run, a
+    latent cache folder relative to it, and conversion to and from the dicts of config files."""
+
+    @property
+    def latent_cache_dir(self) -> Path | None:
+        return None if self.latent_cache is None else Path(self.out_dir) / self.latent_cache
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return from_fields(cls, data)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunConfig):
     data: DataConfig
     out_dir: str = "runs/train"
     # The model: a preset name, or `init` (a checkpoint to start from, e.g. the previous stage's).
@@ -90,30 +109,26 @@ class TrainConfig:
                 f"TrainConfig.partition={self.partition!r}: 'random', 'per_frame' or a list of clip sizes"
             )
 
-    @property
-    def latent_cache_dir(self) -> Path | None:
-        return None if self.latent_cache is None else Path(self.out_dir) / self.latent_cache
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return from_fields(cls, data)
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """A JSON config file, or a stage name shipped with vgpt (stage1 ... stage4, bundled)."""
+    return TrainConfig.from_dict(read_config(path, overrides))
+
+
+def read_config(path: str | Path, overrides: dict[str, Any], shipped: str = "*.json",
+                what: str = "shipped stage") -> dict[str, Any]:  # fmt: skip
+    """The fields of a JSON config file, or of a stage shipped in `stages/` (named without .json), with
+    `overrides` applied ("data.x" sets a field of the data section; None leaves a field as it is)."""
     file = Path(path)
     if not file.is_file():
         file = STAGES_DIR / f"{path}.json"
     if not file.is_file():
-        shipped = sorted(p.stem for p in STAGES_DIR.glob("*.json"))
-        raise ConfigError(f"{path}: no such config file or shipped stage (shipped: {shipped})")
-    data = json.loads(file.read_text())
+        names = sorted(p.stem for p in STAGES_DIR.glob(shipped))
+        raise ConfigError(f"{path}: no such config file or {what} (shipped: {names})")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{file}: invalid JSON ({err})") from None
     data.pop("//", None)  # a comment field
     for key, value in overrides.items():
         if value is None:
@@ -122,4 +137,4 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
             data.setdefault("data", {})[key[5:]] = value
         else:
             data[key] = value
-    return TrainConfig.from_dict(data)
+    return data

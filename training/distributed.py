@@ -43,6 +43,15 @@ def setup() -> DistInfo:
     return DistInfo(rank=rank, world=world, local_rank=local_rank, device=device)
 
 
+def launched(run, config):
+    """run(config, info) inside the process group torchrun describes (or in this one process)."""
+    info = setup()
+    try:
+        return run(config, info)
+    finally:
+        teardown()
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -70,6 +79,17 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
 
     ids = [info.local_rank] if info.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def average_gradients(model: nn.Module, info: DistInfo) -> None:
+    """All-reduce the gradients of an unwrapped model to their mean over the ranks: data parallelism for
+    trainers whose step makes several forward calls of one model (DDP's hooks expect one)."""
+    if not info.enabled:
+        return
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)  # a sum: gloo has no AVG
+            p.grad /= info.world
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -71,11 +71,7 @@ def lr_scheduler(optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.Lam
 
 def train(config: TrainConfig) -> Path:
     """Train; returns the folder of the last checkpoint."""
-    info = distributed.setup()
-    try:
-        return _train(config, info)
-    finally:
-        distributed.teardown()
+    return distributed.launched(_train, config)
 
 
 def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
@@ -85,10 +81,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         raise ConfigError("TrainConfig: give a codec (frames -> latents) or a filled latent_cache")
     if isinstance(codec, torch.nn.Module):
         codec = codec.to(info.device).eval()
-    cache = None
-    if config.latent_cache:
-        cache = LatentCache(config.latent_cache_dir, codec, codec_id(config.codec) if config.codec else "", config.data)
-    dataset = VideoClipDataset(config.data, cache)
+    dataset = clip_dataset(config, codec)
 
     bare = build_model(config).to(info.device)
     optimizer_model = distributed.wrap(bare, config.strategy, info)
@@ -101,18 +94,10 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         state = load_training_checkpoint(resume, optimizer_model, optimizer, scheduler, info.device, average)
         log.info("resumed from %s at step %d", resume, state.step)
 
-    sampler = StreamSampler(len(dataset), config.data.seed, info.rank, info.world, start=state.data_position)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=sampler,
-        num_workers=config.workers,
-        persistent_workers=config.workers > 0,
-    )
-    batches = iter(loader)
+    batches = iter(clip_loader(dataset, config, info, state.data_position))
     autocast = _autocast(config, info)
-    writer = _tensorboard(config, out) if info.main else None
-    bar = _progress(config, info, state.step)
+    writer = tensorboard_writer(config, out) if info.main else None
+    bar = step_progress(config, info, state.step)
     last = None
     tokens_seen, tick = 0, time.perf_counter()
     while state.step < config.steps:
@@ -121,7 +106,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         for micro in range(config.grad_accum):
             batch = next(batches).to(info.device)
             state.data_position += len(batch)
-            latents = batch if cache is not None else _encode(codec, batch)
+            latents = batch if dataset.cache is not None else encode_frames(codec, batch)
             # Every draw of this micro-step comes from (seed, step, rank, micro): exact on resume.
             gen = torch.Generator().manual_seed(step_seed(config.seed, state.step, info.rank, micro))
             sync = micro == config.grad_accum - 1 or not info.enabled or config.strategy != "ddp"
@@ -168,8 +153,24 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
     return last
 
 
+def clip_dataset(config, codec: LatentCodec | None) -> VideoClipDataset:
+    """The training samples of a config with `data`, `codec` and `latent_cache` (TrainConfig, DistillConfig):
+    latents from the cache when it has one (encoding there on first use), else frames."""
+    cache = None
+    if config.latent_cache:
+        cache = LatentCache(config.latent_cache_dir, codec, codec_id(config.codec) if config.codec else "", config.data)
+    return VideoClipDataset(config.data, cache)
+
+
+def clip_loader(dataset: VideoClipDataset, config, info: distributed.DistInfo, position: int) -> DataLoader:
+    """Batches of `config.batch_size` samples, this rank's stream from sample `position` on (exact resume)."""
+    sampler = StreamSampler(len(dataset), config.data.seed, info.rank, info.world, start=position)
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+                      persistent_workers=config.workers > 0)  # fmt: skip
+
+
 @torch.no_grad()
-def _encode(codec: LatentCodec, frames: torch.Tensor) -> torch.Tensor:
+def encode_frames(codec: LatentCodec, frames: torch.Tensor) -> torch.Tensor:
     """[B, n, 3, H, W] frames -> [B, n, C, h, w] latents."""
     return codec.encode_video(frames, batch=64)
 
@@ -181,7 +182,7 @@ def _autocast(config: TrainConfig, info: distributed.DistInfo):
     return torch.autocast(device_type=info.device.type, dtype=torch.bfloat16)
 
 
-def _tensorboard(config: TrainConfig, out: Path):
+def tensorboard_writer(config: TrainConfig, out: Path):
     if not config.tensorboard:
         return None
     try:
@@ -191,5 +192,5 @@ def _tensorboard(config: TrainConfig, out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def _progress(config: TrainConfig, info: distributed.DistInfo, start: int):
+def step_progress(config: TrainConfig, info: distributed.DistInfo, start: int):
     return progress_bar(config.steps, "train", "step", config.progress and info.main, initial=start)

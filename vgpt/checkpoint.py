@@ -25,9 +25,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vgpt.atomic import atomic_dir
-from vgpt.config import ModelConfig
+from vgpt.config import ModelConfig, SamplerConfig
 from vgpt.errors import VgptError
 from vgpt.model import VideoGPT
+from vgpt.student import StudentSampler, student_of
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ class LoadedCheckpoint:
     weights_file: str
     weights_sha256: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def student(self) -> StudentSampler | None:
+        """The recorded sampler of a distilled student (vgpt-distill); None for a teacher."""
+        return student_of(self.extra)
+
+    def sampler(self, teacher: SamplerConfig) -> SamplerConfig:
+        """How to sample these weights: a student's own table and one branch, else `teacher`."""
+        student = self.student
+        return teacher if student is None else student.sampler()
 
 
 def content_hash(state: dict[str, torch.Tensor]) -> str:
@@ -113,6 +124,13 @@ def weights_dir(path: str | Path) -> Path:
         if (p / sub / "manifest.json").is_file():
             return p / sub
     return p
+
+
+def read_student(path: str | Path) -> StudentSampler | None:
+    """The student record of a vgpt checkpoint (or run) from its manifest alone, without the weights; None
+    for a teacher or a released checkpoint."""
+    manifest = weights_dir(path) / "manifest.json"
+    return student_of(_read_json(manifest).get("extra", {})) if manifest.is_file() else None
 
 
 def load_checkpoint(

@@ -67,15 +67,16 @@ def _predict(preset, checkpoint, allow_pickle, layout, clips, steps, guidance,
     from vgpt.sampler import SamplerConfig
 
     torch.manual_seed(seed)
+    sampler = SamplerConfig(steps=steps, shift=shift, guidance=guidance)
     if checkpoint:
-        model = load_checkpoint(checkpoint, allow_pickle=allow_pickle).model
+        loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
+        model, sampler = loaded.model, loaded.sampler(sampler)  # a distilled student samples its own table
     else:
         log.info("no --checkpoint: preset %r with seeded random weights (predictions are not meaningful)", preset)
         model = VideoGPT(get_preset(preset)).eval()
     config = model.config
     layout = layout.resolve(config)
     clip_frames, latent_size = layout.clip_frames, (layout.latent_height, layout.latent_width)
-    sampler = SamplerConfig(steps=steps, shift=shift, guidance=guidance)
     gen = torch.Generator().manual_seed(seed)
     history = torch.randn((1, layout.history_frames, config.latent_channels, *latent_size), generator=gen)
 
@@ -87,7 +88,7 @@ def _predict(preset, checkpoint, allow_pickle, layout, clips, steps, guidance,
         per_clip = (time.perf_counter() - start) / clips
         results[name + "_s"] = per_clip
         click.echo(f"{name:>6}: {per_clip * 1000:9.1f} ms per clip ({clips} clips x {clip_frames} frames, "
-                   f"{steps} steps, guidance {guidance})")  # fmt: skip
+                   f"{sampler.steps} steps, guidance {sampler.guidance})")  # fmt: skip
     diff = (results["full"] - results["cached"]).abs().max().item()
     speedup = results["full_s"] / results["cached_s"]
     click.echo(f"cached vs full: max abs difference {diff:.3g}, speed-up {speedup:.2f}x "

@@ -8,6 +8,7 @@ reads both from an artifact's manifest.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -271,10 +272,20 @@ class SamplerConfig:
     # History-conditioned guidance on velocities; 1.0 switches the unconditional branch off.
     # The paper evaluates with 3.0, the released script uses 1.5.
     guidance: float = 1.5
+    # An explicit timestep table sigma_0 = 0 < ... < sigma_steps = 1 instead of the shifted uniform
+    # schedule: a distilled student's (vgpt.student), whose few steps sit where it was trained.
+    timesteps: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError(f"SamplerConfig.steps={self.steps!r}: must be a positive integer")
+        if self.timesteps is not None:
+            table = tuple(float(t) for t in self.timesteps)
+            object.__setattr__(self, "timesteps", table)
+            rising = all(a < b for a, b in itertools.pairwise(table))
+            if len(table) != self.steps + 1 or table[0] != 0.0 or table[-1] != 1.0 or not rising:
+                raise ConfigError(f"SamplerConfig.timesteps={list(table)}: need steps + 1 = {self.steps + 1} "
+                                  "rising values from 0.0 to 1.0")  # fmt: skip
         if not self.shift > 0:
             raise ConfigError(f"SamplerConfig.shift={self.shift!r}: must be > 0")
         if not self.guidance >= 1.0:

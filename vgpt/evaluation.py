@@ -141,10 +141,12 @@ def progress(config: EvalConfig, total: int):
 def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     if config.checkpoint is None or config.codec is None:
         raise ConfigError("EvalConfig: give a bundle, or a checkpoint and a codec")
-    model = load_checkpoint(config.checkpoint).model
+    loaded = load_checkpoint(config.checkpoint)
+    model = loaded.model
     codec: LatentCodec = load_codec(config.codec)
     layout = Layout.from_pixels(model.config, config.history, config.clip, config.height, config.width)
-    sampler = SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift)
+    # A distilled student samples its own table with one branch; a teacher the configured sampler.
+    sampler = loaded.sampler(SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift))
     predictor = CachedPredictor(model, sampler, window=config.history)
     gens = noise_generators(config.seed, config.num_clips)
     clips, source = layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips)
@@ -169,8 +171,17 @@ def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     finally:
         bar.close()
     info = {"clips": len(clips), "history": config.history, "clip": config.clip, "num_clips": config.num_clips,
-            "steps": config.steps, "guidance": config.guidance, "shift": config.shift, "source": source}  # fmt: skip
+            "steps": sampler.steps, "guidance": sampler.guidance, "shift": sampler.shift,
+            "network_evaluations": network_evaluations(sampler), "source": source}  # fmt: skip
+    if loaded.student is not None:
+        info["timesteps"] = list(sampler.timesteps)
+        info["distilled"] = loaded.student.to_dict()
     return Rollouts(np.concatenate(predicted), np.concatenate(truths), info, np.concatenate(round_trips))
+
+
+def network_evaluations(sampler: SamplerConfig) -> int:
+    """Denoising-network calls per clip: a step per branch (two with guidance, one for a student)."""
+    return sampler.steps * (2 if sampler.guided else 1)
 
 
 def _images(x: np.ndarray) -> np.ndarray:
@@ -240,18 +251,22 @@ def _uint8(frames: np.ndarray) -> np.ndarray:
     return np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
-def sheet_image(frames: dict[str, np.ndarray], names: list[str], clip: int, count: int) -> np.ndarray:
-    """A contact sheet of the first `count` scenes: observed frames, the true future, the prediction
-    and each baseline, one row each, a wider gap between predicted clips."""
+def sheet_image(frames: dict[str, np.ndarray], names: list[str], clip: int, count: int,
+                predictions: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray:  # fmt: skip
+    """A contact sheet of the first `count` scenes: observed frames, the true future, then one row per
+    prediction (label, frames [N, F, H, W, 3]; default: the model's, then each baseline), a wider gap
+    between predicted clips."""
+    if predictions is None:
+        predictions = [("predicted", frames["model"])]
+        predictions += [(_LABELS[b], frames[b]) for b in BASELINES if b in frames]
     M, F = frames["observed"].shape[1], frames["truth"].shape[1]
     observed_captions = [f"t-{M - 1 - j}" if j < M - 1 else "t" for j in range(M)]
     future_captions = [f"+{j + 1}" for j in range(F)]
     blocks = []
     for n in range(count):
         rows = [SheetRow("observed", _uint8(frames["observed"][n]), observed_captions),
-                SheetRow("true future", _uint8(frames["truth"][n]), future_captions),
-                SheetRow("predicted", _uint8(frames["model"][n]), future_captions)]  # fmt: skip
-        rows += [SheetRow(_LABELS[b], _uint8(frames[b][n]), future_captions) for b in BASELINES if b in frames]
+                SheetRow("true future", _uint8(frames["truth"][n]), future_captions)]  # fmt: skip
+        rows += [SheetRow(label, _uint8(predicted[n]), future_captions) for label, predicted in predictions]
         blocks.append(contact_sheet(rows, title=names[n], group=clip))
     return stack_sheets(blocks)
 

@@ -116,12 +116,18 @@ class Predictor(ABC):
     def prepare(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> None:  # noqa: B027
         """Hook run before the first clip of predict(): allocate, forget earlier state."""
 
-    def denoise_clip(self, frames: torch.Tensor, first: int, z: torch.Tensor) -> torch.Tensor:
-        """Denoise z [B, G, ...] conditioned on the history frames[:, first:]."""
-        tokens = self._tokens(z)
-        calls = inference_calls(self.config, frames.shape[1] - first, z.shape[1], tokens)
+    def branches(self, frames: torch.Tensor, first: int, clip_frames: int):
+        """(conditional, unconditional or None): the calls (noisy clip, t) -> model output that denoise a
+        clip of `clip_frames` conditioned on frames[:, first:]; the unconditional one only with guidance."""
+        tokens = self._tokens(frames)
+        calls = inference_calls(self.config, frames.shape[1] - first, clip_frames, tokens)
         conditional = self.conditional(frames, first, calls, tokens)
         unconditional = self.unconditional(frames, first, calls) if self.sampler.guided else None
+        return conditional, unconditional
+
+    def denoise_clip(self, frames: torch.Tensor, first: int, z: torch.Tensor) -> torch.Tensor:
+        """Denoise z [B, G, ...] conditioned on the history frames[:, first:]."""
+        conditional, unconditional = self.branches(frames, first, z.shape[1])
 
         def denoise(zt, sigma):
             t = sigma.expand(zt.shape[0], zt.shape[1])  # [B, G]

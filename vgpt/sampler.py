@@ -12,13 +12,20 @@ import torch
 
 from vgpt.config import SamplerConfig, Target
 
-__all__ = ["SamplerConfig", "euler_step", "guide", "sample", "schedule", "velocity"]
+__all__ = ["SamplerConfig", "euler_step", "guide", "sample", "schedule", "sigma_table", "velocity"]
 
 
 def schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
     """sigma_i = i / S for i = 0..S, shifted by t / (t + s - s*t). [S + 1] fp32."""
     t = torch.arange(steps + 1, dtype=torch.float64) / steps
     return (t / (t + shift - shift * t)).to(torch.float32)
+
+
+def sigma_table(config: SamplerConfig) -> torch.Tensor:
+    """The sampler's noise levels [steps + 1] fp32: its explicit table, else the shifted schedule."""
+    if config.timesteps is not None:
+        return torch.tensor(config.timesteps, dtype=torch.float32)
+    return schedule(config.steps, config.shift)
 
 
 def velocity(output: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor | float, prediction: Target):
@@ -46,7 +53,7 @@ DenoiseFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Ten
 
 def sample(denoise: DenoiseFn, z: torch.Tensor, config: SamplerConfig, prediction: Target = "x") -> torch.Tensor:
     """Integrate one clip from noise z (sigma 0) to sigma 1 with Euler steps, in fp32."""
-    sigmas = schedule(config.steps, config.shift).to(z.device)
+    sigmas = sigma_table(config).to(z.device)
     z = z.to(torch.float32)
     for i in range(config.steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]

@@ -41,3 +41,16 @@ def test_one_layout_spelling_in_latents_pixels_or_the_default_size():
     assert latents == pixels == default
     assert (latents.history_frames, latents.clip_frames, latents.latent_height, latents.latent_width) == (4, 2, 8, 6)
     assert str(LAYOUT.convert(" 4,2,64x48px ", None, None)) == "4,2,64x48px"
+
+
+def test_vgpt_predict_samples_a_student_with_its_table(tmp_path):
+    from tests.conftest import random_model
+    from vgpt.checkpoint import save_checkpoint
+    from vgpt.config import get_preset
+    from vgpt.student import StudentSampler
+
+    record = StudentSampler((0.0, 0.5, 1.0), 2.0, 3.0, 8, "0" * 64, "consistency")
+    path = save_checkpoint(random_model(get_preset("tiny")), tmp_path / "student", extra={"student": record.to_dict()})
+    result = CliRunner().invoke(predict_main, ["--checkpoint", str(path), "--layout", "3,2,4x4", "--clips", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("2 steps, guidance 1.0") == 2, result.output
