@@ -35,7 +35,7 @@ def _filled_cache(config) -> bool:
     "--config",
     "config_path",
     required=True,
-    help="A JSON training config, or a shipped stage: stage1..stage4, bundled.",
+    help="A JSON training config, or a shipped stage: stage1..stage4, bundled, gpdit-bundled (GPDiT).",
 )
 @click.option("--data", default=None, help="Videos: a folder, a glob pattern or a list file (overrides the config).")
 @click.option("--out", default=None, help="Output folder (checkpoints, logs).")
@@ -55,7 +55,8 @@ def _filled_cache(config) -> bool:
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar.")
 def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accum, lr, warmup_steps, workers,
                checkpoint_every, resume, strategy, seed, tensorboard, progress) -> None:  # fmt: skip
-    """Train Video-GPT by next clip diffusion. Run under torchrun for several processes."""
+    """Train Video-GPT or GPDiT (the config's preset names the family) by next clip diffusion. Run under
+    torchrun for several processes."""
     from vgpt.training.config import load_train_config
     from vgpt.training.loop import train
 

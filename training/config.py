@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vgpt.config import PRESETS, ConfigError, from_fields
+from vgpt.config import PRESETS, ConfigError, ModelConfig, from_fields, get_preset
 from vgpt.training.data import DataConfig
 from vgpt.training.objective import splits_into_clips
 
@@ -41,6 +41,9 @@ class TrainConfig(RunConfig):
     # The model: a preset name, or `init` (a checkpoint to start from, e.g. the previous stage's).
     preset: str = "small"
     init: str | None = None
+    # ModelConfig fields that a fresh model changes from its preset, e.g. {"attention_mask": "vanilla"} for
+    # GPDiT's vanilla mask on gpdit-small (a checkpoint given by `init` keeps its own config).
+    model: dict[str, Any] = field(default_factory=dict)
     rope_factor_policy: Literal["long", "length"] = "long"
     # The codec that turns frames into latents (a light codec or a diffusers AutoencoderKL folder).
     codec: str | None = None
@@ -88,6 +91,11 @@ class TrainConfig(RunConfig):
             object.__setattr__(self, "data", DataConfig(**self.data))
         if self.init is None and self.preset not in PRESETS:
             raise ConfigError(f"TrainConfig.preset={self.preset!r}: choose one of {sorted(PRESETS)} or give init")
+        if self.model and self.init is not None:
+            raise ConfigError(f"TrainConfig.model={self.model}: changes a fresh preset's config; a model started from "
+                              f"init={self.init!r} keeps the checkpoint's config (drop one of the two)")  # fmt: skip
+        if self.init is None:
+            self.model_config()  # refuses unknown fields and values the model cannot take, before any data
         for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
@@ -108,6 +116,11 @@ class TrainConfig(RunConfig):
             raise ConfigError(
                 f"TrainConfig.partition={self.partition!r}: 'random', 'per_frame' or a list of clip sizes"
             )
+
+    def model_config(self) -> ModelConfig:
+        """The config of a fresh model: the preset with `rope_factor_policy` and the `model` changes."""
+        changes = {"rope_factor_policy": self.rope_factor_policy, **self.model}
+        return from_fields(ModelConfig, {**get_preset(self.preset).to_dict(), **changes})
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:

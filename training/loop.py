@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from vgpt.checkpoint import content_hash, load_checkpoint
 from vgpt.codecs import LatentCodec, codec_id, load_codec
-from vgpt.config import ConfigError, get_preset
+from vgpt.config import ConfigError
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.training import distributed
@@ -43,7 +43,7 @@ def build_model(config: TrainConfig) -> VideoGPT:
             model.config = model.config.replace(rope_factor_policy=config.rope_factor_policy)
         return model.train()
     torch.manual_seed(config.seed)
-    return VideoGPT(get_preset(config.preset).replace(rope_factor_policy=config.rope_factor_policy)).train()
+    return VideoGPT(config.model_config()).train()
 
 
 def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:

@@ -2,7 +2,9 @@
 
 `ModelConfig` holds everything that changes the weights or the arithmetic of the model (`vgpt.layout.Layout`
 holds the shape of one inference problem). Every later stage (export, calibration, engines, runtime)
-reads both from an artifact's manifest.
+reads both from an artifact's manifest. Two model families share the one transformer: Video-GPT
+(videogpt-reference.md) and GPDiT (gpdit-reference.md; docs/gpdit.md), told apart by `family` and
+its two options, `attention_mask` and `time_conditioning`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ from vgpt.errors import VgptError
 
 RopeFactorPolicy = Literal["long", "length"]
 Target = Literal["x", "velocity"]  # what the network outputs: the clean clip (x) or the velocity
+Family = Literal["videogpt", "gpdit"]
+# Who attends whom (vgpt.masks): Video-GPT's hierarchical rule, GPDiT's lightweight causal attention
+# (a clean frame sees only itself) or GPDiT's vanilla causal attention (clean frames see earlier ones).
+MaskRule = Literal["hierarchical", "lightweight", "vanilla"]
+# How the network learns the noise level: Video-GPT's time token plus the head's adaLN modulation, or
+# GPDiT's parameter-free rotation of the normalised features (vgpt.time_rotation).
+TimeConditioning = Literal["time_token", "rotation"]
+# The options each family allows; the first of each is what the family means by default.
+FAMILY_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "videogpt": {"attention_mask": ("hierarchical",), "time_conditioning": ("time_token",)},
+    # The time token stays selectable so that adaLN and rotation can be compared on the same data
+    # (gpdit-reference.md section 3).
+    "gpdit": {"attention_mask": ("lightweight", "vanilla"), "time_conditioning": ("rotation", "time_token")},
+}
 
 # LongRoPE factors of the released model (OmniGen-v1's Phi-3 backbone, head_dim 96 -> 48 each).
 # A released checkpoint's own config.json is authoritative and overrides these on load.
@@ -76,9 +92,15 @@ def _geometric_factors(n: int, top: float) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The Video-GPT transformer. Field names follow the released Phi-3 config where one exists."""
+    """The Video-GPT transformer (or its GPDiT sibling). Field names follow the released Phi-3 config
+    where one exists."""
 
     name: str = "custom"
+    # The model family and its two options (FAMILY_OPTIONS lists what each family allows). The
+    # defaults are Video-GPT's, so a checkpoint saved before the fields existed loads as Video-GPT.
+    family: Family = "videogpt"
+    attention_mask: MaskRule = "hierarchical"
+    time_conditioning: TimeConditioning = "time_token"
     # Backbone width; the released model is Phi-3-mini (3072).
     hidden_size: int = 3072
     num_hidden_layers: int = 32
@@ -164,6 +186,7 @@ class ModelConfig:
             )
         if self.prediction not in ("x", "velocity"):
             raise ConfigError(f"ModelConfig.prediction={self.prediction!r}: use 'x' or 'velocity'")
+        self._check_family()
         ids = (self.diffusion_token_id, self.image_start_token_id, self.image_end_token_id)
         if len(set(ids)) != 3 or not all(0 <= i < self.vocab_size for i in ids):
             raise ConfigError(
@@ -172,6 +195,21 @@ class ModelConfig:
         # JSON round trips give lists; keep the dataclass hashable.
         object.__setattr__(self, "rope_long_factor", tuple(float(f) for f in self.rope_long_factor))
         object.__setattr__(self, "rope_short_factor", tuple(float(f) for f in self.rope_short_factor))
+
+    def _check_family(self) -> None:
+        if self.family not in FAMILY_OPTIONS:
+            raise ConfigError(f"ModelConfig.family={self.family!r}: choose one of {sorted(FAMILY_OPTIONS)}")
+        for name, allowed in FAMILY_OPTIONS[self.family].items():
+            value = getattr(self, name)
+            if value not in allowed:
+                others = [f for f, options in FAMILY_OPTIONS.items() if value in options.get(name, ())]
+                hint = f"; {value!r} belongs to family={others[0]!r}" if others else ""
+                raise ConfigError(f"ModelConfig.{name}={value!r}: family={self.family!r} allows {list(allowed)}{hint}")
+
+    @property
+    def time_parameters(self) -> bool:
+        """Whether the model has time parameters (time token, t-embedder, adaLN head); rotation has none."""
+        return self.time_conditioning == "time_token"
 
     @property
     def head_dim(self) -> int:
@@ -196,8 +234,9 @@ class ModelConfig:
         qkv = d * (self.num_attention_heads + 2 * self.num_key_value_heads) * hd
         per_layer = qkv + d * d + d * 2 * self.intermediate_size + self.intermediate_size * d + 2 * d
         patch = 2 * (d * self.latent_channels * self.patch_size**2 + d)
-        timestep = 2 * (self.timestep_freq_dim * d + d + d * d + d)
-        head = d * 2 * d + 2 * d + d * self.patch_dim + self.patch_dim
+        timestep = 2 * (self.timestep_freq_dim * d + d + d * d + d) if self.time_parameters else 0
+        modulation = d * 2 * d + 2 * d if self.time_parameters else 0
+        head = modulation + d * self.patch_dim + self.patch_dim
         return self.num_hidden_layers * per_layer + d + self.vocab_size * d + patch + timestep + head
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,10 +256,13 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _small_preset(name: str, *, d: int, layers: int, heads: int, mlp: int, orig: int, vocab: int) -> ModelConfig:
+def _small_preset(
+    name: str, *, d: int, layers: int, heads: int, mlp: int, orig: int, vocab: int, **family: str
+) -> ModelConfig:
     hd = d // heads
     return ModelConfig(
         name=name,
+        **family,
         hidden_size=d,
         num_hidden_layers=layers,
         num_attention_heads=heads,
@@ -241,6 +283,8 @@ def _small_preset(name: str, *, d: int, layers: int, heads: int, mlp: int, orig:
     )
 
 
+_GPDIT = {"family": "gpdit", "attention_mask": "lightweight", "time_conditioning": "rotation"}
+
 PRESETS: dict[str, ModelConfig] = {
     # Every code path on a CPU in seconds: 2 layers, 4 heads of 8, LongRoPE factors of length 4.
     "tiny": _small_preset("tiny", d=32, layers=2, heads=4, mlp=64, orig=64, vocab=16),
@@ -250,6 +294,15 @@ PRESETS: dict[str, ModelConfig] = {
     "medium": _small_preset("medium", d=1536, layers=20, heads=16, mlp=4096, orig=4096, vocab=16),
     # The released Video-GPT dimensions (Phi-3-mini backbone), about 3.76B parameters.
     "videogpt-3.8b": ModelConfig(name="videogpt-3.8b"),
+    # GPDiT (gpdit-reference.md): lightweight causal attention and rotation time conditioning.
+    "gpdit-tiny": _small_preset("gpdit-tiny", d=32, layers=2, heads=4, mlp=64, orig=64, vocab=16, **_GPDIT),
+    # The bundled model's size ("small"); no time parameters, so about 0.4M fewer parameters.
+    "gpdit-small": _small_preset("gpdit-small", d=256, layers=4, heads=8, mlp=768, orig=4096, vocab=16, **_GPDIT),
+    # The paper's shapes (gpdit-reference.md section 5: layers, hidden, MLP, heads). Our Phi-3 MLP is
+    # gated (three matrices, the paper's two), so these count about 113M and 3.05B parameters where
+    # the paper reports 80-85M and 2B.
+    "gpdit-b": _small_preset("gpdit-b", d=768, layers=12, heads=12, mlp=3072, orig=4096, vocab=16, **_GPDIT),
+    "gpdit-h": _small_preset("gpdit-h", d=2816, layers=24, heads=22, mlp=11264, orig=4096, vocab=16, **_GPDIT),
 }
 
 

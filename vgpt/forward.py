@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vgpt.config import ModelConfig
-from vgpt.masks import RowSplit, hierarchical_mask, split_rows
+from vgpt.masks import RowSplit, attention_mask, split_rows
 from vgpt.rope import FactorSet, select_factor_set
 from vgpt.tokens import Frame, TokenSequence
 
@@ -73,7 +73,7 @@ def forward_call(
         factor_set = select_factor_set(config, int(seq.positions.max()))
     b = seq.block
     q0, q1 = query_start * b, query_end * b
-    mask = hierarchical_mask(seq)[q0:q1, :q1]  # [Lq, Lk]
+    mask = attention_mask(config.attention_mask, seq)[q0:q1, :q1]  # [Lq, Lk]
     return ForwardCall(
         frames=seq.frames[query_start:query_end],
         tokens_per_frame=seq.tokens_per_frame,

@@ -1,11 +1,20 @@
-"""The hierarchical attention mask (True = query may attend key).
+"""The attention masks (True = query may attend key): Video-GPT's hierarchical rule and GPDiT's two.
 
-Reference: videogpt-reference.md section 5.
+`attention_mask(rule, seq)` picks one by `ModelConfig.attention_mask`.
+
+Hierarchical (videogpt-reference.md section 5):
 1. A clean key is visible to every query at or after the start of its token group: <img> from
    itself, the image tokens from the frame's first image token, </img> from itself.
 2. A noisy key is visible only inside its own noisy clip, by role: S sees S; T sees S, T; X sees
    S, T, X (bidirectional across the frames of the clip).
 3. Nothing else: clean queries never see noisy keys, noisy clips never see each other.
+
+GPDiT (gpdit-reference.md section 2), by unit: a clean frame, or a noisy unit (our noisy clip).
+- lightweight: a clean frame sees only itself (B -> I -> E inside it, as above), so its keys and values
+  never depend on other frames; vanilla: a clean frame sees itself and every earlier clean frame.
+- A noisy unit sees every clean frame of an earlier unit, and every token of its own unit (the page's
+  table has no role order inside a noisy unit); never another noisy unit.
+Both are written over the units' clip and time indices, not the order of the sequence.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vgpt.config import MaskRule
 from vgpt.tokens import Role, TokenSequence
 
 # Rank of each noisy role: a noisy query sees the noisy keys of its clip whose rank is not higher.
@@ -46,6 +56,27 @@ def hierarchical_mask(seq: TokenSequence) -> torch.Tensor:
     same_clip = seq.clip[:, None] == seq.clip[None, :]
     visible_noisy = noisy_q & noisy_k & same_clip & (rank[None, :] <= rank[:, None])
     return visible_clean | visible_noisy
+
+
+def gpdit_mask(seq: TokenSequence, clean_sees_earlier: bool) -> torch.Tensor:
+    """GPDiT's boolean [L, L] mask: lightweight (`clean_sees_earlier` False) or vanilla (True)."""
+    index = torch.arange(len(seq))
+    time = seq.positions // seq.block  # the frame's index in the clean stream
+    clean_q, clean_k = seq.clean[:, None], seq.clean[None, :]
+    own_frame = (time[:, None] == time[None, :]) & (index[:, None] >= clean_visible_from(seq)[None, :])
+    clean_rows = own_frame | (time[:, None] > time[None, :]) if clean_sees_earlier else own_frame
+    earlier_unit = seq.clip[None, :] < seq.clip[:, None]
+    same_unit = seq.clip[:, None] == seq.clip[None, :]
+    return (clean_q & clean_k & clean_rows) | (~clean_q & clean_k & earlier_unit) | (~clean_q & ~clean_k & same_unit)
+
+
+def attention_mask(rule: MaskRule, seq: TokenSequence) -> torch.Tensor:
+    """The boolean [L, L] mask of `seq` under `rule` (ModelConfig.attention_mask)."""
+    if rule == "hierarchical":
+        return hierarchical_mask(seq)
+    if rule in ("lightweight", "vanilla"):
+        return gpdit_mask(seq, clean_sees_earlier=rule == "vanilla")
+    raise ValueError(f"unknown attention mask rule {rule!r}")
 
 
 def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -3,6 +3,11 @@
 One forward call computes the tokens of a `ForwardCall` (clean and/or noisy frames in sequence
 order), attending a KV-cached prefix when the call has one, and returns the output head's
 prediction for the call's noisy frames. Reference: videogpt-reference.md sections 2-4.
+
+The same class is the GPDiT family (gpdit-reference.md; docs/gpdit.md): the call's mask carries the
+family's rule, and with rotation time conditioning the time token's slot holds a second
+<|diffusion|> row, each noisy token is rotated by its frame's angle in every block and in the head,
+and there are no time parameters.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from vgpt.modules import (
     unpatchify,
 )
 from vgpt.rope import rope_tables
+from vgpt.time_rotation import rotation_angle, token_rotation
 
 
 class VideoGPT(nn.Module):
@@ -32,8 +38,9 @@ class VideoGPT(nn.Module):
         self.config = config
         self.x_embedder = PatchEmbed(config)  # noisy frames
         self.input_x_embedder = PatchEmbed(config)  # clean frames
-        self.time_token = TimestepEmbedder(config)  # one token per noisy frame
-        self.t_embedder = TimestepEmbedder(config)  # conditions the output head
+        if config.time_parameters:
+            self.time_token = TimestepEmbedder(config)  # one token per noisy frame
+            self.t_embedder = TimestepEmbedder(config)  # conditions the output head
         self.final_layer = FinalLayer(config)
         self.llm = Backbone(config)
         table = sincos_2d_table(config.hidden_size, config.pos_embed_max_size, config.pos_embed_base_size)
@@ -84,7 +91,10 @@ class VideoGPT(nn.Module):
         if call.noisy_frames:
             img = self.embed_images(self.x_embedder, noisy)  # [B, Fn, N, D]
             B, Fn, _, D = img.shape
-            time = self.time_token(t)[:, :, None, :]  # [B, Fn, 1, D]
+            if self.config.time_parameters:
+                time = self.time_token(t)[:, :, None, :]  # [B, Fn, 1, D]
+            else:  # rotation: the slot keeps the layout (block = N + 2) and carries no time parameter
+                time = diffusion.expand(B, Fn, 1, D)
             blocks.append(torch.cat([diffusion.expand(B, Fn, 1, D), time, img], dim=2))  # [B, Fn, block, D]
         frames = torch.cat(blocks, dim=1)  # [B, Fc + Fn, block, D]
         if call.clean_frames and call.noisy_frames:
@@ -98,11 +108,25 @@ class VideoGPT(nn.Module):
         blocks = hidden.reshape(B, len(call.frames), call.block, D)  # [B, F, block, D]
         idx = torch.tensor(call.noisy_frames, device=hidden.device)
         image = blocks[:, idx, 2:]  # [B, Fn, N, D]
-        c = self.t_embedder(t)  # [B, Fn, D]
-        out = self.final_layer(image, c)  # [B, Fn, N, p*p*C]
+        if self.config.time_parameters:
+            out = self.final_layer(image, self.t_embedder(t))  # [B, Fn, N, p*p*C]
+        else:
+            cos, sin = token_rotation(rotation_angle(t), 1)  # [B, Fn, 1] each
+            out = self.final_layer(image, rotation=(cos[..., None], sin[..., None]))  # [B, Fn, N, p*p*C]
         cfg = self.config
         p = cfg.patch_size
         return unpatchify(out, h // p, w // p, p, cfg.latent_channels)  # [B, Fn, C, h, w]
+
+    def rotation(self, call: ForwardCall, t: torch.Tensor | None):
+        """Each token's (cos, sin) of its rotation angle, [B, Lq, 1] each: the noisy frames' tokens at
+        their noise level's angle, clean tokens at 0. None without rotation conditioning, and for a
+        call of clean frames only (every angle 0: the identity, skipped)."""
+        if self.config.time_parameters or not call.noisy_frames:
+            return None
+        B = t.shape[0]
+        idx = torch.tensor(call.noisy_frames, device=t.device)
+        frames = torch.zeros(B, len(call.frames), device=t.device).index_copy(1, idx, rotation_angle(t))  # [B, F]
+        return token_rotation(frames, call.block)
 
     def forward(
         self,
@@ -130,7 +154,7 @@ class VideoGPT(nn.Module):
         device = x.device
         cos, sin = rope_tables(self.config, call.positions.to(device), call.factor_set)  # [Lq, hd]
         mask = QueryMask(attention_bias(call.mask.to(device), x.dtype), call.rows)  # bias [Lq, Lk]
-        hidden = self.llm(x, cos, sin, mask, cache, write_cache)
+        hidden = self.llm(x, cos, sin, mask, cache, write_cache, self.rotation(call, t))
         if cache is not None and write_cache:
             cache.advance(x.shape[1])
             cache.factor_set = call.factor_set

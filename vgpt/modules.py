@@ -1,7 +1,8 @@
 """Building blocks of Video-GPT: the Phi-3 decoder and the embedders/head around it.
 
 Parameter names equal the released checkpoint's keys (reference section 8), so a released state
-dict loads with no renaming.
+dict loads with no renaming. A GPDiT model with rotation time conditioning (vgpt.time_rotation) passes
+each token's rotation to every layer and to the head, and its head has no adaLN modulation.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from vgpt.config import ModelConfig
 from vgpt.kv_cache import KVCache, two_part_attention
 from vgpt.masks import QueryMask, attend
 from vgpt.rope import apply_rotary
+from vgpt.time_rotation import rotate_features
+
+# Each token's (cos theta, sin theta), each [B, L, 1], for rotation time conditioning; None without it.
+Rotation = tuple[torch.Tensor, torch.Tensor] | None
 
 
 class RMSNorm(nn.Module):
@@ -97,9 +102,15 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask: QueryMask, cache=None, layer=0, write_cache=False) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, write_cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, cos, sin, mask: QueryMask, cache=None, layer=0, write_cache=False,
+                rotation: Rotation = None) -> torch.Tensor:  # fmt: skip
+        x = x + self.self_attn(_rotated(self.input_layernorm(x), rotation), cos, sin, mask, cache, layer, write_cache)
+        return x + self.mlp(_rotated(self.post_attention_layernorm(x), rotation))
+
+
+def _rotated(h: torch.Tensor, rotation: Rotation) -> torch.Tensor:
+    """The pre-normed features rotated by each token's angle (gpdit-reference.md section 3), or as they are."""
+    return h if rotation is None else rotate_features(h, *rotation)
 
 
 class Backbone(nn.Module):
@@ -111,9 +122,10 @@ class Backbone(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask: QueryMask, cache: KVCache | None = None, write_cache: bool = False):
+    def forward(self, x, cos, sin, mask: QueryMask, cache: KVCache | None = None, write_cache: bool = False,
+                rotation: Rotation = None):  # fmt: skip
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, cache, i, write_cache)
+            x = layer(x, cos, sin, mask, cache, i, write_cache, rotation)
         return self.norm(x)
 
 
@@ -152,17 +164,24 @@ class TimestepEmbedder(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """LayerNorm (no affine), adaLN shift/scale from the timestep embedding, linear to p*p*C."""
+    """LayerNorm (no affine), adaLN shift/scale from the timestep embedding, linear to p*p*C.
+
+    With rotation time conditioning there is no modulation: the normalised features are rotated by
+    each token's angle instead (gpdit-reference.md section 3: "the final norm before the output head").
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d = config.hidden_size
         self.norm_final = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        if config.time_parameters:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.linear = nn.Linear(d, config.patch_dim)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x [..., N, D], c [..., D] -> [..., N, p*p*C]."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, rotation: Rotation = None) -> torch.Tensor:
+        """x [..., N, D] and c [..., D] (time token) or rotation [..., N, 1] each -> [..., N, p*p*C]."""
+        if rotation is not None:
+            return self.linear(rotate_features(self.norm_final(x), *rotation))
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
         x = self.norm_final(x) * (1 + scale[..., None, :]) + shift[..., None, :]
         return self.linear(x)

@@ -5,6 +5,9 @@
 - `CachedPredictor`: the history runs once into a preallocated per-layer KV cache; each step runs
   only the noisy clip against it (the unconditional branch attends nothing). Exact, because clean
   keys never depend on noisy tokens (reference section 5).
+- `RollingPredictor` (GPDiT's lightweight mask only): each clean frame runs through the network alone,
+  once, into a ring buffer of the newest `window` frames (vgpt.frame_ring); each step reads it. Exact,
+  because under that mask a clean frame's keys and values depend on that frame alone.
 
 Both draw the same initial noise from the same generator, so with one seed they agree to fp32
 round-off. After each clip the prediction joins the history, which is cut to the newest `window`
@@ -22,6 +25,7 @@ import torch
 
 from vgpt.config import ModelConfig
 from vgpt.forward import ForwardCall, forward_call
+from vgpt.frame_ring import FrameRing
 from vgpt.kv_cache import KVCache
 from vgpt.model import VideoGPT
 from vgpt.rope import FactorSet, select_factor_set
@@ -113,6 +117,12 @@ class Predictor(ABC):
             frames = torch.cat([frames, clip], dim=1)
         return frames[:, start:]
 
+    def longest_history(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> int:
+        """The most history frames one clip of this prediction is conditioned on."""
+        M = history.shape[1]
+        longest = M + (num_clips - 1) * clip_frames
+        return longest if self.window is None else min(longest, max(self.window, M))
+
     def prepare(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> None:  # noqa: B027
         """Hook run before the first clip of predict(): allocate, forget earlier state."""
 
@@ -184,11 +194,8 @@ class CachedPredictor(Predictor):
 
     def prepare(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> None:
         """Allocate the cache once for the longest history this prediction will hold."""
-        B, M = history.shape[:2]
-        longest = M + (num_clips - 1) * clip_frames
-        if self.window is not None:
-            longest = min(longest, max(self.window, M))
-        capacity = longest * (self._tokens(history) + 2)
+        B = history.shape[0]
+        capacity = self.longest_history(history, num_clips, clip_frames) * (self._tokens(history) + 2)
         c = self.cache
         if c is None or c.k.shape[1] != B or c.capacity < capacity or c.k.device != history.device:
             self.cache = KVCache(self.config, B, capacity, self.model.dtype, history.device)
@@ -218,4 +225,32 @@ class CachedPredictor(Predictor):
 
     def conditional(self, frames, first, calls, tokens):
         cache = self.fill(frames, first, calls, tokens)
+        return lambda zt, t: self.model(calls.denoise, noisy=zt, t=t, cache=cache)
+
+
+class RollingPredictor(Predictor):
+    """GPDiT's lightweight mask: each clean frame (history, then every predicted frame once committed)
+    runs through the network alone into a ring of the newest `window` frames; each step reads the ring.
+    The window slides by computing only the new frames, with no re-prefill, and stays exact."""
+
+    def __init__(self, model, sampler=None, window=None):
+        super().__init__(model, sampler, window)
+        self.ring: FrameRing | None = None
+        self._capacity = 0
+        self._observed = 0  # frames of predict()'s sequence pushed into the ring
+
+    def prepare(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> None:
+        self._capacity = self.window or self.longest_history(history, num_clips, clip_frames)
+        self.ring, self._observed = None, 0
+
+    def conditional(self, frames, first, calls, tokens):
+        ring = self.ring
+        if ring is None or ring.factor_set != calls.factor_set:  # the "length" policy can switch sets
+            ring = self.ring = FrameRing(self.config, frames.shape[0], self._capacity, tokens, calls.factor_set,
+                                         self.model.dtype, frames.device)  # fmt: skip
+            self._observed = first
+        ring.push(self.model, frames[:, max(self._observed, first) :])
+        self._observed = frames.shape[1]
+        assert ring.held == frames.shape[1] - first and bool(calls.denoise.mask[:, : calls.denoise.past_tokens].all())
+        cache = ring.read()
         return lambda zt, t: self.model(calls.denoise, noisy=zt, t=t, cache=cache)

@@ -67,3 +67,13 @@ def shift_rotary(x: torch.Tensor, config: ModelConfig, factor_set: FactorSet, de
     inv_freq = inverse_frequencies(config, factor_set).to(x.device)
     angle = torch.cat([inv_freq, inv_freq]) * float(delta)  # [hd]
     return apply_rotary(x, torch.cos(angle), torch.sin(angle))
+
+
+def rotate_by_offsets(
+    x: torch.Tensor, config: ModelConfig, factor_set: FactorSet, offsets: torch.Tensor
+) -> torch.Tensor:
+    """`shift_rotary` with one offset per row: x [..., L, hd] rotated (unscaled) by the integer offsets
+    [..., L], broadcast against x's leading dimensions."""
+    inv_freq = inverse_frequencies(config, factor_set).to(x.device)
+    angle = offsets.to(torch.float32)[..., None] * torch.cat([inv_freq, inv_freq])  # [..., L, hd]
+    return apply_rotary(x, torch.cos(angle), torch.sin(angle))

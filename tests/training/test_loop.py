@@ -122,3 +122,69 @@ def test_latent_cache_goes_under_the_run_folder(tiny_train_config, tmp_path):
     train(config)
     assert any((tmp_path / "run" / "latents").iterdir())
     assert not (tmp_path / "latents").exists()
+
+
+def test_a_tiny_gpdit_trains(tiny_train_config, caplog):
+    """The same objective machinery on GPDiT's lightweight mask and rotation: the loss falls as Video-GPT's."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="vgpt.training.loop"):
+        last = train(
+            tiny_train_config.replace(preset="gpdit-tiny", steps=30, log_every=1, checkpoint_every=30, lr=1e-2)
+        )
+    losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    model = load_checkpoint(last / "model").model
+    assert (model.config.family, model.config.attention_mask, model.config.time_conditioning) == (
+        "gpdit", "lightweight", "rotation")  # fmt: skip
+
+
+@pytest.mark.parametrize("partition", ["random", (2, 2)])
+def test_a_tiny_gpdit_saves_resumes_exactly_and_loads(tiny_train_config, tmp_path, partition):
+    from vgpt.predictors import CachedPredictor, RollingPredictor
+    from vgpt.sampler import SamplerConfig
+
+    config = tiny_train_config.replace(preset="gpdit-tiny", ema_decay=0.5, partition=partition)
+    straight = train(config.replace(out_dir=str(tmp_path / "a")))
+    first = config.replace(out_dir=str(tmp_path / "b"), steps=3)
+    train(first)
+    resumed = train(first.replace(steps=6, resume="auto"))
+    for sub in ("model", "ema"):
+        a = load_checkpoint(straight / sub).model.state_dict()
+        b = load_checkpoint(resumed / sub).model.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{sub}: resume reproduces the uninterrupted run bit for bit"
+    loaded = load_checkpoint(tmp_path / "a").model  # the run folder: its latest checkpoint's averaged weights
+    assert loaded.config == config.model_config()
+    assert not any(k.startswith(("time_token.", "t_embedder.")) for k in loaded.state_dict())  # no time parameters
+    # The loaded model predicts, and its exact rolling window agrees with the KV cache (fp32 round-off).
+    history = torch.randn(1, 3, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    sampler = SamplerConfig(steps=2)
+    cached = CachedPredictor(loaded, sampler, window=3).predict(history, 2, 1, torch.Generator().manual_seed(1))
+    rolling = RollingPredictor(loaded, sampler, window=3).predict(history, 2, 1, torch.Generator().manual_seed(1))
+    assert cached.isfinite().all()
+    torch.testing.assert_close(rolling, cached, atol=1e-4, rtol=0)
+
+
+def test_model_changes_apply_to_a_fresh_preset_only(tiny_train_config):
+    config = tiny_train_config.replace(preset="gpdit-tiny", model={"attention_mask": "vanilla"})
+    assert config.model_config().attention_mask == "vanilla"
+    assert config.model_config().rope_factor_policy == "long"
+    with pytest.raises(ConfigError, match=r"attention_mask='causal': family='gpdit' allows"):
+        tiny_train_config.replace(preset="gpdit-tiny", model={"attention_mask": "causal"})
+    with pytest.raises(ConfigError, match=r"ModelConfig: unknown fields \['mask'\]"):
+        tiny_train_config.replace(model={"mask": "vanilla"})
+    with pytest.raises(ConfigError, match=r"keeps the checkpoint's config \(drop one of the two\)"):
+        tiny_train_config.replace(init="runs/x", model={"attention_mask": "vanilla"})
+
+
+def test_the_shipped_gpdit_stage_trains_the_bundled_size():
+    config = load_train_config("gpdit-bundled")
+    model = config.model_config()
+    assert (model.family, model.attention_mask, model.time_conditioning) == ("gpdit", "lightweight", "rotation")
+    bundled = load_train_config("bundled")
+    assert model.hidden_size == bundled.model_config().hidden_size
+    assert config.data.num_frames == bundled.data.num_frames and config.ema_decay > 0
+    # A budget comparable to the bundled default's four stages (4000 + 5000 + 4000 + 2000 steps of 8).
+    stages = [load_train_config(n) for n in ("bundled", "bundled-finetune", "bundled-refine", "bundled-layout")]
+    assert config.steps * config.batch_size == sum(s.steps * s.batch_size for s in stages)

@@ -6,7 +6,8 @@ from vgpt.config import PRESETS, ConfigError, ModelConfig, get_preset
 
 
 def test_presets_are_valid_and_sized_as_promised():
-    assert set(PRESETS) == {"tiny", "small", "medium", "videogpt-3.8b"}
+    gpdit = {"gpdit-tiny", "gpdit-small", "gpdit-b", "gpdit-h"}
+    assert set(PRESETS) == {"tiny", "small", "medium", "videogpt-3.8b"} | gpdit
     tiny = get_preset("tiny")
     assert tiny.num_hidden_layers > 1 and tiny.num_attention_heads > 1
     assert len(tiny.rope_long_factor) == tiny.head_dim // 2 and len(set(tiny.rope_long_factor)) > 1
@@ -52,3 +53,47 @@ def test_unknown_preset_and_fields():
         get_preset("huge")
     with pytest.raises(ConfigError, match=r"unknown fields \['colour'\]"):
         ModelConfig.from_dict({**get_preset("tiny").to_dict(), "colour": 1})
+
+
+def test_gpdit_presets_name_the_family_and_the_papers_shapes():
+    for name in ("gpdit-tiny", "gpdit-small", "gpdit-b", "gpdit-h"):
+        c = get_preset(name)
+        assert (c.family, c.attention_mask, c.time_conditioning) == ("gpdit", "lightweight", "rotation")
+    small, bundled = get_preset("gpdit-small"), get_preset("small")
+    shape = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    assert all(getattr(small, f) == getattr(bundled, f) for f in shape)  # the bundled model's size
+    # gpdit-reference.md section 5: layers, hidden, MLP, heads.
+    b, h = get_preset("gpdit-b"), get_preset("gpdit-h")
+    assert (b.num_hidden_layers, b.hidden_size, b.intermediate_size, b.num_attention_heads) == (12, 768, 3072, 12)
+    assert (h.num_hidden_layers, h.hidden_size, h.intermediate_size, h.num_attention_heads) == (24, 2816, 11264, 22)
+    # Our gated (Phi-3) MLP has three matrices where the paper's has two: 113M and 3.05B, not 80-85M and 2B.
+    assert abs(b.num_parameters() / 1e6 - 113.3) < 0.1 and abs(h.num_parameters() / 1e9 - 3.05) < 0.01
+    assert ModelConfig.from_dict(b.to_dict()) == b
+
+
+def test_a_config_saved_before_the_family_fields_loads_as_video_gpt():
+    data = get_preset("tiny").to_dict()
+    for name in ("family", "attention_mask", "time_conditioning"):
+        del data[name]
+    assert ModelConfig.from_dict(data) == get_preset("tiny")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"family": "dit"}, r"ModelConfig.family='dit': choose one of \['gpdit', 'videogpt'\]"),
+        ({"attention_mask": "lightweight"},
+         r"attention_mask='lightweight': family='videogpt' allows \['hierarchical'\]; 'lightweight' belongs to "
+         r"family='gpdit'"),
+        ({"time_conditioning": "rotation"}, r"time_conditioning='rotation': family='videogpt' allows \['time_token'\]"),
+        ({"family": "gpdit"},
+         r"attention_mask='hierarchical': family='gpdit' allows \['lightweight', 'vanilla'\]; 'hierarchical' belongs "
+         r"to family='videogpt'"),
+        ({"family": "gpdit", "attention_mask": "causal"}, r"attention_mask='causal': family='gpdit' allows"),
+        ({"family": "gpdit", "attention_mask": "vanilla", "time_conditioning": "adaln"},
+         r"time_conditioning='adaln': family='gpdit' allows \['rotation', 'time_token'\]"),
+    ],
+)  # fmt: skip
+def test_family_options_are_checked(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        get_preset("tiny").replace(**changes)

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vgpt.masks import QueryMask, attend, attention_bias, hierarchical_mask
+from vgpt.masks import QueryMask, attend, attention_bias, attention_mask, hierarchical_mask
 from vgpt.tokens import Role, build_sequence, conditional_frames, training_frames, unconditional_frames
 
 
@@ -128,3 +128,67 @@ def test_mask_properties_over_random_partitions(sizes, n):
                 # Clean never sees noisy; noisy sees exactly its own clip, by role.
                 expected = (not fq.clean) and fk.clip == fq.clip and _RANK[rk] <= _RANK[rq]
             assert bool(mask[q, k]) == expected, (sizes, n, q, k)
+
+
+# GPDiT (gpdit-reference.md section 2), the same 2 + 2 training sequence as TRAINING_2x2x2. A noisy unit
+# sees all of its own unit (no role order) and the clean frames of earlier units; under the lightweight
+# mask a clean frame sees only itself (B -> I -> E inside it).
+LIGHTWEIGHT_2x2x2 = [
+    "1111 1111 0000 0000 0000 0000",  # a S: its own unit, every token; no earlier unit
+    "1111 1111 0000 0000 0000 0000",  # a T
+    "1111 1111 0000 0000 0000 0000",  # a X
+    "1111 1111 0000 0000 0000 0000",  # a X
+    "1111 1111 0000 0000 0000 0000",  # b S
+    "1111 1111 0000 0000 0000 0000",  # b T
+    "1111 1111 0000 0000 0000 0000",  # b X
+    "1111 1111 0000 0000 0000 0000",  # b X
+    "0000 0000 1000 0000 0000 0000",  # c B: itself only
+    "0000 0000 1110 0000 0000 0000",  # c I: B and all I of its frame
+    "0000 0000 1110 0000 0000 0000",  # c I
+    "0000 0000 1111 0000 0000 0000",  # c E
+    "0000 0000 0000 1000 0000 0000",  # d B: its own frame only, not frame c
+    "0000 0000 0000 1110 0000 0000",  # d I
+    "0000 0000 0000 1110 0000 0000",  # d I
+    "0000 0000 0000 1111 0000 0000",  # d E
+    "0000 0000 1111 1111 1111 1111",  # e S: the clean frames of unit 1, all of its own unit
+    "0000 0000 1111 1111 1111 1111",  # e T
+    "0000 0000 1111 1111 1111 1111",  # e X
+    "0000 0000 1111 1111 1111 1111",  # e X
+    "0000 0000 1111 1111 1111 1111",  # f S
+    "0000 0000 1111 1111 1111 1111",  # f T
+    "0000 0000 1111 1111 1111 1111",  # f X
+    "0000 0000 1111 1111 1111 1111",  # f X
+]
+# Vanilla ("OF2") differs only in the clean rows: clean frame d sees clean frame c too.
+VANILLA_2x2x2 = [
+    *LIGHTWEIGHT_2x2x2[:12],
+    "0000 0000 1111 1000 0000 0000",  # d B: frame c, then itself
+    "0000 0000 1111 1110 0000 0000",  # d I
+    "0000 0000 1111 1110 0000 0000",  # d I
+    "0000 0000 1111 1111 0000 0000",  # d E
+    *LIGHTWEIGHT_2x2x2[16:],
+]
+
+
+@pytest.mark.parametrize(("rule", "table"), [("lightweight", LIGHTWEIGHT_2x2x2), ("vanilla", VANILLA_2x2x2)])
+def test_gpdit_training_masks_spelled_out(rule, table):
+    seq = build_sequence(training_frames([2, 2]), tokens_per_frame=2)
+    assert torch.equal(attention_mask(rule, seq), spelled(table))
+
+
+def test_gpdit_inference_masks_spelled_out():
+    # Two history frames (B I E each), a noisy unit of one frame (S T X), one image token per frame.
+    cond = build_sequence(conditional_frames(2, 1), tokens_per_frame=1)
+    noisy_rows = ["111 111 111"] * 3  # every history token and its whole own unit
+    lightweight = ["100 000 000", "110 000 000", "111 000 000", "000 100 000", "000 110 000", "000 111 000"]
+    vanilla = ["100 000 000", "110 000 000", "111 000 000", "111 100 000", "111 110 000", "111 111 000"]
+    assert torch.equal(attention_mask("lightweight", cond), spelled(lightweight + noisy_rows))
+    assert torch.equal(attention_mask("vanilla", cond), spelled(vanilla + noisy_rows))
+    # The unconditional branch: the unit alone, attending only itself.
+    uncond = build_sequence(unconditional_frames(2), tokens_per_frame=1)
+    assert attention_mask("lightweight", uncond).all() and attention_mask("vanilla", uncond).all()
+
+
+def test_the_hierarchical_rule_is_video_gpts_mask():
+    seq = build_sequence(training_frames([2, 2]), tokens_per_frame=2)
+    assert torch.equal(attention_mask("hierarchical", seq), spelled(TRAINING_2x2x2))

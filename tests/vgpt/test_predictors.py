@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tests.conftest import random_model
-from vgpt.config import get_preset
-from vgpt.predictors import CachedPredictor, FullPredictor, inference_calls
+from vgpt.config import ConfigError, get_preset
+from vgpt.predictors import CachedPredictor, FullPredictor, RollingPredictor, inference_calls
 from vgpt.sampler import SamplerConfig
 
 ATOL = 1e-4
@@ -110,3 +110,56 @@ def test_seeds_make_runs_reproducible():
     b, _ = _run(model, CachedPredictor, hist, 1, 2, sampler, None, seed=1)
     c, _ = _run(model, CachedPredictor, hist, 1, 2, sampler, None, seed=2)
     assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+GPDIT_VARIANTS = [
+    {},  # lightweight mask, rotation
+    {"attention_mask": "vanilla"},
+    {"time_conditioning": "time_token"},
+    {"rope_factor_policy": "length"},
+]
+
+
+@pytest.mark.parametrize("variant", GPDIT_VARIANTS)
+@pytest.mark.parametrize(("history", "clip", "window"), [(1, 1, None), (6, 2, 8), (3, 2, 4), (5, 3, 5)])
+def test_cached_equals_full_for_gpdit(variant, history, clip, window):
+    # The same tolerance as for Video-GPT (module docstring): the arithmetic is the same, grouped differently.
+    model = random_model(get_preset("gpdit-tiny").replace(**variant))
+    hist = torch.randn(2, history, 4, 4, 6, generator=torch.Generator().manual_seed(1))
+    sampler = SamplerConfig(steps=3, guidance=2.0, shift=2.0)
+    full, _ = _run(model, FullPredictor, hist, 3, clip, sampler, window)
+    cached, _ = _run(model, CachedPredictor, hist, 3, clip, sampler, window)
+    assert full.abs().max() > 0.1
+    torch.testing.assert_close(cached, full, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("variant", [v for v in GPDIT_VARIANTS if v.get("attention_mask") != "vanilla"])
+@pytest.mark.parametrize(("history", "clip", "window"), [(1, 1, None), (6, 2, 8), (3, 2, 4), (5, 3, 5), (7, 1, 3)])
+def test_rolling_equals_full_for_the_lightweight_mask(variant, history, clip, window):
+    """The ring computes each clean frame alone at one place and rotates its keys when read; the full
+    predictor re-runs the window: the same values to fp32 round-off, however often the window slid."""
+    model = random_model(get_preset("gpdit-tiny").replace(**variant))
+    hist = torch.randn(2, history, 4, 4, 6, generator=torch.Generator().manual_seed(1))
+    sampler = SamplerConfig(steps=3, guidance=2.0, shift=2.0)
+    full, _ = _run(model, FullPredictor, hist, 4, clip, sampler, window)
+    rolling, _ = _run(model, RollingPredictor, hist, 4, clip, sampler, window)
+    torch.testing.assert_close(rolling, full, atol=ATOL, rtol=0)
+
+
+def test_rolling_computes_each_frame_once():
+    model = random_model(get_preset("gpdit-tiny"))
+    calls = []
+    model.register_forward_pre_hook(
+        lambda m, args, kwargs: calls.append((len(args[0].frames), kwargs.get("clean", kwargs.get("noisy")).shape[0])),
+        with_kwargs=True,
+    )
+    _run(model, RollingPredictor, torch.randn(1, 3, 4, 2, 2), 3, 1, SamplerConfig(steps=2, guidance=1.0), 3)
+    # The history's 3 frames as one batch of single-frame calls, then per clip 2 steps of the 1-frame unit and,
+    # before the next clip, its frame alone: the window slides without re-running the kept frames.
+    assert calls == [(1, 3), (1, 1), (1, 1), (1, 1), (1, 1), (1, 1), (1, 1), (1, 1), (1, 1)]
+
+
+def test_rolling_refuses_masks_whose_clean_frames_see_each_other():
+    with pytest.raises(ConfigError, match=r"exact rolling window needs the lightweight mask; .* 'hierarchical'"):
+        _run(random_model(get_preset("tiny")), RollingPredictor, torch.randn(1, 2, 4, 2, 2), 1, 1,
+             SamplerConfig(steps=1), None)  # fmt: skip
