@@ -197,7 +197,7 @@ class TensorRTBackend(Backend):
 
     def _download(self, name: str, stream) -> np.ndarray:
         stream.synchronize()
-        return self.buffers[name].cpu().numpy()
+        return self.buffers[name].to("cpu", copy=True).numpy()  # never a view of the buffer
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
         with self._capture_lock:

@@ -73,7 +73,8 @@ def test_tensorrt_11_builds_fp16_and_bf16_only_from_graphs_in_that_dtype():
         assert build_settings(precision, "float32", precision, TRT11) == BuildSettings(precision, True, ())
         assert source_bundle(precision, TRT11) == source_bundle(precision, TRT10) == (precision, "float32")
     for precision, dtype in (("fp16", "float16"), ("bf16", "bfloat16")):
-        with pytest.raises(EngineError, match=rf"TensorRT 11\.4 has no {precision.upper()} builder flag.*--dtype {dtype}"):
+        no_flag = rf"TensorRT 11\.4 has no {precision.upper()} builder flag.*--dtype {dtype}"
+        with pytest.raises(EngineError, match=no_flag):
             build_settings("fp32", "float32", precision, TRT11)
         assert source_bundle(precision, TRT10) == ("fp32", "float32")  # the flag path
 
@@ -83,7 +84,7 @@ def test_tensorrt_versions_and_the_opset_each_parses():
     for unsupported in ("10.0.1", "9.3.0", "12.0.0"):
         with pytest.raises(EngineError, match=rf"TensorRT {unsupported} is not supported.*10\.1 to 11\.x"):
             parse_tensorrt_version(unsupported)
-    with pytest.raises(EngineError, match="MAJOR.MINOR"):
+    with pytest.raises(EngineError, match=r"MAJOR\.MINOR"):
         parse_tensorrt_version("ten")
     # Opset 23 (fused Attention and RMSNormalization) from 10.15; 18 before, except for FP8 Q/DQ, which
     # needs opset >= 19 and so has no opset before 10.15 (gpu_check skips it there).
