@@ -93,6 +93,20 @@ def test_tensorrt_versions_and_the_opset_each_parses():
     assert export_opset((10, 8), "int8") == 18
 
 
+def test_the_cpp_fixture_is_exported_at_the_opset_the_installed_tensorrt_parses(monkeypatch):
+    import sys
+    import types
+
+    from tests.cpp_runtime.make_fixtures import fixture_opset
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.8.0"))
+    assert fixture_opset() == 18  # the C++ half of gpu_check.sh on TensorRT 10.1-10.14
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="11.4.0"))
+    assert fixture_opset() == 23
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # not installed: the export's default
+    assert fixture_opset() == 23
+
+
 def test_the_contexts_that_run_in_turn_share_one_aligned_activation_block():
     sizes = {"encoder": 10_000, "prefill": 3000, "denoise": 5000, "decoder": 4097}
     assert shared_activation_bytes(sizes) == 5120  # the largest of prefill, the steps, the decoder, aligned
