@@ -189,7 +189,8 @@ TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
     void* block = nullptr;
     cuda(cudaMalloc(&block, model_->activation_bytes()), "cudaMalloc of the activation memory");
     activations_.reset(block);
-    for (nvinfer1::IExecutionContext* ctx : {encoder_.get(), prefill_.get(), decoder_.get(), step_[0].get(), step_[1].get()}) {
+    for (nvinfer1::IExecutionContext* ctx :
+         {encoder_.get(), prefill_.get(), decoder_.get(), step_[0].get(), step_[1].get()}) {
         ctx->setDeviceMemoryV2(block, int64_t(model_->activation_bytes()));
     }
     // Every address once: the codec and prefill contexts from the buffers' bindings, the two step contexts
@@ -261,7 +262,9 @@ void TrtEngine::capture() {
         }
         // Always end the capture, also after a failed enqueue (an invalidated capture ends with an error).
         const cudaError_t ended = cudaStreamEndCapture(stream_.get(), &graph);
-        if (failure.empty() && ended != cudaSuccess) failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(ended);
+        if (failure.empty() && ended != cudaSuccess) {
+            failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(ended);
+        }
     } else {
         failure = std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(status);
     }
@@ -301,7 +304,8 @@ void TrtEngine::prefill(const float* history) {
 
 const float* TrtEngine::denoise(const float* noise) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
-    if (!exec_ && !capture_failed_) capture();  // once per stream, before the noise goes in (the warm-up writes z0, z1)
+    // Once per stream, before the noise goes in (the warm-up writes z0 and z1).
+    if (!exec_ && !capture_failed_) capture();
     std::memcpy(host("z0"), noise, buffers_.buffer("z0").bytes);
     upload("z0");
     cuda(cudaMemsetAsync(device("step0"), 0, buffers_.buffer("step0").bytes, stream_.get()), "step reset");
