@@ -230,3 +230,16 @@ def test_gpu_build_and_run_matches_onnxruntime(tmp_path):
 
     results = gpu_check(tmp_path, precisions=("fp16",), clips=1)
     assert all(r["passed"] for r in results)
+
+
+def test_gpu_check_skips_fp8_where_the_parser_cannot_take_its_opset(monkeypatch, tmp_path, capsys):
+    """TensorRT 10.1-10.14 parse opset 18 at most for our graphs; FP8 Q/DQ needs 19+: skipped, with why."""
+    import types
+
+    import vgpt.engines.gpu_check as check
+
+    monkeypatch.setattr(check, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.8.0"))
+    monkeypatch.setattr(check, "gpu_identity", lambda: ("NVIDIA H100", (9, 0)))
+    assert check.gpu_check(tmp_path, precisions=("fp8",)) == []
+    assert "skip fp8: FP8 Q/DQ needs opset >= 19" in capsys.readouterr().out
+    assert json.loads((tmp_path / "gpu-check.json").read_text()) == [] and not list(tmp_path.glob("bundle-*"))
