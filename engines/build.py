@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from vgpt.atomic import atomic_dir
+from vgpt.atomic import atomic_dir, atomic_file
 from vgpt.engines.decisions import (
     PLAN_FILES,
     BuildSettings,
@@ -20,6 +20,7 @@ from vgpt.engines.decisions import (
     build_settings,
     check_precision_supported,
     engine_manifest,
+    parse_tensorrt_version,
     profile_shapes,
 )
 from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest
@@ -37,6 +38,7 @@ def import_tensorrt():
             "TensorRT is not installed: pip install tensorrt from NVIDIA's package index (x86-64 with CUDA 12/13), "
             f"or use the one JetPack ships on Jetson; see the README ({err})"
         ) from err
+    parse_tensorrt_version(trt.__version__)  # refuses a version this code is not written for
     return trt
 
 
@@ -50,13 +52,15 @@ def gpu_identity() -> tuple[str, tuple[int, int]]:
 
 def _progress_monitor(trt):
     class Progress(trt.IProgressMonitor):
-        """Prints each builder phase as it starts and ends (long builds of big models take minutes)."""
+        """Logs each builder phase as it starts and ends (long builds of big models take minutes)."""
 
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self._started: dict[str, float] = {}
 
-        def phase_start(self, parent_phase, phase_name, num_steps) -> None:
+        # TensorRT calls phase_start(phase_name, parent_phase, num_steps) positionally; parent_phase is
+        # None for a top-level phase.
+        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
             self._started[phase_name] = time.perf_counter()
             log.info("  [trt] %s%s (%d steps)", "  " if parent_phase else "", phase_name, num_steps)
 
@@ -64,9 +68,24 @@ def _progress_monitor(trt):
             return True  # keep building
 
         def phase_finish(self, phase_name) -> None:
-            log.info("  [trt] %s done in %.1f s", phase_name, time.perf_counter() - self._started.pop(phase_name, 0))
+            started = self._started.pop(phase_name, None)
+            took = f" in {time.perf_counter() - started:.1f} s" if started is not None else ""
+            log.info("  [trt] %s done%s", phase_name, took)
 
     return Progress()
+
+
+def _set_timing_cache(config, cache_bytes: bytes, source: Path | None) -> None:
+    """Give the builder the timing cache read from `source`, or a fresh one where TensorRT refuses it
+    (written on another GPU or by another TensorRT: set_timing_cache returns False and leaves the config
+    without a cache, whose serialize() would then fail after the build and lose the engine)."""
+    for data in (cache_bytes, b"") if cache_bytes else (b"",):
+        cache = config.create_timing_cache(data)  # None where TensorRT cannot read the bytes
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return
+        if data:
+            log.warning("the timing cache %s is from another GPU or TensorRT version; starting a fresh one", source)
+    raise EngineError("TensorRT refuses a fresh timing cache (see its log above)")
 
 
 def build_engine(onnx_path: Path, settings: BuildSettings, shapes: dict, timing_cache: Path | None) -> bytes:
@@ -74,6 +93,7 @@ def build_engine(onnx_path: Path, settings: BuildSettings, shapes: dict, timing_
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
+    # STRONGLY_TYPED: required for it on TensorRT 10, accepted and ignored by 11 (always strongly typed).
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if settings.strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -83,22 +103,21 @@ def build_engine(onnx_path: Path, settings: BuildSettings, shapes: dict, timing_
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
     config.builder_optimization_level = settings.optimization_level
-    for flag in settings.flags:
+    for flag in settings.flags:  # only TensorRT 10 builds have any (build_settings)
         config.set_flag(getattr(trt.BuilderFlag, flag))
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    _set_timing_cache(config, cache_bytes, timing_cache)
     config.progress_monitor = _progress_monitor(trt)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(f"TensorRT failed to build {onnx_path} (see its log above)")
     if timing_cache is not None:
-        timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        with atomic_file(timing_cache) as f:
+            f.write(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
@@ -109,7 +128,8 @@ def build_bundle(bundle_dir: str | Path, out: str | Path, precision: str, layout
     trt = import_tensorrt()
     bundle = load_bundle(bundle_dir)
     entry = bundle.layout(layout)
-    settings = build_settings(bundle.precision, precision, optimization_level,
+    settings = build_settings(bundle.precision, bundle.manifest.dtype, precision,
+                              parse_tensorrt_version(trt.__version__), optimization_level,
                               int(workspace_gib * (1 << 30)))  # fmt: skip
     gpu, capability = gpu_identity()
     check_precision_supported(settings.precision, capability, gpu)

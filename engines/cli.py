@@ -20,7 +20,9 @@ from vgpt.errors import user_errors
     type=click.Choice(ENGINE_PRECISIONS),
     default="fp16",
     show_default=True,
-    help="fp16/bf16/fp32 from an fp32 bundle; fp8/int8 from a --fp8/--int8 bundle (strongly typed).",
+    help="fp16/bf16/fp32: from an fp32 bundle with TensorRT 10's builder flags, or from a bundle exported in "
+    "that dtype (--dtype float16/bfloat16; the only way on TensorRT 11, which is always strongly typed); "
+    "fp8/int8 from a --fp8/--int8 bundle (strongly typed).",
 )
 @click.option("--layout", default=None, help="Layout name in the bundle (default: its only one).")
 @click.option(

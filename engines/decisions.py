@@ -1,7 +1,9 @@
-"""Every decision of an engine build and of the TensorRT runtime that does not need TensorRT: profile
-shapes, precision flags, the FP8 hardware check, the device buffers and which of them alias, and the
-checks of an engine manifest (`vgpt.export.contract.EngineManifest`). `vgpt.engines.build` and the
-TensorRT backend only carry them out.
+"""Every decision of an engine build and of the TensorRT runtime that does not need TensorRT: the
+precision path per TensorRT version (builder flags on 10, strongly typed graphs on 11), the ONNX opset
+an export needs for a TensorRT version, profile shapes, the FP8 hardware check, the device buffers and
+which of them alias, the activation block the contexts of a stream share, and the checks of an engine
+manifest (`vgpt.export.contract.EngineManifest`). `vgpt.engines.build` and the TensorRT backend only
+carry them out.
 """
 
 from __future__ import annotations
@@ -29,11 +31,40 @@ ENGINE_PRECISIONS = ("fp16", "bf16", "fp8", "int8", "fp32")  # what vgpt-build c
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
 
 
-def build_settings(bundle_precision: str, requested: str, optimization_level: int = 3,
-                   workspace_bytes: int = 4 << 30) -> BuildSettings:  # fmt: skip
-    """What to ask TensorRT for, given the bundle's precision and the requested engine precision.
+# The weights' dtype an engine precision comes from when the graph decides the types (strongly typed).
+PRECISION_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+# TensorRT versions this code is written for: 10.x from 10.1 (the V2 device-memory calls) and 11.x.
+SUPPORTED_TENSORRT = ((10, 1), (12, 0))  # [from, to)
+# The first TensorRT whose ONNX parser takes both of opset 23's fused ops (Attention: 10.14,
+# RMSNormalization: 10.15; export/data/tensorrt_onnx_ops.json).
+FUSED_OPSET_TENSORRT = (10, 15)
+
+
+def parse_tensorrt_version(text: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version string ('10.15.1', '11.4.0.post1'); refuses a version this
+    code is not written for."""
+    parts = text.split(".")
+    try:
+        version = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError) as err:
+        raise EngineError(f"cannot read TensorRT version {text!r}: expected MAJOR.MINOR[.PATCH]") from err
+    low, high = SUPPORTED_TENSORRT
+    if not low <= version < high:
+        raise EngineError(f"TensorRT {text} is not supported: vgpt builds and runs engines with TensorRT "
+                          f"{low[0]}.{low[1]} to {high[0] - 1}.x; install one of those")  # fmt: skip
+    return version
+
+
+def build_settings(bundle_precision: str, bundle_dtype: str, requested: str, tensorrt: tuple[int, int],
+                   optimization_level: int = 3, workspace_bytes: int = 4 << 30) -> BuildSettings:  # fmt: skip
+    """What to ask TensorRT for, given the bundle (precision, weights dtype), the requested engine
+    precision and the TensorRT version.
+
     A quantized (fp8/int8) bundle is built strongly typed: its Q/DQ nodes decide every precision.
-    An fp32 bundle is built with the FP16 or BF16 flag (the builder picks per layer)."""
+    TensorRT 10 builds fp16/bf16 from an fp32 graph with the FP16/BF16 builder flag (weakly typed: the
+    builder picks per layer), or strongly typed from a graph already in that dtype. TensorRT 11 removed
+    those flags and types every network strongly: an fp16/bf16 engine needs an fp16/bf16 graph
+    (vgpt-export --dtype float16/bfloat16)."""
     if requested not in ENGINE_PRECISIONS:
         raise EngineError(f"precision {requested!r}: choose one of {ENGINE_PRECISIONS}")
     if not 0 <= optimization_level <= 5:
@@ -45,8 +76,43 @@ def build_settings(bundle_precision: str, requested: str, optimization_level: in
         return BuildSettings(requested, True, (), optimization_level, workspace_bytes)
     if requested in ("fp8", "int8"):
         raise EngineError(f"{requested} engines need a quantized bundle: vgpt-export --{requested}, then build it")
-    flags = {"fp16": ("FP16",), "bf16": ("BF16",), "fp32": ()}[requested]
+    wanted = PRECISION_DTYPES[requested]
+    if bundle_dtype == wanted:  # the graph's types are the engine's
+        return BuildSettings(requested, True, (), optimization_level, workspace_bytes)
+    if bundle_dtype != "float32":
+        raise EngineError(f"the bundle's weights are {bundle_dtype}: build it with --precision "
+                          f"{_precision_of(bundle_dtype)}, or export a bundle with --dtype {wanted} for "
+                          f"{requested}")  # fmt: skip
+    if tensorrt[0] >= 11:
+        raise EngineError(f"TensorRT {tensorrt[0]}.{tensorrt[1]} has no {requested.upper()} builder flag: every "
+                          f"network is strongly typed and takes its precision from the graph. Export the bundle "
+                          f"with vgpt-export --dtype {wanted} and build that")  # fmt: skip
+    flags = {"fp16": ("FP16",), "bf16": ("BF16",)}[requested]
     return BuildSettings(requested, False, flags, optimization_level, workspace_bytes)
+
+
+def source_bundle(requested: str, tensorrt: tuple[int, int]) -> tuple[str, str]:
+    """The bundle (precision, weights dtype) to export for an engine precision on this TensorRT: a Q/DQ
+    bundle for fp8/int8; for fp16/bf16 an fp32 graph on TensorRT 10 (the builder flag picks per layer),
+    a graph in that dtype on TensorRT 11 (no flags: the graph's types are the engine's)."""
+    if requested in ("fp8", "int8"):
+        return requested, "float32"
+    if requested not in PRECISION_DTYPES:
+        raise EngineError(f"precision {requested!r}: choose one of {ENGINE_PRECISIONS}")
+    return "fp32", PRECISION_DTYPES[requested] if tensorrt[0] >= 11 else "float32"
+
+
+def _precision_of(dtype: str) -> str:
+    return next(p for p, d in PRECISION_DTYPES.items() if d == dtype)
+
+
+def export_opset(tensorrt: tuple[int, int], precision: str = "fp32") -> int | None:
+    """The opset to export a bundle at for this TensorRT's ONNX parser: 23 (fused Attention and
+    RMSNormalization) from 10.15, 18 before. FP8 Q/DQ needs opset 19 or newer, which we export only
+    as 23: None (no FP8 bundle this TensorRT parses) before 10.15."""
+    if tuple(tensorrt) >= FUSED_OPSET_TENSORRT:
+        return 23
+    return None if precision == "fp8" else 18
 
 
 def check_precision_supported(precision: str, capability: tuple[int, int], gpu_name: str) -> None:
@@ -128,6 +194,24 @@ def device_buffers(specs: dict[str, GraphSpec]) -> DeviceBuffers:
     steps = ({"z": "z0", "step": "step0", "z_next": "z1", "step_next": "step1", "kv_cache": "kv"},
              {"z": "z1", "step": "step1", "z_next": "z0", "step_next": "step0", "kv_cache": "kv"})  # fmt: skip
     return DeviceBuffers(tuple(buffers), steps)
+
+
+# The graphs whose contexts run one after another on a stream's CUDA stream and so share one activation
+# block: prefill, the two step contexts, the decoder. The encoder runs on its own CUDA stream (observe()
+# encodes while predict() runs) and keeps its own block.
+SHARED_ACTIVATION_GRAPHS = (PREFILL, DENOISE, DECODER)
+ACTIVATION_ALIGNMENT = 256  # bytes: TensorRT's alignment for user-managed context memory
+
+
+def aligned_bytes(n: int) -> int:
+    """At least one alignment unit, rounded up to it (a zero-byte block would have no address)."""
+    return max(1, -(-n // ACTIVATION_ALIGNMENT)) * ACTIVATION_ALIGNMENT
+
+
+def shared_activation_bytes(sizes: dict[str, int]) -> int:
+    """The one activation block of SHARED_ACTIVATION_GRAPHS: the largest engine's need (`sizes`: graph ->
+    the engine's device memory size), aligned."""
+    return aligned_bytes(max(sizes[g] for g in SHARED_ACTIVATION_GRAPHS))
 
 
 def result_buffer(steps: int) -> str:

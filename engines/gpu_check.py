@@ -1,8 +1,10 @@
 """The GPU check: `python -m vgpt.engines.gpu_check` (or `scripts/gpu_check.sh`) on a machine with CUDA
-and TensorRT. For the bundled model it exports fp32, FP8 (where the GPU has it) and INT8 bundles,
-builds engines (fp16 from fp32, and the strongly typed FP8/INT8 builds), compares every engine with
-ONNX Runtime on the same inputs through Polygraphy, runs the TensorRT backend against the ONNX Runtime
-backend on the same clip and noise, and prints per-step and per-clip latency and host overhead.
+and TensorRT. For the bundled model it exports the bundles each precision needs on this TensorRT
+(`vgpt.engines.decisions.source_bundle` and `export_opset`: fp16 from an fp32 bundle on TensorRT 10, from
+a float16 bundle on 11; FP8 and INT8 Q/DQ bundles, FP8 where the GPU and the parser take it), builds
+engines, compares every engine with ONNX Runtime on the same inputs through Polygraphy, runs the
+TensorRT backend against the ONNX Runtime backend on the same clip and noise, and prints per-step and
+per-clip latency and host overhead.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from vgpt.checkpoint import load_checkpoint
 from vgpt.codecs import load_codec
 from vgpt.default_model import default_model
 from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
-from vgpt.engines.decisions import FP8_MIN_CAPABILITY, PLAN_FILES
+from vgpt.engines.decisions import (
+    FP8_MIN_CAPABILITY,
+    PLAN_FILES,
+    export_opset,
+    parse_tensorrt_version,
+    source_bundle,
+)
 from vgpt.evaluation import layout_clips
-from vgpt.export.bundle import ExportConfig, export_bundle, sample_inputs
+from vgpt.export.bundle import ORT_CPU_UNRUNNABLE, ExportConfig, export_bundle, sample_inputs
 from vgpt.export.contract import QUANTIZED_PRECISIONS
 from vgpt.export.manifest import load_bundle
 from vgpt.export.verify import ort_session
@@ -54,41 +62,48 @@ def _compare(engine_path: Path, onnx_path: Path, spec, feeds, precision: str) ->
 
 def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "int8"), clips: int = 4) -> list[dict]:
     trt = import_tensorrt()
+    version = parse_tensorrt_version(trt.__version__)
     gpu, capability = gpu_identity()
     out = Path(out)
     default = default_model()
     sampler = default.sampler()
-    major, minor = (int(x) for x in trt.__version__.split(".")[:2])
-    opset = 23 if (major, minor) >= (10, 15) else 18
-    print(f"GPU {gpu} (sm {capability[0]}{capability[1]}), TensorRT {trt.__version__}, opset {opset}")
+    print(f"GPU {gpu} (sm {capability[0]}{capability[1]}), TensorRT {trt.__version__}")
     results = []
     for precision in precisions:
         if precision == "fp8" and tuple(capability) < FP8_MIN_CAPABILITY:
             print(f"skip fp8: {gpu} has no FP8")
             continue
-        source = "fp32" if precision in ("fp16", "bf16") else precision
-        bundle_dir = out / f"bundle-{source}"
+        opset = export_opset(version, precision)
+        if opset is None:
+            print(f"skip {precision}: FP8 Q/DQ needs opset >= 19, which vgpt exports as opset 23, and TensorRT "
+                  f"{trt.__version__} parses opset 23 from 10.15 on; use TensorRT >= 10.15 for fp8")  # fmt: skip
+            continue
+        source, dtype = source_bundle(precision, version)
         model = load_checkpoint(default.model_dir).model
         layout = default.layout(model.config)
-        if not bundle_dir.exists():
-            quantizer = ModelOptQuantizer(source) if source in QUANTIZED_PRECISIONS else None
-            export_bundle(model, load_codec(default.codec_dir), bundle_dir,
-                          ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, precision=source),
-                          quantizer=quantizer)  # fmt: skip
+        bundle_dir = _bundle(out, model, default, layout, sampler, source, dtype, opset)
+        # bfloat16 graphs do not run under ONNX Runtime's CPU provider: the fp32 bundle is their reference.
+        runnable = dtype not in ORT_CPU_UNRUNNABLE
+        reference_dir = (bundle_dir if runnable
+                         else _bundle(out, model, default, layout, sampler, "fp32", "float32", opset))  # fmt: skip
         engines = out / f"engines-{precision}"
         build_bundle(bundle_dir, engines, precision, overwrite=True)
         entry = load_bundle(bundle_dir).layout()
-        kv = None
-        for graph in ("encoder", "prefill", "denoise", "decoder"):
-            spec = entry.spec(graph)
-            if graph == "denoise":
-                kv = np.zeros(spec.tensor("kv_cache").shape, np.float32) if kv is None else kv
-            feeds = sample_inputs(spec, layout, sampler, torch.from_numpy(kv) if kv is not None else None, 5)
-            results.append(_compare(engines / PLAN_FILES[graph], entry.path(graph), spec, feeds, precision))
-            print(json.dumps(results[-1]))
+        if runnable:
+            kv = None
+            for graph in ("encoder", "prefill", "denoise", "decoder"):
+                spec = entry.spec(graph)
+                if graph == "denoise":
+                    kv = np.zeros(spec.tensor("kv_cache").shape, spec.tensor("kv_cache").dtype) if kv is None else kv
+                feeds = sample_inputs(spec, layout, sampler, torch.from_numpy(kv) if kv is not None else None, 5)
+                results.append(_compare(engines / PLAN_FILES[graph], entry.path(graph), spec, feeds, precision))
+                print(json.dumps(results[-1]))
+        else:
+            print(f"{precision}: no per-graph comparison (ONNX Runtime's CPU provider has no {dtype} kernels); "
+                  "the backends are compared against the fp32 bundle")  # fmt: skip
         # TensorRT backend against the ONNX Runtime backend: same clips, same noise.
         clip_list, _ = layout_clips(layout, clips)
-        trt_backend, ort_backend = TensorRTBackend(engines, bundle_dir), OrtBackend(load_bundle(bundle_dir))
+        trt_backend, ort_backend = TensorRTBackend(engines, bundle_dir), OrtBackend(load_bundle(reference_dir))
         _, pred_t, _ = predict_clips(trt_backend, clip_list, seed=0)
         _, pred_o, _ = predict_clips(ort_backend, clip_list, seed=0)
         agreement = min(psnr(a, b) for a, b in zip(pred_t, pred_o, strict=True))
@@ -104,18 +119,29 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         with torch.cuda.stream(trt_backend.cuda_stream):
             start.record()
-            trt_backend._graph.replay()
+            trt_backend.launch()  # resets the step index, as every clip does, then replays
             end.record()
         end.synchronize()
         gpu_clip = start.elapsed_time(end) / 1000
         timing = {"precision": precision, "psnr_trt_vs_ort_db_min": agreement, "per_clip_ms": per_clip * 1e3,
                   "per_step_ms": gpu_clip / sampler.steps * 1e3, "gpu_clip_ms": gpu_clip * 1e3,
-                  "host_overhead": (per_clip - gpu_clip) / per_clip, "passed": agreement > 30}  # fmt: skip
+                  "host_overhead": (per_clip - gpu_clip) / per_clip, "cuda_graph": trt_backend.captured,
+                  "passed": agreement > 30}  # fmt: skip
         results.append(timing)
         print(json.dumps(timing))
         trt_backend.close()
     (out / "gpu-check.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def _bundle(out: Path, model, default, layout, sampler, precision: str, dtype: str, opset: int) -> Path:
+    """The bundle of this precision, weights dtype and opset under `out`, exported once."""
+    bundle_dir = out / f"bundle-{precision}-{dtype}-opset{opset}"
+    if not bundle_dir.exists():
+        quantizer = ModelOptQuantizer(precision) if precision in QUANTIZED_PRECISIONS else None
+        config = ExportConfig(layouts=(layout,), sampler=sampler, opset=opset, dtype=dtype, precision=precision)
+        export_bundle(model, load_codec(default.codec_dir), bundle_dir, config, quantizer=quantizer)
+    return bundle_dir
 
 
 def main() -> None:

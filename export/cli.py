@@ -46,10 +46,12 @@ def _layouts(values, model_config, defaults):
 )
 @click.option(
     "--dtype",
-    type=click.Choice(["float32", "float16"]),
+    type=click.Choice(["float32", "float16", "bfloat16"]),
     default="float32",
     show_default=True,
-    help="Model weights and KV cache dtype.",
+    help="Model weights and KV cache dtype. TensorRT 11 builds fp16/bf16 engines only from float16/bfloat16 "
+    "bundles; bfloat16 graphs are for TensorRT only (ONNX Runtime's CPU provider has no bf16 kernels), "
+    "verified by onnx.checker and their dtypes.",
 )
 @click.option(
     "--kv-attention",

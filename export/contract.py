@@ -31,7 +31,7 @@ MANIFEST_HASH = "manifest_sha256"
 ENGINE_FORMAT = "vgpt-tensorrt-engines"
 ENGINE_MANIFEST = "engines.json"
 
-BUNDLE_DTYPES = ("float32", "float16")  # model weights and KV cache of a bundle
+BUNDLE_DTYPES = ("float32", "float16", "bfloat16")  # model weights and KV cache of a bundle
 QUANTIZED_PRECISIONS = ("fp8", "int8")  # bundles whose transformer graphs hold Q/DQ nodes
 BUNDLE_PRECISIONS = ("fp32", *QUANTIZED_PRECISIONS)
 FACTOR_SETS = ("short", "long")  # LongRoPE factors a layout's positions select (vgpt.rope)

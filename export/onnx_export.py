@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 # protobuf cannot exceed 2 GiB.
 EXTERNAL_DATA_BYTES = 1_800_000_000
 # Opsets we export: 23 brings ONNX's fused Attention and RMSNormalization (fastest in ONNX Runtime on
-# our CPUs; TensorRT parses them from 10.14); 18 is the plain MatMul/Softmax form older TensorRT parses.
+# our CPUs; TensorRT parses Attention from 10.14 and RMSNormalization from 10.15); 18 is the plain
+# MatMul/Softmax form older TensorRT parses.
 
 
 def export_onnx(module: torch.nn.Module, spec: GraphSpec, args: tuple, path: Path, opset: int,

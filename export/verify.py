@@ -59,6 +59,28 @@ def check_model(path: Path) -> None:
         raise VerificationError(f"{path} fails onnx.checker: {err}") from err
 
 
+def check_dtypes(path: Path, spec: GraphSpec, weights_dtype: str) -> None:
+    """The graph's inputs and outputs have the spec's dtypes, and every weight (a floating-point
+    initializer of two or more dimensions) is `weights_dtype`: the verification of a bfloat16 graph,
+    which ONNX Runtime's CPU provider cannot run (it has no bfloat16 MatMul, Add or Mul kernels)."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    def name(elem_type: int) -> str:
+        return tensor_dtype_to_np_dtype(elem_type).name  # numpy's names, as the spec's; ml_dtypes' bfloat16
+
+    floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+    model = onnx.load(str(path), load_external_data=False)
+    found = {v.name: name(v.type.tensor_type.elem_type) for v in (*model.graph.input, *model.graph.output)}
+    wrong = [f"{t.name} is {found.get(t.name)}, not {t.dtype}" for t in (*spec.inputs, *spec.outputs)
+             if found.get(t.name) != t.dtype]  # fmt: skip
+    wrong += [f"weight {i.name} is {name(i.data_type)}, not {weights_dtype}" for i in model.graph.initializer
+              if i.data_type in floating and len(i.dims) >= 2 and name(i.data_type) != weights_dtype]  # fmt: skip
+    if wrong:
+        more = f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""
+        raise VerificationError(f"{path}: {'; '.join(wrong[:5])}{more}")
+
+
 def _eager_runner(module: torch.nn.Module, spec: GraphSpec):
     from polygraphy.backend.base import BaseRunner
     from polygraphy.common import TensorMetadata

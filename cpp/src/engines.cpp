@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -186,6 +187,16 @@ DeviceBuffers device_buffers(const Manifest& bundle) {
     buffers.steps[0] = {{"z", "z0"}, {"step", "step0"}, {"z_next", "z1"}, {"step_next", "step1"}, {"kv_cache", "kv"}};
     buffers.steps[1] = {{"z", "z1"}, {"step", "step1"}, {"z_next", "z0"}, {"step_next", "step0"}, {"kv_cache", "kv"}};
     return buffers;
+}
+
+size_t activation_bytes(const std::vector<int64_t>& sizes) {
+    constexpr int64_t kAlignment = 256;
+    int64_t need = 1;
+    for (int64_t n : sizes) {
+        if (n < 0) throw Error(VGPT_BAD_BUNDLE, "an engine reports " + std::to_string(n) + " bytes of device memory");
+        need = std::max(need, n);
+    }
+    return size_t((need + kAlignment - 1) / kAlignment * kAlignment);
 }
 
 const char* result_buffer(int steps) { return steps % 2 == 0 ? "z0" : "z1"; }

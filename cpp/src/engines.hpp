@@ -84,6 +84,12 @@ struct DeviceBuffers {
 
 DeviceBuffers device_buffers(const Manifest& bundle);  // throws VGPT_BAD_BUNDLE when the KV caches disagree
 
+// The activation block every context of a stream shares (they run one after another on its CUDA stream,
+// under the stream's lock; engines/decisions.py shares one among all but the encoder, which Python runs
+// on its own stream): the largest engine's need (getDeviceMemorySizeV2), rounded up to TensorRT's
+// 256-byte alignment, never zero bytes. Throws VGPT_BAD_BUNDLE for a negative size.
+size_t activation_bytes(const std::vector<int64_t>& sizes);
+
 // The buffer that holds the clip after `steps` alternating steps.
 const char* result_buffer(int steps);
 

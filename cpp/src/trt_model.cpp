@@ -1,13 +1,17 @@
-// The TensorRT backend, compiled only with -DVGPT_WITH_TENSORRT=ON (TensorRT 10 and CUDA 12 APIs).
+// The TensorRT backend, compiled only with -DVGPT_WITH_TENSORRT=ON: written against the TensorRT 10.1+
+// and 11.x headers (no builder API, no call either removed) and the CUDA 12/13 runtime.
 //
 // A TrtModel deserializes the plans of a vgpt-build folder once (after engines.cpp's refusals: another
 // TensorRT version, another GPU, changed plans, plans built from other graphs than the bundle holds).
 // Each stream's TrtEngine has its own CUDA stream, device buffers (engines.cpp device_buffers: one KV cache
 // bound to prefill and both step contexts), pinned host copies of what the host reads or writes, and
 // one execution context per binding set (encoder, prefill, decoder, and two for the alternating steps)
-// whose tensor addresses are set once. The S denoising steps are captured once per stream in a CUDA
-// graph and replayed for every clip; between clips the host only uploads the noise, zeroes the step
-// index and downloads the clip (as runtime/backends/trt_backend.py).
+// whose tensor addresses are set once, and one user-managed activation block all five share (they run
+// one after another on the stream, under the Stream's lock). The S denoising steps are captured once per
+// stream in a CUDA graph and replayed for every clip; between clips the host only uploads the noise,
+// zeroes the step index and downloads the clip (as runtime/backends/trt_backend.py). Where the capture
+// fails, the capture is ended, the CUDA error cleared, and the stream runs the steps without a graph from
+// then on, with one warning (as trtexec does).
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
 
@@ -58,15 +62,18 @@ public:
     static std::shared_ptr<const Model> load(const std::string& path, const Options& options);
     std::unique_ptr<Engine> engine() const override;
 
-    // A new execution context of a graph's engine (creation serialized: streams are made from any thread).
+    // A new execution context of a graph's engine without its own activation memory (the stream gives
+    // it its shared block); creation serialized: streams are made from any thread.
     std::unique_ptr<nvinfer1::IExecutionContext> context(const char* graph) const {
         std::lock_guard<std::mutex> lock(mu_);
-        std::unique_ptr<nvinfer1::IExecutionContext> ctx(engines_.at(graph)->createExecutionContext());
+        std::unique_ptr<nvinfer1::IExecutionContext> ctx(
+            engines_.at(graph)->createExecutionContext(nvinfer1::ExecutionContextAllocationStrategy::kUSER_MANAGED));
         if (!ctx) throw Error(VGPT_RUNTIME_LIBRARY, std::string("TensorRT cannot create a context of the ") + graph + " engine");
         return ctx;
     }
     const DeviceBuffers& buffers() const { return buffers_; }
     int device() const { return device_; }
+    size_t activation_bytes() const { return activation_bytes_; }
 
 private:
     // Destroyed in reverse: the engines before the runtime, both before the logger they report to.
@@ -75,6 +82,7 @@ private:
     std::map<std::string, std::unique_ptr<nvinfer1::ICudaEngine>> engines_;
     DeviceBuffers buffers_;
     int device_ = 0;
+    size_t activation_bytes_ = 0;  // the block a stream's contexts share (engines.hpp activation_bytes)
     mutable std::mutex mu_;
 };
 
@@ -112,6 +120,9 @@ std::shared_ptr<const Model> TrtModel::load(const std::string& path, const Optio
         }
         m.engines_.emplace(graph, std::move(engine));
     }
+    std::vector<int64_t> sizes;
+    for (const auto& [graph, engine] : m.engines_) sizes.push_back(engine->getDeviceMemorySizeV2());
+    m.activation_bytes_ = vgpt::activation_bytes(sizes);
     return model;
 }
 
@@ -134,7 +145,7 @@ private:
     void download(const std::string& buffer);  // the device -> its pinned host copy (on the stream)
     void enqueue(nvinfer1::IExecutionContext& ctx, const char* what);
     void loop();      // the S steps, alternating the two step contexts
-    void capture();   // warm up once, then record loop() into a CUDA graph
+    void capture();   // warm up once, then record loop() into a CUDA graph; on failure, leaves none
     void finish();    // waits for the stream; the wait counts as time inside the backend
 
     std::shared_ptr<const TrtModel> model_;
@@ -144,7 +155,9 @@ private:
     // Destroyed in reverse: the graph, the contexts, then the memory they point at, then the stream.
     std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_{nullptr, &cudaStreamDestroy};
     std::map<std::string, DevicePtr> device_, host_;
+    DevicePtr activations_{nullptr, &cudaFree};  // shared by the five contexts
     std::unique_ptr<nvinfer1::IExecutionContext> encoder_, prefill_, decoder_, step_[2];
+    bool capture_failed_ = false;  // the steps run without a graph on this stream
     std::unique_ptr<CUgraph_st, cudaError_t (*)(cudaGraph_t)> graph_{nullptr, &cudaGraphDestroy};
     std::unique_ptr<CUgraphExec_st, cudaError_t (*)(cudaGraphExec_t)> exec_{nullptr, &cudaGraphExecDestroy};
 };
@@ -173,6 +186,13 @@ TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
     decoder_ = model_->context(kDecoder);
     step_[0] = model_->context(kDenoise);
     step_[1] = model_->context(kDenoise);
+    void* block = nullptr;
+    cuda(cudaMalloc(&block, model_->activation_bytes()), "cudaMalloc of the activation memory");
+    activations_.reset(block);
+    for (nvinfer1::IExecutionContext* ctx :
+         {encoder_.get(), prefill_.get(), decoder_.get(), step_[0].get(), step_[1].get()}) {
+        ctx->setDeviceMemoryV2(block, int64_t(model_->activation_bytes()));
+    }
     // Every address once: the codec and prefill contexts from the buffers' bindings, the two step contexts
     // from its two binding sets. Nothing is rebound afterwards, so the captured graph stays valid.
     std::map<std::string, nvinfer1::IExecutionContext*> single = {
@@ -231,20 +251,37 @@ void TrtEngine::capture() {
     cuda(cudaMemsetAsync(device("step0"), 0, buffers_.buffer("step0").bytes, stream_.get()), "step reset");
     loop();
     finish();
-    cuda(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal), "CUDA graph capture");
-    try {
-        loop();
-    } catch (...) {
-        cudaGraph_t broken = nullptr;
-        cudaStreamEndCapture(stream_.get(), &broken);
-        if (broken) cudaGraphDestroy(broken);
-        throw;
-    }
+    std::string failure;
     cudaGraph_t graph = nullptr;
-    cuda(cudaStreamEndCapture(stream_.get(), &graph), "CUDA graph capture of the denoising loop");
-    graph_.reset(graph);
+    cudaError_t status = cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal);
+    if (status == cudaSuccess) {
+        try {
+            loop();
+        } catch (const Error& e) {
+            failure = e.what();
+        }
+        // Always end the capture, also after a failed enqueue (an invalidated capture ends with an error).
+        const cudaError_t ended = cudaStreamEndCapture(stream_.get(), &graph);
+        if (failure.empty() && ended != cudaSuccess) {
+            failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(ended);
+        }
+    } else {
+        failure = std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(status);
+    }
     cudaGraphExec_t exec = nullptr;
-    cuda(cudaGraphInstantiateWithFlags(&exec, graph, 0), "CUDA graph instantiation");
+    if (failure.empty()) {
+        status = cudaGraphInstantiateWithFlags(&exec, graph, 0);
+        if (status != cudaSuccess) failure = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(status);
+    }
+    if (!failure.empty()) {
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();  // the capture's error is not sticky: clear it so later calls do not report it
+        capture_failed_ = true;
+        std::fprintf(stderr, "vgpt: TensorRT: CUDA graph capture of the denoising loop failed (%s); this stream "
+                             "runs the %d steps without a graph\n", failure.c_str(), steps_);
+        return;
+    }
+    graph_.reset(graph);
     exec_.reset(exec);
 }
 
@@ -267,13 +304,18 @@ void TrtEngine::prefill(const float* history) {
 
 const float* TrtEngine::denoise(const float* noise) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
-    if (!exec_) capture();  // once per stream, before the noise goes in (the warm-up writes z0 and z1)
+    // Once per stream, before the noise goes in (the warm-up writes z0 and z1).
+    if (!exec_ && !capture_failed_) capture();
     std::memcpy(host("z0"), noise, buffers_.buffer("z0").bytes);
     upload("z0");
     cuda(cudaMemsetAsync(device("step0"), 0, buffers_.buffer("step0").bytes, stream_.get()), "step reset");
-    const double start = seconds_now();
-    cuda(cudaGraphLaunch(exec_.get(), stream_.get()), "CUDA graph launch of the denoising loop");
-    inside += seconds_now() - start;
+    if (exec_) {
+        const double start = seconds_now();
+        cuda(cudaGraphLaunch(exec_.get(), stream_.get()), "CUDA graph launch of the denoising loop");
+        inside += seconds_now() - start;
+    } else {
+        loop();  // enqueue() counts its own time
+    }
     download(result_);
     finish();
     return host(result_);

@@ -200,6 +200,13 @@ TEST(Engines, DeviceBuffersShareTheKvCacheAndPingPongTheSteps) {
               std::string::npos);
 }
 
+TEST(Engines, OneAlignedActivationBlockServesEveryContext) {
+    EXPECT_EQ(vgpt::activation_bytes({5000, 3000, 7000, 1000}), 7168u);  // the largest, to 256 bytes
+    EXPECT_EQ(vgpt::activation_bytes({7168, 0}), 7168u);
+    EXPECT_EQ(vgpt::activation_bytes({0, 0}), 256u);  // never a zero-byte block without an address
+    EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [] { vgpt::activation_bytes({-1}); }).find("-1 bytes"), std::string::npos);
+}
+
 TEST(Engines, DeviceBuffersRefuseKvCachesThatDisagree) {
     vgpt::Manifest m = bundle();
     m.graphs["denoise"].inputs[1].dtype = "float32";

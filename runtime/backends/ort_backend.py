@@ -156,6 +156,10 @@ class OrtModel:
         options = session_options(self.precision, threads, spin)
         self.providers = provider_names(providers)
         check_available(self.providers, ort.get_available_providers())
+        if bundle.manifest.dtype == "bfloat16" and self.providers == ["CPUExecutionProvider"]:
+            raise BundleError(f"{bundle.root} holds bfloat16 graphs, which ONNX Runtime's CPU provider cannot run "
+                              "(no bf16 kernels): build TensorRT engines of it (vgpt-build --precision bf16), or "
+                              "export --dtype float32 or float16 for ONNX Runtime")  # fmt: skip
         self.placement = Placement.for_providers(self.providers)
         self.sessions, self.specs = {}, {}
         graphs = [ENCODER, PREFILL, DENOISE, DECODER] + ([APPEND] if APPEND in entry.graphs else [])

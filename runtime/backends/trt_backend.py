@@ -1,16 +1,23 @@
 """The TensorRT backend: the engines of `vgpt-build`, every device buffer allocated once, and the whole
 S-step denoising loop of a clip captured in one CUDA graph and replayed per clip.
 
-Device memory, the stream and the CUDA graph come from PyTorch's CUDA runtime (a CUDA build of torch
+Device memory, the streams and the CUDA graph come from PyTorch's CUDA runtime (a CUDA build of torch
 is on every machine that has TensorRT and vgpt); TensorRT and CUDA are imported when this backend is
 opened, never by `import vgpt`. The device buffers (`vgpt.engines.decisions.device_buffers`) bind the KV
 cache once to both the prefill and the denoising engine, and give the steps two z and two step buffers to
 alternate between, so the captured loop needs no host write: the step index advances on the device.
+
+Threads: `encode` may run while `denoise` runs in another thread (the predictor's observe() and
+predict()), so the encoder has its own CUDA stream and activation block; the capture is thread-local
+and holds a lock encode also takes, so no other thread's work is recorded into the graph. Where the
+capture fails, the steps run without a graph (as trtexec does), with one warning per stream.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +25,23 @@ import numpy as np
 from vgpt.engines.build import gpu_identity, import_tensorrt
 from vgpt.engines.decisions import (
     ENGINE_MANIFEST,
+    SHARED_ACTIVATION_GRAPHS,
+    DeviceBuffers,
     EngineError,
+    aligned_bytes,
     check_engine_manifest,
     check_plan_files,
     device_buffers,
     read_engine_manifest,
     result_buffer,
+    shared_activation_bytes,
 )
 from vgpt.export.manifest import load_bundle
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
+from vgpt.layout import Layout
 from vgpt.runtime.backends.base import Backend
+
+log = logging.getLogger(__name__)
 
 
 def engine_folder(source: str | Path) -> Path:
@@ -47,58 +61,90 @@ class TensorRTBackend(Backend):
 
         folder = engine_folder(source)  # a missing engine manifest is reported before a missing TensorRT
         trt = import_tensorrt()
-        self.manifest = read_engine_manifest(folder)
+        manifest = read_engine_manifest(folder)
         gpu, capability = gpu_identity()
-        check_engine_manifest(self.manifest, trt.__version__, gpu, capability)
-        check_plan_files(self.manifest, folder)
-        exported = load_bundle(bundle or self.manifest.bundle)
-        entry = exported.layout(self.manifest.layout)
-        self.layout, self.steps = entry.layout, self.manifest.sampler.steps
+        check_engine_manifest(manifest, trt.__version__, gpu, capability)
+        check_plan_files(manifest, folder)
+        entry = load_bundle(bundle or manifest.bundle).layout(manifest.layout)
         specs = {g: entry.spec(g) for g in (ENCODER, PREFILL, DENOISE, DECODER)}
-        self.device_buffers = device_buffers(specs)
-        self._torch = torch
-        self.device = torch.device("cuda")
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
-        self._engines = {}
+        engines = {}
         for graph in specs:
-            data = (folder / self.manifest.plans[graph].file).read_bytes()
-            engine = runtime.deserialize_cuda_engine(data)
+            engine = runtime.deserialize_cuda_engine((folder / manifest.plans[graph].file).read_bytes())
             if engine is None:
                 raise EngineError(f"TensorRT cannot deserialize {graph}'s engine; rebuild with vgpt-build")
-            self._engines[graph] = engine
+            engines[graph] = engine
+        self.manifest = manifest
+        self._open(trt, torch, engines, device_buffers(specs), entry.layout, manifest.sampler.steps,
+                   torch.device("cuda"), use_cuda_graph)  # fmt: skip
+
+    @classmethod
+    def from_engines(cls, trt, torch, engines: dict, buffers: DeviceBuffers, layout: Layout, steps: int,
+                     device, use_cuda_graph: bool = True) -> TensorRTBackend:  # fmt: skip
+        """The backend over engines already deserialized (what `__init__` ends with; the tests give it
+        stand-ins of TensorRT's engines and of torch's CUDA runtime)."""
+        backend = cls.__new__(cls)
+        backend._open(trt, torch, engines, buffers, layout, steps, device, use_cuda_graph)
+        return backend
+
+    def _open(self, trt, torch, engines, buffers, layout, steps, device, use_cuda_graph) -> None:
+        # Shared by every stream and never changed: the engines (read-only once built), the buffer plan.
+        self._trt, self._torch, self._cuda = trt, torch, torch.cuda
+        self._engines = engines
+        self.device_buffers, self.layout, self.steps, self.device = buffers, layout, steps, device
         self._use_cuda_graph = use_cuda_graph
         self._attach()
 
     def stream(self) -> TensorRTBackend:
-        """Another stream over the same deserialized engines (read-only once built): its own execution
-        contexts, device buffers, CUDA stream and captured graph."""
-        other = copy.copy(self)
+        """Another stream over the same deserialized engines: its own execution contexts, device
+        buffers, activation memory, CUDA streams and captured graph."""
+        if not self._engines:
+            raise EngineError("this TensorRT backend is closed: open the engines again for another stream")
+        other = copy.copy(self)  # shares the engines and the buffer plan; _attach replaces the rest
         other._attach()
         return other
 
     def _attach(self) -> None:
-        """This stream's state: contexts with their tensor addresses set once, every buffer once on the
-        device, a CUDA stream, and (on first use) the captured loop."""
-        torch = self._torch
-        self.cuda_stream = torch.cuda.Stream()
-        self._contexts = {graph: engine.create_execution_context() for graph, engine in self._engines.items()}
+        """This stream's state: contexts with their tensor addresses and activation memory set once,
+        every buffer once on the device, two CUDA streams, and (on first use) the captured loop."""
+        torch, trt = self._torch, self._trt
+        self.cuda_stream = self._cuda.Stream()  # prefill, the steps, the decoder
+        self._encode_stream = self._cuda.Stream()  # the encoder: observe() runs while predict() runs
+        self._capture_lock = threading.Lock()
+        user_managed = trt.ExecutionContextAllocationStrategy.USER_MANAGED
+        self._contexts = {g: e.create_execution_context(user_managed) for g, e in self._engines.items()}
+        # The second step context: the steps alternate between two binding sets, addresses set once.
+        self._steps = [self._contexts[DENOISE], self._engines[DENOISE].create_execution_context(user_managed)]
+        # Activation memory: one block for the contexts that run one after another on cuda_stream, one
+        # for the encoder.
+        sizes = {g: e.device_memory_size_v2 for g, e in self._engines.items()}
+        shared = torch.empty(shared_activation_bytes(sizes), dtype=torch.uint8, device=self.device)
+        own = torch.empty(aligned_bytes(sizes[ENCODER]), dtype=torch.uint8, device=self.device)
+        self._activations = (shared, own)
+        users = [self._contexts[g] for g in SHARED_ACTIVATION_GRAPHS if g != DENOISE] + self._steps
+        for ctx, block in [*((c, shared) for c in users), (self._contexts[ENCODER], own)]:
+            ctx.set_device_memory(block.data_ptr(), block.numel())
         self.buffers = {b.name: torch.zeros(b.shape, dtype=getattr(torch, b.dtype), device=self.device)
                         for b in self.device_buffers.buffers}  # fmt: skip
         for b in self.device_buffers.buffers:
             for graph, tensor in b.bindings:
                 if graph != DENOISE:
-                    self._contexts[graph].set_tensor_address(tensor, self.buffers[b.name].data_ptr())
-        # Two contexts for the two alternating step bindings: addresses set once, never again.
-        self._steps = [self._contexts[DENOISE], self._engines[DENOISE].create_execution_context()]
+                    self._bind(self._contexts[graph], f"{graph}'s {tensor}", tensor, b.name)
         for ctx, names in zip(self._steps, self.device_buffers.step_bindings, strict=True):
             for tensor, buffer in names.items():
-                ctx.set_tensor_address(tensor, self.buffers[buffer].data_ptr())
+                self._bind(ctx, f"the step's {tensor}", tensor, buffer)
         self._out = result_buffer(self.steps)
         self._graph = None
+        self._capture_failed = False
 
-    def _run(self, graph: str) -> None:
-        if not self._contexts[graph].execute_async_v3(self.cuda_stream.cuda_stream):
+    def _bind(self, ctx, what: str, tensor: str, buffer: str) -> None:
+        if not ctx.set_tensor_address(tensor, self.buffers[buffer].data_ptr()):
+            raise EngineError(f"TensorRT refuses the address of {what} (buffer {buffer}): the engine's tensors "
+                              "differ from the bundle's; rebuild the engines with vgpt-build")  # fmt: skip
+
+    def _run(self, graph: str, stream) -> None:
+        if not self._contexts[graph].execute_async_v3(stream.cuda_stream):
             raise EngineError(f"TensorRT failed to enqueue the {graph} engine")
 
     def _loop(self) -> None:
@@ -107,54 +153,79 @@ class TensorRTBackend(Backend):
                 raise EngineError("TensorRT failed to enqueue a denoising step")
 
     def _capture(self) -> None:
-        """Warm up once (TensorRT allocates lazily on the first run), then capture the S steps."""
-        torch = self._torch
-        with torch.cuda.stream(self.cuda_stream):
+        """Warm up once (TensorRT allocates lazily on the first run), then capture the S steps,
+        thread-locally and under the lock encode takes. A failed capture is ended (torch.cuda.graph's
+        exit ends it, and torch's check of the failing call clears the CUDA error), and the steps then
+        run without a graph."""
+        cuda = self._cuda
+        with cuda.stream(self.cuda_stream):
             self.buffers["step0"].zero_()
             self._loop()
         self.cuda_stream.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.cuda_stream):
-            self._loop()
+        graph = cuda.CUDAGraph()
+        try:
+            # The outer stream context restores this thread's stream where a failed capture_end skips
+            # the graph context's own restore.
+            with self._capture_lock, cuda.stream(self.cuda_stream):
+                with cuda.graph(graph, stream=self.cuda_stream, capture_error_mode="thread_local"):
+                    self._loop()
+        except (EngineError, RuntimeError) as err:
+            self._capture_failed = True
+            log.warning("CUDA graph capture of the denoising loop failed (%s); this stream runs the %d steps "
+                        "without a graph", err, self.steps)  # fmt: skip
+            return
         self._graph = graph
 
-    def _upload(self, name: str, array: np.ndarray) -> None:
-        with self._torch.cuda.stream(self.cuda_stream):
-            self.buffers[name].copy_(self._torch.from_numpy(np.ascontiguousarray(array)), non_blocking=False)
+    @property
+    def captured(self) -> bool:
+        """Whether this stream replays a CUDA graph (False before the first clip and where capture failed)."""
+        return self._graph is not None
 
-    def _download(self, name: str) -> np.ndarray:
-        self.cuda_stream.synchronize()
-        return self.buffers[name].cpu().numpy()
-
-    def encode(self, frame: np.ndarray) -> np.ndarray:
-        self._upload("frame", frame)
-        self._run(ENCODER)
-        return self._download("latent")
-
-    def prefill(self, history: np.ndarray) -> None:
-        self._upload("history", history)
-        self._run(PREFILL)
-
-    def denoise(self, z: np.ndarray) -> np.ndarray:
-        # Host work per clip: copy the noise in, reset the step index, launch, copy the clip out.
-        if self._use_cuda_graph and self._graph is None:
-            self._capture()
-        self._upload("z0", z)
-        with self._torch.cuda.stream(self.cuda_stream):
+    def launch(self) -> None:
+        """The S steps of one clip on the stream, from step 0: the step index is reset on the device
+        before the graph's replay (or the plain loop), so every clip indexes the schedule 0..S-1."""
+        with self._cuda.stream(self.cuda_stream):
             self.buffers["step0"].zero_()
             if self._graph is not None:
                 self._graph.replay()
             else:
                 self._loop()
-        return self._download(self._out)
+
+    def _upload(self, name: str, array: np.ndarray, stream) -> None:
+        with self._cuda.stream(stream):
+            self.buffers[name].copy_(self._torch.from_numpy(np.ascontiguousarray(array)), non_blocking=False)
+
+    def _download(self, name: str, stream) -> np.ndarray:
+        stream.synchronize()
+        return self.buffers[name].to("cpu", copy=True).numpy()  # never a view of the buffer
+
+    def encode(self, frame: np.ndarray) -> np.ndarray:
+        with self._capture_lock:
+            self._upload("frame", frame, self._encode_stream)
+            self._run(ENCODER, self._encode_stream)
+            return self._download("latent", self._encode_stream)
+
+    def prefill(self, history: np.ndarray) -> None:
+        self._upload("history", history, self.cuda_stream)
+        self._run(PREFILL, self.cuda_stream)
+
+    def denoise(self, z: np.ndarray) -> np.ndarray:
+        # Host work per clip: copy the noise in, reset the step index, launch, copy the clip out.
+        if self._use_cuda_graph and self._graph is None and not self._capture_failed:
+            self._capture()
+        self._upload("z0", z, self.cuda_stream)
+        self.launch()
+        return self._download(self._out, self.cuda_stream)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        self._upload("clip", latents)
-        self._run(DECODER)
-        return self._download("frames_out")
+        self._upload("clip", latents, self.cuda_stream)
+        self._run(DECODER, self.cuda_stream)
+        return self._download("frames_out", self.cuda_stream)
 
     def close(self) -> None:
+        """Release this stream: its graph and contexts, then its memory. The engines stay with the other
+        streams over them (this one only drops its reference)."""
         self._graph = None
-        self._contexts.clear()
-        self._steps = []
-        self._engines.clear()
+        self._contexts, self._steps = {}, []
+        self.buffers, self._activations = {}, ()
+        self._engines = {}

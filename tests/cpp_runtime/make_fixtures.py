@@ -7,7 +7,8 @@ Writes `fixtures.json` and raw little-endian `.bin` arrays (described by dtype a
 - `bundled`: the bundled default's bundle (exported into the vgpt cache on first use), frames of another
   size than the layout's, explicit noise for two clips, and what `VideoPredictor` predicts from them;
 - `tiny`: the same for a freshly exported `tiny`-preset bundle (random weights, 4 steps): the C++
-  concurrency and error tests run on it because it is fast;
+  concurrency and error tests run on it because it is fast, and scripts/gpu_check.sh builds TensorRT
+  engines of it, so it is exported at the opset the installed TensorRT parses (`fixture_opset`);
 - `preprocess`: `fit_frames` of frames of several sizes (up- and downsampling, identity, odd sizes);
 - `to_uint8`: `to_uint8` of values around every rounding boundary.
 
@@ -27,6 +28,7 @@ import torch
 from tests.conftest import random_model
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
+from vgpt.engines.decisions import export_opset, parse_tensorrt_version
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.frames import fit_frames, to_uint8
@@ -54,12 +56,24 @@ class Writer:
         return {"file": name, "dtype": str(array.dtype), "shape": list(array.shape)}
 
 
+def fixture_opset() -> int:
+    """The export's default opset, or where TensorRT is installed the opset its parser takes (opset 23
+    needs TensorRT >= 10.15). The C++ backend must link that same TensorRT: its plans are refused by any
+    other version."""
+    try:
+        import tensorrt
+    except ImportError:
+        return ExportConfig.opset
+    return export_opset(parse_tensorrt_version(tensorrt.__version__))
+
+
 def tiny_bundle(out: Path) -> Path:
     model = random_model(get_preset("tiny"))
     torch.manual_seed(0)
     codec = LightCodec().eval()
     layout = Layout.for_model(model.config, 3, 2, 4, 4)
-    config = ExportConfig(layouts=(layout,), sampler=SamplerConfig(steps=4, guidance=2.0, shift=1.5), verify=False)
+    config = ExportConfig(layouts=(layout,), sampler=SamplerConfig(steps=4, guidance=2.0, shift=1.5),
+                          opset=fixture_opset(), verify=False)  # fmt: skip
     export_bundle(model, codec, out, config)
     return out
 

@@ -9,15 +9,22 @@ import pytest
 from vgpt.config import get_preset
 from vgpt.engines.decisions import (
     PLAN_FILES,
+    SHARED_ACTIVATION_GRAPHS,
+    BuildSettings,
     EngineError,
+    aligned_bytes,
     build_settings,
     check_engine_manifest,
     check_plan_files,
     check_precision_supported,
     device_buffers,
+    export_opset,
+    parse_tensorrt_version,
     profile_shapes,
     read_engine_manifest,
     result_buffer,
+    shared_activation_bytes,
+    source_bundle,
 )
 from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest, GpuRecord, SamplerRecord
 from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
@@ -34,18 +41,78 @@ def specs():
     )
 
 
-def test_precision_flags_follow_the_bundle():
-    assert build_settings("fp32", "fp16").flags == ("FP16",) and not build_settings("fp32", "fp16").strongly_typed
-    assert build_settings("fp32", "bf16").flags == ("BF16",)
-    q = build_settings("fp8", "fp8")
+TRT10, TRT11 = (10, 15), (11, 4)
+
+
+def test_precision_flags_follow_the_bundle_on_tensorrt_10():
+    fp16 = build_settings("fp32", "float32", "fp16", TRT10)
+    assert fp16.flags == ("FP16",) and not fp16.strongly_typed  # the builder picks per layer
+    assert build_settings("fp32", "float32", "bf16", TRT10).flags == ("BF16",)
+    assert build_settings("fp32", "float32", "fp32", TRT10) == BuildSettings("fp32", True, ())
+    q = build_settings("fp8", "float32", "fp8", TRT10)
     assert q.strongly_typed and q.flags == ()  # the Q/DQ graph decides every precision
-    assert build_settings("int8", "int8", optimization_level=5).optimization_level == 5
+    assert build_settings("int8", "float32", "int8", TRT10, optimization_level=5).optimization_level == 5
+    # A graph already in the engine's dtype is built strongly typed on either version.
+    assert build_settings("fp32", "float16", "fp16", TRT10) == BuildSettings("fp16", True, ())
     with pytest.raises(EngineError, match="vgpt-export --fp8"):
-        build_settings("fp32", "fp8")
+        build_settings("fp32", "float32", "fp8", TRT10)
     with pytest.raises(EngineError, match="--precision int8"):
-        build_settings("int8", "fp16")
+        build_settings("int8", "float32", "fp16", TRT10)
     with pytest.raises(EngineError, match=r"0\.\.5"):
-        build_settings("fp32", "fp16", optimization_level=7)
+        build_settings("fp32", "float32", "fp16", TRT10, optimization_level=7)
+    with pytest.raises(EngineError, match=r"weights are float16: build it with --precision fp16.*--dtype bfloat16"):
+        build_settings("fp32", "float16", "bf16", TRT10)
+
+
+def test_tensorrt_11_builds_fp16_and_bf16_only_from_graphs_in_that_dtype():
+    """TensorRT 11 removed the FP16/BF16/INT8/FP8 builder flags: no settings may name one."""
+    for precision, dtype in (("fp16", "float16"), ("bf16", "bfloat16"), ("fp32", "float32")):
+        assert build_settings("fp32", dtype, precision, TRT11) == BuildSettings(precision, True, ())
+        assert source_bundle(precision, TRT11) == ("fp32", dtype)
+    for precision in ("fp8", "int8"):
+        assert build_settings(precision, "float32", precision, TRT11) == BuildSettings(precision, True, ())
+        assert source_bundle(precision, TRT11) == source_bundle(precision, TRT10) == (precision, "float32")
+    for precision, dtype in (("fp16", "float16"), ("bf16", "bfloat16")):
+        no_flag = rf"TensorRT 11\.4 has no {precision.upper()} builder flag.*--dtype {dtype}"
+        with pytest.raises(EngineError, match=no_flag):
+            build_settings("fp32", "float32", precision, TRT11)
+        assert source_bundle(precision, TRT10) == ("fp32", "float32")  # the flag path
+
+
+def test_tensorrt_versions_and_the_opset_each_parses():
+    assert parse_tensorrt_version("10.15.1") == (10, 15) and parse_tensorrt_version("11.4.0.post1") == (11, 4)
+    for unsupported in ("10.0.1", "9.3.0", "12.0.0"):
+        with pytest.raises(EngineError, match=rf"TensorRT {unsupported} is not supported.*10\.1 to 11\.x"):
+            parse_tensorrt_version(unsupported)
+    with pytest.raises(EngineError, match=r"MAJOR\.MINOR"):
+        parse_tensorrt_version("ten")
+    # Opset 23 (fused Attention and RMSNormalization) from 10.15; 18 before, except for FP8 Q/DQ, which
+    # needs opset >= 19 and so has no opset before 10.15 (gpu_check skips it there).
+    assert [export_opset(v, "fp16") for v in ((10, 1), (10, 14), (10, 15), (11, 0))] == [18, 18, 23, 23]
+    assert [export_opset(v, "fp8") for v in ((10, 1), (10, 14), (10, 15), (11, 0))] == [None, None, 23, 23]
+    assert export_opset((10, 8), "int8") == 18
+
+
+def test_the_cpp_fixture_is_exported_at_the_opset_the_installed_tensorrt_parses(monkeypatch):
+    import sys
+    import types
+
+    from tests.cpp_runtime.make_fixtures import fixture_opset
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.8.0"))
+    assert fixture_opset() == 18  # the C++ half of gpu_check.sh on TensorRT 10.1-10.14
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="11.4.0"))
+    assert fixture_opset() == 23
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # not installed: the export's default
+    assert fixture_opset() == 23
+
+
+def test_the_contexts_that_run_in_turn_share_one_aligned_activation_block():
+    sizes = {"encoder": 10_000, "prefill": 3000, "denoise": 5000, "decoder": 4097}
+    assert shared_activation_bytes(sizes) == 5120  # the largest of prefill, the steps, the decoder, aligned
+    assert shared_activation_bytes({**sizes, "decoder": 5121}) == 5376
+    assert "encoder" not in SHARED_ACTIVATION_GRAPHS  # it runs on its own stream, beside predict()
+    assert aligned_bytes(0) == aligned_bytes(1) == 256 and aligned_bytes(512) == 512
 
 
 def test_fp8_is_refused_below_compute_capability_8_9_with_a_way_out():
@@ -91,7 +158,7 @@ def _manifest(tmp_path):
     plans = {g: EngineFile(PLAN_FILES[g], 12, "0" * 64) for g in ("encoder", "prefill", "decoder")}
     plans[DENOISE] = EngineFile(PLAN_FILES[DENOISE], 12, hashlib.sha256(b"engine-bytes").hexdigest())
     return EngineManifest(tensorrt_version="10.15.1", gpu=GpuRecord("NVIDIA H100", (9, 0)), layout="m4-g4-8x8",
-                          bundle_precision="fp8", builder=build_settings("fp8", "fp8"),
+                          bundle_precision="fp8", builder=build_settings("fp8", "float32", "fp8", (10, 15)),
                           sampler=SamplerRecord(2, 1.0, 1.5, (0.0, 0.5, 1.0)), plans=plans,
                           source_graphs_sha256={DENOISE: "abc"}, bundle=str(tmp_path / "bundle"))  # fmt: skip
 
@@ -163,3 +230,16 @@ def test_gpu_build_and_run_matches_onnxruntime(tmp_path):
 
     results = gpu_check(tmp_path, precisions=("fp16",), clips=1)
     assert all(r["passed"] for r in results)
+
+
+def test_gpu_check_skips_fp8_where_the_parser_cannot_take_its_opset(monkeypatch, tmp_path, capsys):
+    """TensorRT 10.1-10.14 parse opset 18 at most for our graphs; FP8 Q/DQ needs 19+: skipped, with why."""
+    import types
+
+    import vgpt.engines.gpu_check as check
+
+    monkeypatch.setattr(check, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.8.0"))
+    monkeypatch.setattr(check, "gpu_identity", lambda: ("NVIDIA H100", (9, 0)))
+    assert check.gpu_check(tmp_path, precisions=("fp8",)) == []
+    assert "skip fp8: FP8 Q/DQ needs opset >= 19" in capsys.readouterr().out
+    assert json.loads((tmp_path / "gpu-check.json").read_text()) == [] and not list(tmp_path.glob("bundle-*"))

@@ -155,3 +155,33 @@ def test_damaged_bundles_are_refused(tiny_bundle, tmp_path):
     (copy / "manifest.json").unlink()
     with pytest.raises(BundleError, match=r"no manifest.json at or above .*incomplete"):
         load_bundle(copy)
+
+
+def test_bfloat16_bundle_holds_bf16_weights_and_is_verified_by_its_dtypes(tiny_parts, tmp_path):
+    """For TensorRT 11's bf16 engines. ONNX Runtime's CPU provider has no bf16 kernels (MatMul, Add, Mul:
+    NOT_IMPLEMENTED), so the export verifies the graphs with onnx.checker and a walk over their dtypes."""
+    from vgpt.export.verify import check_dtypes
+    from vgpt.runtime.backends.ort_backend import OrtBackend
+
+    model, codec = tiny_parts
+    layout = Layout.for_model(model.config, 3, 2, 4, 4)
+    out = tmp_path / "bf16"
+    export_bundle(model, codec, out, ExportConfig(layouts=(layout,), sampler=SAMPLER, dtype="bfloat16"))
+    bundle = load_bundle(out)
+    assert bundle.manifest.dtype == "bfloat16"
+    entry = bundle.layout()
+    assert (
+        entry.spec(DENOISE).tensor("kv_cache").dtype == "bfloat16"
+        and entry.spec(DENOISE).tensor("z").dtype == "float32"
+    )
+    for graph in entry.graphs:
+        weights = [i for i in onnx.load(str(entry.path(graph))).graph.initializer if len(i.dims) >= 2]
+        kinds = {onnx.TensorProto.DataType.Name(i.data_type) for i in weights} - {"INT64"}  # shapes, indices
+        # The transformer's weights in bf16; the codec stays fp32 (z, latents and frames are fp32).
+        assert kinds == ({"FLOAT"} if graph in ("encoder", "decoder") else {"BFLOAT16"}), graph
+    with pytest.raises(VerificationError, match=r"weight .* is bfloat16, not float32"):
+        check_dtypes(entry.path(PREFILL), entry.spec(PREFILL), "float32")
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.NotImplemented):
+        ort.InferenceSession(str(entry.path(PREFILL)), providers=["CPUExecutionProvider"])
+    with pytest.raises(BundleError, match=r"bfloat16 graphs.*vgpt-build --precision bf16"):
+        OrtBackend(bundle)
