@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from vgpt.atomic import StagedWriter, atomic_dir, atomic_path
+from vgpt.errors import is_storage_error
 from vgpt.video import VideoWriter
 
 
@@ -41,10 +43,10 @@ def side_by_side(left: np.ndarray, right: np.ndarray, left_label: str, right_lab
                            _label(big[1], right_label, (255, 220, 80))], axis=1)  # fmt: skip
 
 
-def compose(observed: list[np.ndarray], context: int, predicted: np.ndarray) -> list[np.ndarray]:
-    """Frames of the output video: left, what the camera saw (context, then the real future where the
+def compose(observed: list[np.ndarray], context: int, predicted: np.ndarray) -> Iterator[np.ndarray]:
+    """Frames of the output video, one at a time (the writer encodes each before the next is made, so
+    the video is never held whole): left, what the camera saw (context, then the real future where the
     input has it); right, the context and then the prediction."""
-    frames = []
     total = context + len(predicted)
     blank = np.zeros_like(predicted[0])
     for t in range(total):
@@ -52,8 +54,7 @@ def compose(observed: list[np.ndarray], context: int, predicted: np.ndarray) -> 
         left_label = "observed" if t < context else ("observed (future)" if t < len(observed) else "no input")
         right = observed[t] if t < context else predicted[t - context]
         right_label = "context" if t < context else f"predicted +{t - context + 1}"
-        frames.append(side_by_side(left, right, left_label, right_label))
-    return frames
+        yield side_by_side(left, right, left_label, right_label)
 
 
 def write_pngs(folder: str | Path, frames: np.ndarray) -> Path:
@@ -123,8 +124,17 @@ class PngWriter(StagedWriter):
             self._staged = atomic_dir(self.folder, overwrite=True)
             self._tmp = self._staged.__enter__()
         path = self._tmp / f"{self.frames:06d}.png"
-        if not cv2.imwrite(str(path), np.ascontiguousarray(frame[:, :, ::-1])):
-            raise OSError(f"cannot write PNG frames under {self.folder}")
+        # Encoded here and written by Python, whose writes raise on a full disk: cv2.imwrite reports
+        # success for a PNG it could not write (0 bytes on a full disk).
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(frame[:, :, ::-1]))
+        if not ok:
+            raise ValueError(f"OpenCV cannot encode a frame of shape {frame.shape} as PNG")
+        try:
+            with open(path, "wb") as f:
+                f.write(png.tobytes())
+        except OSError:
+            path.unlink(missing_ok=True)  # never a partial frame among the complete ones
+            raise
         self.frames += 1
 
     def close(self) -> Path | None:
@@ -145,10 +155,12 @@ class PngWriter(StagedWriter):
 class Outputs(StagedWriter):
     """Every file a run writes, streamed: the side-by-side video, the predicted frames as PNGs and the
     predicted latents. A context manager: closed (files finished and moved into place) when the block
-    ends normally, aborted (nothing left) when it raises."""
+    ends normally, aborted (nothing left) when it raises. `recording` (a live run) writes a video that
+    keeps what reached the disk when the disk fills up (`VideoWriter(fragmented=True)`)."""
 
-    def __init__(self, video: str | None, frames_dir: str | None, latents: str | None, fps: float) -> None:
-        self.video = VideoWriter(video, fps) if video else None
+    def __init__(self, video: str | None, frames_dir: str | None, latents: str | None, fps: float,
+                 recording: bool = False) -> None:  # fmt: skip
+        self.video = VideoWriter(video, fps, fragmented=recording) if video else None
         self.pngs = PngWriter(frames_dir) if frames_dir else None
         self.latents = LatentWriter(latents) if latents else None
         self.written: list[Path] = []
@@ -156,7 +168,7 @@ class Outputs(StagedWriter):
     def _sinks(self) -> list:
         return [s for s in (self.video, self.pngs, self.latents) if s is not None]
 
-    def show(self, frames: list[np.ndarray]) -> None:
+    def show(self, frames: Iterable[np.ndarray]) -> None:
         """Frames of the side-by-side video."""
         if self.video is not None:
             for frame in frames:
@@ -170,10 +182,25 @@ class Outputs(StagedWriter):
             self.latents.write(latents)
 
     def close(self) -> list[Path]:
-        for sink in self._sinks():
-            path = sink.close()
+        """Finish every output; one the storage refuses (full, read-only) is dropped while the others are
+        still finished, and the first such error is raised after them (`written` lists what was)."""
+        refused = []
+        sinks = self._sinks()
+        for i, sink in enumerate(sinks):
+            try:
+                path = sink.close()
+            except BaseException as err:
+                if not is_storage_error(err):
+                    for rest in sinks[i + 1 :]:
+                        rest.abort()
+                    raise
+                sink.abort()
+                refused.append(err)
+                continue
             if path is not None:
                 self.written.append(path)
+        if refused:
+            raise refused[0]
         return self.written
 
     def abort(self) -> None:

@@ -37,7 +37,7 @@ def test_outputs_abort_on_an_error_and_leave_nothing(tmp_path):
 
 def test_compose_shows_context_then_true_future_or_a_blank_beside_the_prediction():
     frames = [np.full((8, 8, 3), v, np.uint8) for v in (50, 100, 150)]
-    video = compose(frames, 2, np.full((2, 8, 8, 3), 200, np.uint8))
+    video = list(compose(frames, 2, np.full((2, 8, 8, 3), 200, np.uint8)))
     half = video[0].shape[1] // 2
     left = [int(np.median(v[:, :half])) for v in video]
     right = [int(np.median(v[:, half:])) for v in video]
