@@ -136,14 +136,12 @@ def _check_parent(path: Path, option: str) -> None:
     """The folder `path` goes into exists, is a folder, and takes a new file (a real write, so that a
     read-only mount or a folder like /sys is found now, not after the prediction)."""
     parent = Path(os.path.abspath(path)).parent
-    if not parent.exists():
-        existing = next(p for p in parent.parents if p.exists())
-        if not existing.is_dir():
-            raise OutputPathError(f"{option} {path}: {existing} is a file, so no folder can be made under it")
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputPathError(f"{option} {path}: {existing} is a file, so no folder can be made under it")
+    if existing != parent:
         raise OutputPathError(f"{option} {path}: the folder {parent} does not exist; create it first (vgpt-run makes "
                               "no folders but --frames-dir itself) or choose another place")  # fmt: skip
-    if not parent.is_dir():
-        raise OutputPathError(f"{option} {path}: {parent} is a file, so nothing can be written under it")
     try:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".vgpt-write-test."):
             pass
