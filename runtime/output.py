@@ -7,8 +7,8 @@ to a temporary sibling of its path and is moved into place by `close()`; `abort(
 from __future__ import annotations
 
 import contextlib
-import tempfile
-import zipfile
+import struct
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -65,46 +65,104 @@ def write_pngs(folder: str | Path, frames: np.ndarray) -> Path:
     return Path(folder)
 
 
+def _write_fully(f, data: bytes) -> None:
+    """Write all of `data` to an unbuffered file, whose writes may be short."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
+
+
 class LatentWriter(StagedWriter):
     """Latent clips appended as they come, saved as one array `name` [N, C, h, w] in an .npz that
-    `np.load` reads. The clips are spooled to an unnamed temporary file (memory stays at one clip); the
-    archive is written at `close()`, with the array header that only then is known."""
+    `np.load` reads. The archive is built in place in a temporary sibling (memory stays at one clip):
+    room for the ZIP entry's header and the array's header is left at the front, the clips follow, and
+    `close()` fills in the headers (then known: the clip count, the CRC) and appends the ZIP directory.
+    Closing needs no second copy of the data, so a run whose disk filled up still finishes the latents
+    of every whole clip written before (a failed clip is cut off again, which frees the space the
+    directory's 178 bytes need)."""
+
+    _HEADER = 256  # bytes of the .npy header (magic, version, length, the dict padded with spaces)
 
     def __init__(self, path: str | Path, name: str = "prediction") -> None:
-        self.path, self.name = Path(path), name
-        self._spool = None
+        self.path, self.member = Path(path), f"{name}.npy".encode()
+        self._atomic = self._file = None
         self._shape: tuple[int, ...] | None = None
         self._count = 0
+        self._end = 0  # bytes of whole clips in the file
+
+    @property
+    def _start(self) -> int:  # where the .npy header starts: after the ZIP entry's local header
+        return 30 + len(self.member) + 20
 
     def write(self, latents: np.ndarray) -> None:
         latents = np.ascontiguousarray(latents, np.float32)
         if self._shape is None:
             self._shape = latents.shape[1:]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._spool = tempfile.TemporaryFile(dir=self.path.parent)
+            self._atomic = atomic_path(self.path)
+            self._file = open(self._atomic.__enter__(), "r+b", buffering=0)  # every write reaches the file
+            self._write_all(bytes(self._start + self._HEADER))
         elif latents.shape[1:] != self._shape:
             raise ValueError(f"latents of shape {latents.shape[1:]} after {self._shape}")
-        self._spool.write(latents.tobytes())
+        self._write_all(latents.tobytes())
         self._count += len(latents)
+        self._end = self._file.tell()
+
+    def _write_all(self, data: bytes) -> None:
+        try:
+            _write_fully(self._file, data)
+        except OSError:
+            self._file.truncate(self._end)  # the file holds whole clips only
+            self._file.seek(self._end)
+            raise
 
     def close(self) -> Path | None:
-        if self._spool is None:
+        if self._file is None:
             return None
-        spool, self._spool = self._spool, None
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                  "shape": (self._count, *self._shape)}  # fmt: skip
-        with spool, atomic_path(self.path) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-            with archive.open(f"{self.name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array_header_2_0(member, header)
-                spool.seek(0)
-                while chunk := spool.read(1 << 20):
-                    member.write(chunk)
+        f, atomic = self._file, self._atomic
+        self._file = self._atomic = None
+        try:
+            with f:
+                self._finish(f)
+        except BaseException as err:
+            atomic.__exit__(type(err), err, err.__traceback__)
+            raise
+        atomic.__exit__(None, None, None)
         return self.path
 
+    def _finish(self, f) -> None:
+        f.truncate(self._end)
+        shape = (self._count, *self._shape)
+        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+        header = b"\x93NUMPY\x02\x00" + struct.pack("<I", self._HEADER - 12) + text.ljust(self._HEADER - 13).encode()
+        header += b"\n"
+        size = self._end - self._start  # the member: the .npy header and the data
+        crc = zlib.crc32(header)
+        f.seek(self._start + self._HEADER)
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+        # ZIP64 throughout (sizes beyond 4 GB are fine): stored, no compression, one entry at offset 0.
+        dos_time, dos_date = 0, (2024 - 1980) << 9 | 1 << 5 | 1
+        sizes = struct.pack("<HHQQ", 1, 16, size, size)  # the zip64 extra field: sizes beyond 32 bits
+        local = struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 45, 0, 0, 0, dos_time, dos_date, crc, 0xFFFFFFFF,
+                            0xFFFFFFFF, len(self.member), len(sizes))  # fmt: skip
+        f.seek(0)
+        _write_fully(f, local + self.member + sizes + header)
+        directory = struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 45, 3, 45, 0, 0, 0, dos_time, dos_date, crc,
+                                0xFFFFFFFF, 0xFFFFFFFF, len(self.member), len(sizes), 0, 0, 0, 0o644 << 16,
+                                0) + self.member + sizes  # fmt: skip
+        end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, 1, 1, len(directory), self._end)
+        locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, self._end + len(directory), 1)
+        end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(directory), 0xFFFFFFFF, 0)
+        f.seek(self._end)
+        _write_fully(f, directory + end64 + locator + end)
+
     def abort(self) -> None:
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        f, atomic = self._file, self._atomic
+        self._file = self._atomic = None
+        if f is not None:
+            f.close()
+            err = OSError("aborted")
+            atomic.__exit__(OSError, err, None)
 
 
 class PngWriter(StagedWriter):

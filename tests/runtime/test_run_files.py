@@ -33,6 +33,14 @@ def _dead_pid() -> int:
     return child.pid
 
 
+def _filled(disk: Path) -> Path:
+    """`disk` with no byte left: a file written until the file system refuses."""
+    with open(disk / "filler", "wb", buffering=0) as f, pytest.raises(OSError, match="No space left"):
+        while True:
+            f.write(b"\0" * 4096)
+    return disk
+
+
 def test_a_frames_dir_holding_other_files_is_refused_unless_forced(model_folder, clip_video, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -123,7 +131,7 @@ def test_png_frames_on_a_full_disk_are_one_error_and_never_empty_files(model_fol
     writer.abort()
     assert list(disk.iterdir()) == []
     result = _run("--input", str(clip_video), "--engine", str(model_folder), "--output", str(tmp_path / "o.mp4"),
-                  "--clips", "1", "--frames-dir", str(small_disk(4) / "frames"))  # fmt: skip
+                  "--clips", "1", "--frames-dir", str(_filled(small_disk(16)) / "frames"))  # fmt: skip
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "No space left on device: free some space or write somewhere else" in result.output
     assert result.output.count("Error:") == 1
@@ -131,20 +139,21 @@ def test_png_frames_on_a_full_disk_are_one_error_and_never_empty_files(model_fol
 
 def test_latents_on_a_full_disk_are_one_error(model_folder, clip_video, tmp_path, small_disk):
     result = _run("--input", str(clip_video), "--engine", str(model_folder), "--output", str(tmp_path / "o.mp4"),
-                  "--clips", "1", "--latents", str(small_disk(4) / "z.npz"))  # fmt: skip
+                  "--clips", "1", "--latents", str(_filled(small_disk(16)) / "z.npz"))  # fmt: skip
     assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output
 
 
 def test_a_live_run_that_fills_the_disk_keeps_the_recording(model_folder, small_disk, monkeypatch):
     """Before: the whole recording was deleted. Now the run stops, the video keeps every complete fragment
-    (a fragment a second) and plays, the PNG frames written so far stay, exit 1 with the reason."""
+    (a fragment a second) and plays, the PNG frames and the latents of every whole clip written so far
+    stay, exit 1 with the reason."""
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (400, 32, 32, 3), dtype=np.uint8)  # noise: hard to compress, fills the disk
     monkeypatch.setattr(run_module, "open_source", lambda spec: FrameSource("camera 0", 10.0, True, iter(frames)))
     disk = small_disk(1024)
     out = disk / "live.mp4"
     result = _run("--input", "0", "--engine", str(model_folder), "--output", str(out), "--live", "--queue-size", "400",
-                  "--frames-dir", str(disk / "png"))  # fmt: skip
+                  "--frames-dir", str(disk / "png"), "--latents", str(disk / "z.npz"))  # fmt: skip
     assert result.exit_code == 1, result.output
     assert "stopped writing" in result.output and "No space left on device" in result.output, result.output
     assert "Traceback" not in result.output
@@ -152,6 +161,8 @@ def test_a_live_run_that_fills_the_disk_keeps_the_recording(model_folder, small_
     assert len(kept) >= 10 and probe(out).frames == len(kept), "a playable file of whole fragments"
     pngs = sorted((disk / "png").iterdir())
     assert pngs and all(p.stat().st_size > 0 for p in pngs)
+    latents = np.load(disk / "z.npz")["prediction"]
+    assert len(latents) >= 2 and len(latents) % 2 == 0 and latents.shape[1:] == (4, 4, 4)  # whole clips of G = 2
     assert not [p for p in disk.iterdir() if p.name.startswith(".")], "no temporary is left"
 
 
