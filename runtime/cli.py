@@ -77,7 +77,8 @@ _RUN = RunConfig(input="")
     "--live",
     is_flag=True,
     help="Keep predicting as frames arrive: capture runs in its own thread into a bounded queue that "
-    "drops the oldest frame when full; a clip is predicted every G observed frames.",
+    "drops the oldest frame when full; a clip is predicted every G observed frames. Outputs are written as "
+    "they come (the video as a fragmented MP4) and kept on every way out, a full disk included.",
 )
 @click.option("--max-frames", type=POSITIVE, default=None, help="Live mode: stop after this many frames.")
 @click.option("--queue-size", type=NON_NEGATIVE, default=_RUN.queue_size, help="Live mode: frames buffered (0: 2 x G).")
