@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
 from vgpt.calibration.report import accuracy_report, summary, write_report
-from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command
+from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command, sigterm_as_interrupt
 from vgpt.default_model import resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.export.manifest import load_bundle
@@ -121,8 +122,13 @@ def export_main(check_only, out, **options) -> None:
     with user_errors():
         if check_only:
             _check_only(check_only)
-        else:
-            _export(out, **options)
+            return
+        try:
+            with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: the unfinished bundle is removed
+                _export(out, **options)
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted: no bundle was written to {out}", err=True)
+            sys.exit(130)
 
 
 def _check_only(path) -> None:

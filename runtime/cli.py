@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 
 import click
 
 from vgpt.atomic import atomic_file
-from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
+from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command, sigterm_as_interrupt
 from vgpt.default_model import Defaults, resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.runtime.config import PROVIDERS, RunConfig
@@ -42,7 +40,13 @@ _RUN = RunConfig(input="")
     show_default=True,
     help="Side-by-side video (observed | predicted), H.264 through PyAV (mp4v through OpenCV otherwise).",
 )
-@click.option("--frames-dir", default=None, help="Also write the predicted frames as PNGs here.")
+@click.option(
+    "--frames-dir",
+    default=None,
+    help="Also write the predicted frames as PNGs into this folder (made if missing; a folder that holds "
+    "other files is refused unless --force).",
+)
+@click.option("--force", is_flag=True, help="Replace a --frames-dir that holds files vgpt did not write.")
 @click.option(
     "--sheet",
     default=None,
@@ -73,7 +77,8 @@ _RUN = RunConfig(input="")
     "--live",
     is_flag=True,
     help="Keep predicting as frames arrive: capture runs in its own thread into a bounded queue that "
-    "drops the oldest frame when full; a clip is predicted every G observed frames.",
+    "drops the oldest frame when full; a clip is predicted every G observed frames. Outputs are written as "
+    "they come (the video as a fragmented MP4) and kept on every way out, a full disk included.",
 )
 @click.option("--max-frames", type=POSITIVE, default=None, help="Live mode: stop after this many frames.")
 @click.option("--queue-size", type=NON_NEGATIVE, default=_RUN.queue_size, help="Live mode: frames buffered (0: 2 x G).")
@@ -88,8 +93,8 @@ _RUN = RunConfig(input="")
     "docs/benchmarks.md).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
-def run_main(input_, engine, codec, output, frames_dir, sheet, latents, stats, clips, steps, guidance, seed, backend,
-             threads, provider, live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
+def run_main(input_, engine, codec, output, frames_dir, force, sheet, latents, stats, clips, steps, guidance, seed,
+             backend, threads, provider, live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -99,11 +104,12 @@ def run_main(input_, engine, codec, output, frames_dir, sheet, latents, stats, c
     with user_errors():
         from vgpt.runtime.run import run
 
-        config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, sheet=sheet,
-                           latents=latents, stats=stats, clips=clips, steps=steps, guidance=guidance, seed=seed,
-                           backend=backend, threads=threads, provider=provider, live=live, max_frames=max_frames,
-                           queue_size=queue_size, kv_cache=kv_cache, progress=progress)  # fmt: skip
-        with _sigterm_as_interrupt():
+        config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, force=force,
+                           sheet=sheet, latents=latents, stats=stats, clips=clips, steps=steps, guidance=guidance,
+                           seed=seed, backend=backend, threads=threads, provider=provider, live=live,
+                           max_frames=max_frames, queue_size=queue_size, kv_cache=kv_cache,
+                           progress=progress)  # fmt: skip
+        with sigterm_as_interrupt():
             summary = run(config)
     click.echo(summary.line())
     if summary.interrupted:
@@ -112,24 +118,6 @@ def run_main(input_, engine, codec, output, frames_dir, sheet, latents, stats, c
     if summary.error:
         click.echo(f"Error: {summary.error} (wrote what was predicted before it stopped)", err=True)
         sys.exit(1)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a supervisor stopping the process) ends a run like Ctrl-C: the output is finalized."""
-
-    def interrupt(_signum, _frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (embedded): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @command

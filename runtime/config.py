@@ -18,6 +18,7 @@ class RunConfig:
     engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
     codec: str | None = None  # a checkpoint's codec, when none sits beside it (default: the bundled codec)
     frames_dir: str | None = None
+    force: bool = False  # replace a --frames-dir that holds files vgpt did not write
     sheet: str | None = None  # a contact sheet PNG (observed, true future if any, predicted; live: the last clip)
     latents: str | None = None
     stats: str | None = None  # live: one JSON line per predicted clip (time, frames, drops, clip seconds)

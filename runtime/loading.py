@@ -17,6 +17,7 @@ from pathlib import Path
 
 import vgpt
 from vgpt.default_model import resolve_checkpoint
+from vgpt.errors import is_storage_error
 from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
 from vgpt.export.manifest import find_manifest, load_bundle
 from vgpt.runtime.backends.ort_backend import OrtBackend
@@ -57,9 +58,10 @@ def cached_export(
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     out = cache_root() / key
-    with _cache_lock(out):  # concurrent first runs: one exports, the others wait and reuse it
-        for stale in out.parent.glob(f".{out.name}.*"):  # left by an export that was killed
-            shutil.rmtree(stale, ignore_errors=True)
+    with _cache_lock(out) as writable:  # concurrent first runs: one exports, the others wait and reuse it
+        if writable:
+            for stale in out.parent.glob(f".{out.name}.*"):  # left by an export that was killed
+                shutil.rmtree(stale, ignore_errors=True)
         if (out / MANIFEST).is_file():
             try:
                 # The key names the source weights' hash, the codec's, the layout, the sampler and the
@@ -69,6 +71,10 @@ def cached_export(
                 log.info("cached export %s no longer matches; exporting again", out)
             except (BundleError, ValueError) as err:
                 log.warning("the cached export %s is damaged (%s): exporting it again", out, err)
+        if not writable:
+            raise BundleError(f"the cache {cache_root().parent} cannot be written and holds no valid export of "
+                              f"{checkpoint} for these settings; set VGPT_CACHE to a writable folder (or fill this "
+                              "one where it can be written)")  # fmt: skip
         log.info("exporting %s into %s (first use)", checkpoint, out)
         config = ExportConfig(layouts=(layout,), sampler=sampler)
         export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
@@ -78,14 +84,24 @@ def cached_export(
 
 @contextlib.contextmanager
 def _cache_lock(folder: Path):
-    """An exclusive lock on `folder`'s cache entry (a lock file beside it), released on exit or death."""
+    """An exclusive lock on `folder`'s cache entry (a lock file beside it), released on exit or death.
+    Yields whether the cache can be written: a read-only cache (a read-only mount, another user's
+    folder) is only read, and needs no lock, since nobody can change it."""
     import fcntl
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f"{folder.name}.lock", "a") as handle:
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f"{folder.name}.lock", "a")
+    except OSError as err:
+        if not (isinstance(err, PermissionError) or is_storage_error(err)):
+            raise
+        log.info("the cache %s cannot be written (%s): reading it only", folder.parent, err.strerror)
+        yield False
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -41,6 +41,10 @@ class NotEnoughHistoryError(VgptError, RuntimeError):
     """predict() before M frames were observed."""
 
 
+class ModeError(VgptError, ValueError):
+    """A KV cache mode the model cannot run."""
+
+
 @dataclass
 class Prediction:
     frames: np.ndarray  # uint8 [num_clips * G, H, W, 3]
@@ -60,9 +64,11 @@ class VideoPredictor:
 
     def __init__(self, backend: Backend, mode: str = "exact") -> None:
         if mode not in MODES:
-            raise ValueError(f"mode {mode!r}: choose one of {MODES}")
+            raise ModeError(f"mode {mode!r}: choose one of {MODES}")
         if mode == "rolling" and not backend.supports_rolling:
-            raise ValueError(f"the {backend.name} backend (or its bundle) has no rolling mode; use mode='exact'")
+            raise ModeError(f"the rolling KV cache (--kv-cache rolling) slides the window with a bundle's append.onnx, "
+                            f"and this {backend.name} model has none: re-export the bundle with this vgpt version "
+                            "(vgpt-export writes it), or use the exact cache (--kv-cache exact)")  # fmt: skip
         self.backend = backend
         self.mode = mode
         self._warm = False  # rolling: the backend's cache holds the observed window

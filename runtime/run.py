@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import os
+import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +17,8 @@ import numpy as np
 import torch
 
 from vgpt.commands import plural
-from vgpt.errors import VgptError
-from vgpt.frames import fit_frames, to_uint8
+from vgpt.errors import STORAGE_ERRNOS, VgptError, is_storage_error
+from vgpt.frames import fit_for_display
 from vgpt.layout import Layout
 from vgpt.progress import progress_bar
 from vgpt.runtime.config import RunConfig
@@ -70,37 +74,80 @@ def check_input_size(height: int, width: int, layout: Layout) -> None:
 
 
 def check_outputs(config: RunConfig) -> None:
-    """Refuse output paths that cannot be written before any model is loaded or frame predicted."""
-    if config.output:
-        out = Path(config.output)
-        if out.is_dir():
-            raise OutputPathError(f"--output {out} is a folder; name a .mp4 file (e.g. {out / 'prediction.mp4'})")
-        if out.suffix.lower() != ".mp4":
-            raise OutputPathError(f"--output {out}: vgpt-run writes H.264 in an MP4 container; name a .mp4 file")
-        _check_parent(out, "--output")
-    if config.sheet:
-        sheet = Path(config.sheet)
-        if sheet.suffix.lower() != ".png" or sheet.is_dir():
-            raise OutputPathError(f"--sheet {sheet}: name a .png file")
-        _check_parent(sheet, "--sheet")
+    """Refuse output paths that cannot be written, or whose writing would destroy a file the user has (an
+    input, another output, a folder vgpt did not write), before any model is loaded or frame predicted.
+    Outputs go into folders that exist: none is created but `--frames-dir` itself."""
+    inputs = [Path(p) for p in (config.input, config.engine, config.codec) if p and Path(p).exists()]
+    files = {option: Path(value) for option, value in (("--output", config.output), ("--sheet", config.sheet),
+             ("--latents", config.latents), ("--stats", config.stats)) if value}  # fmt: skip
+    suffixes = {"--output": (".mp4", "vgpt-run writes H.264 in an MP4 container"),
+                "--sheet": (".png", "the contact sheet is a PNG image"),
+                "--latents": (".npz", "the latents are a NumPy archive (np.load reads it)")}  # fmt: skip
+    for option, path in files.items():
+        if path.is_dir():
+            raise OutputPathError(f"{option} {path} is a folder; name a file in it")
+        if option in suffixes and path.suffix.lower() != suffixes[option][0]:
+            wanted, why = suffixes[option]
+            raise OutputPathError(f"{option} {path}: {why}; name a {wanted} file")
+        _check_not_an_input(path, option, inputs)
+        _check_parent(path, option)
+    for (a, path_a), (b, path_b) in itertools.combinations(files.items(), 2):
+        if os.path.abspath(path_a) == os.path.abspath(path_b):
+            raise OutputPathError(f"{a} and {b} both name {path_a}; give each output its own file")
     if config.frames_dir:
-        frames = Path(config.frames_dir)
-        if frames.exists() and not frames.is_dir():
-            raise OutputPathError(f"--frames-dir {frames} is a file; name a folder for the PNG frames")
-        _check_parent(frames, "--frames-dir")
-    if config.latents:
-        _check_parent(Path(config.latents), "--latents")
-    if config.stats:
-        _check_parent(Path(config.stats), "--stats")
+        _check_frames_dir(Path(config.frames_dir), config.force, [*inputs, *files.values()])
+
+
+FRAME_FILE = re.compile(r"\d{6}\.png")  # what PngWriter writes: 000000.png, 000001.png, ...
+
+
+def _check_frames_dir(frames: Path, force: bool, keep: list[Path]) -> None:
+    """`--frames-dir` is replaced as a whole: refuse one that holds anything vgpt did not write there
+    (unless `force`), and, forced or not, one that holds the current folder, an input or an output."""
+    if frames.exists() and not frames.is_dir():
+        raise OutputPathError(f"--frames-dir {frames} is a file; name a folder for the PNG frames")
+    folder = Path(os.path.abspath(frames))
+    cwd = Path.cwd()
+    if folder == cwd or folder in cwd.parents:
+        raise OutputPathError(f"--frames-dir {frames} is the current folder or holds it; name a new folder for the "
+                              "PNG frames (e.g. --frames-dir frames)")  # fmt: skip
+    for path in keep:
+        if folder in Path(os.path.abspath(path)).parents:
+            raise OutputPathError(f"--frames-dir {frames} holds {path}, which the run reads or writes; name a new "
+                                  "folder for the PNG frames")  # fmt: skip
+    if folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if not (FRAME_FILE.fullmatch(p.name) and p.is_file()))
+        if foreign and not force:
+            raise OutputPathError(f"--frames-dir {frames} holds {plural(len(foreign), 'entry', 'entries')} vgpt did "
+                                  f"not write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}), and "
+                                  "the folder is replaced as a whole; name a new or empty folder, or give --force "
+                                  "to replace it")  # fmt: skip
+    _check_parent(folder, "--frames-dir")
+
+
+def _check_not_an_input(path: Path, option: str, inputs: list[Path]) -> None:
+    for source in inputs:
+        if path.exists() and source.is_file() and os.path.samefile(path, source):
+            raise OutputPathError(f"{option} {path} is the input {source}: writing it would destroy the input; "
+                                  "name another file")  # fmt: skip
 
 
 def _check_parent(path: Path, option: str) -> None:
-    parent = path.absolute().parent
+    """The folder `path` goes into exists, is a folder, and takes a new file (a real write, so that a
+    read-only mount or a folder like /sys is found now, not after the prediction)."""
+    parent = Path(os.path.abspath(path)).parent
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir():
         raise OutputPathError(f"{option} {path}: {existing} is a file, so no folder can be made under it")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{option} {path}: {existing} is not writable; choose another place")
+    if existing != parent:
+        raise OutputPathError(f"{option} {path}: the folder {parent} does not exist; create it first (vgpt-run makes "
+                              "no folders but --frames-dir itself) or choose another place")  # fmt: skip
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".vgpt-write-test."):
+            pass
+    except OSError as err:
+        raise OutputPathError(f"{option} {path}: {parent} does not take new files ({err.strerror or err}); "
+                              "choose another place") from None  # fmt: skip
 
 
 def run(config: RunConfig) -> RunSummary:
@@ -120,26 +167,26 @@ def run(config: RunConfig) -> RunSummary:
 
 
 def _fit(frames: list[np.ndarray], layout: Layout) -> list[np.ndarray]:
-    H, W = layout.pixel_size
-    return list(to_uint8(fit_frames(np.stack(frames), H, W)))
+    return [fit_for_display(frame, *layout.pixel_size) for frame in frames]
 
 
 def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     layout = predictor.layout
     M, G = layout.history_frames, layout.clip_frames
-    # Only the M history frames are kept at the input's resolution (the predictor takes them as they
-    # came); every frame is kept for display at the layout's size as uint8, so a 1080p input costs the
-    # same memory as a 64 px one beyond those M frames.
-    history: list[np.ndarray] = []
+    # Memory stays flat in the input's size and the number of clips, as in live mode: the predictor
+    # observes each history frame as it is read, so one frame at a time is held at the input's
+    # resolution; every frame is kept for display at the layout's size (uint8, fitted without a float
+    # copy), and the side-by-side video is composed and written frame by frame.
     shown: list[np.ndarray] = []
     disconnected = None
     try:
         for frame in source:
             if not shown:
                 check_input_size(frame.shape[0], frame.shape[1], layout)
-            if len(history) < M:
-                history.append(frame)
+            if len(shown) < M:
+                predictor.observe(frame)
             shown.extend(_fit([frame], layout))
+            del frame
             if len(shown) >= M + config.clips * G:
                 break
     except SourceDisconnected as err:
@@ -147,7 +194,6 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     if len(shown) < M:
         got = plural(len(shown), "frame")
         raise InputError(f"{source.description} gave {got}, fewer than the {M} history frames the layout needs")
-    predictor.observe(np.stack(history))
     with progress_bar(config.clips, "predict", "clip", config.progress) as bar:
         prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
                                        return_latents=config.latents is not None,
@@ -214,23 +260,39 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
         error = str(err)
     except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, which vgpt-run turns into one): keep what was predicted
         error, interrupted = "interrupted", True
-    except BaseException:
-        outputs.abort()
-        raise
+    except BaseException as err:
+        if not is_storage_error(err):
+            outputs.abort()
+            raise
+        error = _storage_stop(err)  # a full disk: stop, and keep what was written
     finally:
         bar.close()
         frames.close()  # join the capture thread on every way out
         if stats is not None:
-            stats.close()
-    for path in outputs.close():
+            with contextlib.suppress(OSError):  # what was logged stays; a full disk is reported once, above
+                stats.close()
+    try:
+        written = outputs.close()
+    except OSError as err:
+        if not is_storage_error(err):
+            raise
+        written, error = outputs.written, error or _storage_stop(err)
+    for path in written:
         log.info("wrote %s", path)
-    if config.sheet and last is not None:
+    if config.sheet and last is not None and not (error or "").startswith(_STORAGE_STOP):
         observed, predicted_frames = last
         write_sheet(config.sheet, _fit(observed, layout), len(observed), predicted_frames,
                     f"{source.description} (last clip)", G)  # fmt: skip
     n = max(clips, 1)
     return RunSummary(predicted, clips, per_clip / n, per_step / n, predictor.backend.name,
                       dropped=frames.dropped, error=error, interrupted=interrupted)  # fmt: skip
+
+
+_STORAGE_STOP = "stopped writing"
+
+
+def _storage_stop(err: OSError) -> str:
+    return f"{_STORAGE_STOP}: {err.filename}: {err.strerror}; {STORAGE_ERRNOS[err.errno]}"
 
 
 def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.ndarray, title: str, clip: int) -> None:
@@ -264,4 +326,4 @@ class _StatsLog:
 
 
 def _outputs(config: RunConfig, fps: float) -> Outputs:
-    return Outputs(config.output, config.frames_dir, config.latents, fps)
+    return Outputs(config.output, config.frames_dir, config.latents, fps, recording=config.live)

@@ -144,3 +144,32 @@ def pytest_collection_modifyitems(config, items):
         for marker, reason in missing.items():
             if reason and item.get_closest_marker(marker):
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """`small_disk(kib, read_only=False)`: a folder on a tmpfs of that size (a real full disk: writes fail
+    with ENOSPC), or read-only (EROFS) after `remount_read_only(path)`. Needs the right to mount (root);
+    the test is skipped without it."""
+    import subprocess
+
+    mounted = []
+
+    def make(kib: int) -> Path:
+        path = tmp_path / f"disk{len(mounted)}"
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(path)
+        return path
+
+    yield make
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def remount_read_only(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)

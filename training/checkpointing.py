@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from vgpt.atomic import atomic_dir, atomic_file
+from vgpt.atomic import atomic_dir, atomic_file, remove_stale
 from vgpt.checkpoint import CheckpointError, load_checkpoint, save_state
 from vgpt.model import VideoGPT
 from vgpt.training.ema import WeightAverage
@@ -107,6 +107,37 @@ def save_training_checkpoint(
     return root / name
 
 
+def remove_stale_checkpoints(out_dir: str | Path) -> None:
+    """Remove the checkpoint temporaries (`.step-*.tmp`, `.latest.*.tmp`) of runs that were killed
+    while writing them; a run still writing keeps its own."""
+    for path in remove_stale(checkpoint_root(out_dir)):
+        log.info("removed %s, left by a run that was stopped while saving", path)
+
+
+def _load_trainer(path: Path) -> dict[str, Any]:
+    """trainer.pt, refused with the file's name unless it holds what a training checkpoint saves."""
+    file = path / "trainer.pt"
+    try:
+        trainer = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, not a torch file, a pickle that weights_only refuses
+        raise CheckpointError(f"{file} cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]}): "
+                              "it is damaged or was not written by vgpt-train or vgpt-distill; resume from an "
+                              "earlier checkpoint (--resume checkpoints/step-...) or start a new "
+                              "run") from None  # fmt: skip
+    wanted = {"optimizer": dict, "scheduler": dict, "rng": dict, "step": int, "data_position": int}
+    if not isinstance(trainer, dict):
+        raise CheckpointError(f"{file} holds a {type(trainer).__name__}, not a training state; resume from an "
+                              "earlier checkpoint or start a new run")  # fmt: skip
+    wrong = [k for k, kind in wanted.items() if not isinstance(trainer.get(k), kind) or isinstance(trainer[k], bool)]
+    if not isinstance(trainer.get("extra", {}), dict):  # vgpt-distill's own state (EMA target, critic)
+        wrong.append("extra")
+    if wrong or trainer["step"] < 0 or trainer["data_position"] < 0:
+        raise CheckpointError(f"{file} lacks or has malformed {', '.join(wrong) or 'step/data_position'}: it was "
+                              "not written by vgpt-train or vgpt-distill; resume from an earlier checkpoint or start a "
+                              "new run")  # fmt: skip
+    return trainer
+
+
 def find_resume(resume: str, out_dir: str | Path) -> Path | None:
     """'auto': the latest complete checkpoint in out_dir (None if there is none); else the folder."""
     if resume == "auto":
@@ -131,18 +162,25 @@ def load_training_checkpoint(
 ) -> TrainerState:
     """Restore weights, optimizer, scheduler, weight average and RNG states into an already wrapped model."""
     weights = load_checkpoint(path / "model").model.state_dict()
-    trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
-    set_state_dict(
-        model,
-        optimizer,
-        model_state_dict=weights,
-        optim_state_dict=trainer["optimizer"],
-        options=StateDictOptions(full_state_dict=True),
-    )
-    scheduler.load_state_dict(trainer["scheduler"])
-    if average is not None:
-        if trainer.get("ema") is None:
-            raise CheckpointError(f"{path} has no weight average: resume it with ema_decay 0, or start a new run")
-        average.load_state_dict(trainer["ema"])
-    set_rng_states(trainer["rng"])
+    trainer = _load_trainer(path)
+    try:
+        set_state_dict(
+            model,
+            optimizer,
+            model_state_dict=weights,
+            optim_state_dict=trainer["optimizer"],
+            options=StateDictOptions(full_state_dict=True),
+        )
+        scheduler.load_state_dict(trainer["scheduler"])
+        if average is not None:
+            if trainer.get("ema") is None:
+                raise CheckpointError(f"{path} has no weight average: resume it with ema_decay 0, or start a new run")
+            average.load_state_dict(trainer["ema"])
+        set_rng_states(trainer["rng"])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        raise CheckpointError(f"{path / 'trainer.pt'} does not fit this model and optimizer ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200] if str(err) else ''}); resume from an earlier "
+                              "checkpoint or start a new run") from None  # fmt: skip
     return TrainerState(step=trainer["step"], data_position=trainer["data_position"], extra=trainer.get("extra", {}))

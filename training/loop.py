@@ -22,6 +22,7 @@ from vgpt.training.checkpointing import (
     TrainerState,
     find_resume,
     load_training_checkpoint,
+    remove_stale_checkpoints,
     save_training_checkpoint,
 )
 from vgpt.training.config import TrainConfig
@@ -89,6 +90,8 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
     scheduler = lr_scheduler(optimizer, config)
     average = WeightAverage(bare, config.ema_decay) if config.ema_decay > 0 else None
     state = TrainerState(step=0, data_position=0)
+    if info.rank == 0:  # what a run killed mid-checkpoint left (.step-*.tmp) goes before anything is written
+        remove_stale_checkpoints(out)
     resume = find_resume(config.resume, out) if config.resume else None
     if resume is not None:
         state = load_training_checkpoint(resume, optimizer_model, optimizer, scheduler, info.device, average)

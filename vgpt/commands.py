@@ -4,9 +4,11 @@ never pays for torch."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import click
@@ -98,3 +100,22 @@ LAYOUT = LayoutType()
 def plural(n: int, word: str, many: str | None = None) -> str:
     """'1 clip', '2 clips'."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a supervisor stopping the process) ends a command like Ctrl-C: a KeyboardInterrupt, so
+    that every writer removes or finishes what it was writing."""
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

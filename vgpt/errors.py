@@ -9,6 +9,7 @@ nothing heavy: `--help` must not pay for torch.
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 
 
@@ -18,6 +19,18 @@ class VgptError(Exception):
 
 # Path problems are the user's to fix too; anything else is a bug and keeps its traceback.
 USER_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+# And a disk that is full or mounted read-only (OSError itself: no subclass names these), with the fix.
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "free some space or write somewhere else",
+    errno.EDQUOT: "free some space within your quota or write somewhere else",
+    errno.EFBIG: "the file system cannot hold a file that large; write somewhere else",
+    errno.EROFS: "the file system is mounted read-only; write somewhere else",
+}
+
+
+def is_storage_error(err: BaseException) -> bool:
+    """A write refused by the storage (full, over quota, read-only), not by a bug."""
+    return isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
 
 
 @contextlib.contextmanager
@@ -29,6 +42,10 @@ def user_errors() -> Iterator[None]:
         yield
     except (VgptError, *USER_OS_ERRORS) as err:
         raise click.ClickException(_message(err)) from err
+    except OSError as err:
+        if not is_storage_error(err):
+            raise
+        raise click.ClickException(f"{_message(err)}: {STORAGE_ERRNOS[err.errno]}") from err
 
 
 def _message(err: BaseException) -> str:

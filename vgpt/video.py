@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vgpt.atomic import StagedWriter, atomic_path
-from vgpt.errors import VgptError
+from vgpt.errors import VgptError, is_storage_error
 
 log = logging.getLogger(__name__)
 
@@ -151,19 +151,24 @@ class VideoWriter(StagedWriter):
         with VideoWriter("out.mp4", fps=10) as writer:
             for frame in frames:          # uint8 RGB [H, W, 3], all of one size
                 writer.write(frame)
+
+    `fragmented` (for recordings: vgpt-run --live) writes a fragmented MP4, a fragment a second, which
+    plays however it ends: when the disk fills up, `close()` keeps the complete fragments (the file cut
+    after the last of them) instead of losing the recording.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float = 10.0, crf: int = 18) -> None:
-        self.path, self.fps, self.crf = Path(path), fps, crf
+    def __init__(self, path: str | os.PathLike, fps: float = 10.0, crf: int = 18, fragmented: bool = False) -> None:
+        self.path, self.fps, self.crf, self.fragmented = Path(path), fps, crf, fragmented
         self.frames = 0
         self._size: tuple[int, int] | None = None
         self._atomic = self._tmp = self._sink = None
+        self._full: OSError | None = None  # the storage error that stopped a fragmented recording
 
     def _open(self, height: int, width: int) -> None:
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         try:
-            self._sink = _PyAvSink(str(self._tmp), height, width, self.fps, self.crf)
+            self._sink = _PyAvSink(str(self._tmp), height, width, self.fps, self.crf, self.fragmented)
         except ImportError:
             log.warning("PyAV is not installed: writing %s as mp4v through OpenCV", self.path)
             self._sink = _OpenCvSink(str(self._tmp), height, width, self.fps)
@@ -181,12 +186,21 @@ class VideoWriter(StagedWriter):
         elif frame.shape[:2] != self._size:
             raise VideoError(f"{self.path}: frame of {frame.shape[1]}x{frame.shape[0]} px in a video of "
                              f"{self._size[1]}x{self._size[0]} px")  # fmt: skip
+        if self._full is not None:
+            raise self._full
         try:
             self._sink.write(frame)
-        except BaseException:
-            self.abort()
+        except BaseException as err:
+            if self._keeps(self._sink, err):
+                self._full = err  # close() keeps what reached the disk
+            else:
+                self.abort()
             raise
         self.frames += 1
+
+    def _keeps(self, sink, err: BaseException) -> bool:
+        """A fragmented recording that the storage stopped keeps what reached the disk."""
+        return self.fragmented and isinstance(sink, _PyAvSink) and is_storage_error(err)
 
     def close(self) -> Path | None:
         """Finish the file (flush the encoder, write the index) and move it into place; the path, or
@@ -197,9 +211,13 @@ class VideoWriter(StagedWriter):
         self._sink = self._atomic = None
         try:
             sink.close()
+            if self._full is not None:
+                raise self._full
         except BaseException as err:
-            atomic.__exit__(type(err), err, err.__traceback__)
-            raise
+            if not (self._keeps(sink, err) and _cut_after_last_fragment(self._tmp)):
+                atomic.__exit__(type(err), err, err.__traceback__)
+                raise
+            log.warning("%s: %s; kept the recording up to its last complete fragment", self.path, err.strerror)
         atomic.__exit__(None, None, None)
         return self.path
 
@@ -215,14 +233,36 @@ class VideoWriter(StagedWriter):
             atomic.__exit__(VideoError, err, None)
 
 
+def _cut_after_last_fragment(path: Path) -> bool:
+    """Truncate a fragmented MP4 after its last complete fragment (walking its top-level boxes: 32-bit
+    size, 4-byte type); whether a playable file with at least one fragment is left."""
+    size = path.stat().st_size
+    end = kept = 0
+    with open(path, "rb") as f:
+        while end + 8 <= size:
+            f.seek(end)
+            box_size, kind = int.from_bytes(f.read(4), "big"), f.read(4)
+            if box_size < 8 or end + box_size > size:
+                break
+            end += box_size
+            if kind == b"mdat":  # a fragment's samples follow its moof: complete once its mdat is
+                kept = end
+    if not kept:
+        return False
+    os.truncate(path, kept)  # frees space, never needs any
+    return True
+
+
 class _PyAvSink:
-    def __init__(self, path: str, height: int, width: int, fps: float, crf: int) -> None:
+    def __init__(self, path: str, height: int, width: int, fps: float, crf: int, fragmented: bool = False) -> None:
         av = _av()
         from fractions import Fraction
 
         # yuv420p halves the chroma planes, so H.264 needs even sizes: pad by one pixel where odd.
         self._pad = ((0, height % 2), (0, width % 2), (0, 0))
-        self._container = av.open(path, mode="w", format="mp4")
+        # Fragmented: the index is written ahead (empty_moov) and a fragment (moof + mdat) about every second.
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"}
+        self._container = av.open(path, mode="w", format="mp4", options=options if fragmented else {})
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         self._stream.width, self._stream.height = width + width % 2, height + height % 2
         self._stream.pix_fmt = "yuv420p"

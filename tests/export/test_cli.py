@@ -121,3 +121,56 @@ def test_a_training_run_exports_with_the_default_codec(tiny_files, tmp_path):
                                               "2,2,32x32px", "--steps", "2", "--no-verify"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((out / "manifest.json").read_text())["sources"]["checkpoint"] == str(step / "model")
+
+
+def _export_process(tiny_files, out):
+    """vgpt-export as a separate process (signals reach it as they would from a supervisor)."""
+    import sys
+
+    code = "from vgpt.export.cli import export_main; export_main()"
+    args = ["--checkpoint", str(tiny_files / "model"), "--codec", str(tiny_files / "codec"), "--out", str(out),
+            "--layout", "2,2,32x32px", "--steps", "2", "--no-progress"]  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def _wait_for_export(process, folder, name, others=()):
+    """Until the export has its temporary folder (it is writing graphs); those in `others` are not its."""
+    import time
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        staged = [p for p in folder.glob(f".{name}.*.tmp") if p not in others and any(p.iterdir())]
+        if staged:
+            return staged
+        time.sleep(0.05)
+    raise AssertionError(f"the export never started writing: {process.communicate()[0]}")
+
+
+def test_sigterm_stops_an_export_cleanly_and_the_next_export_removes_what_sigkill_left(tiny_files, tmp_path):
+    import signal
+
+    out = tmp_path / "bundle"
+    killed = _export_process(tiny_files, out)
+    left = _wait_for_export(killed, tmp_path, "bundle")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert all(p.exists() for p in left), "SIGKILL leaves the temporary folder behind"
+    stopped = _export_process(tiny_files, out)
+    _wait_for_export(stopped, tmp_path, "bundle", others=left)
+    assert not any(p.exists() for p in left), "the next export removed the dead one's temporary"
+    stopped.send_signal(signal.SIGTERM)
+    output = stopped.communicate(timeout=120)[0]
+    assert stopped.returncode == 130, output
+    assert "Interrupted: no bundle was written" in output and "Traceback" not in output
+    assert list(tmp_path.iterdir()) == [], "nothing is left: no bundle, no temporary"
+
+
+def test_an_export_onto_a_full_disk_is_one_error_and_leaves_nothing(tiny_files, small_disk):
+    disk = small_disk(256)
+    args = ["--checkpoint", str(tiny_files / "model"), "--codec", str(tiny_files / "codec"), "--out",
+            str(disk / "bundle"), "--layout", "2,2,32x32px", "--steps", "2", "--no-verify"]  # fmt: skip
+    result = CliRunner().invoke(export_main, args)
+    assert result.exit_code == 1, result.output
+    assert "No space left on device: free some space or write somewhere else" in result.output
+    assert "Traceback" not in result.output and list(disk.iterdir()) == []

@@ -37,10 +37,27 @@ def test_outputs_abort_on_an_error_and_leave_nothing(tmp_path):
 
 def test_compose_shows_context_then_true_future_or_a_blank_beside_the_prediction():
     frames = [np.full((8, 8, 3), v, np.uint8) for v in (50, 100, 150)]
-    video = compose(frames, 2, np.full((2, 8, 8, 3), 200, np.uint8))
+    video = list(compose(frames, 2, np.full((2, 8, 8, 3), 200, np.uint8)))
     half = video[0].shape[1] // 2
     left = [int(np.median(v[:, :half])) for v in video]
     right = [int(np.median(v[:, half:])) for v in video]
     # Left: what the camera saw (2 context frames, 1 true future frame, then a blank: no input there);
     # right: the context, then the prediction. Medians ignore the labels drawn over the panels.
     assert left == [50, 100, 150, 0] and right == [50, 100, 200, 200]
+
+
+def test_latent_writer_on_a_full_disk_keeps_every_whole_clip(small_disk):
+    """The archive is finished in place (no second copy of the data): a full disk keeps the clips written."""
+    import zipfile
+
+    path = small_disk(40) / "z.npz"
+    writer, written = LatentWriter(path), []
+    with pytest.raises(OSError, match="No space left"):
+        for i in range(100):
+            clip = np.random.default_rng(i).standard_normal((4, 8, 8, 8)).astype(np.float32)  # 8 KiB a clip
+            writer.write(clip)
+            written.append(clip)
+    assert writer.close() == path
+    assert zipfile.ZipFile(path).testzip() is None  # the CRC covers what is there
+    np.testing.assert_array_equal(np.load(path)["prediction"], np.concatenate(written))
+    assert len(written) >= 3 and [p.name for p in path.parent.iterdir()] == ["z.npz"]

@@ -275,3 +275,46 @@ def test_a_bundle_from_a_newer_onnxruntime_is_refused(model_folder, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(Exception, match=r"verified with onnxruntime 99\.0\.0, newer than the installed"):
         load_predictor(copy)
+
+
+def test_rolling_mode_on_a_bundle_without_append_is_one_clear_error(model_folder, tmp_path):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from vgpt.export.contract import MANIFEST_HASH
+    from vgpt.integrity import canonical_sha256
+    from vgpt.runtime.cli import run_main
+
+    load_predictor(model_folder)
+    copy = tmp_path / "bundle"
+    shutil.copytree(next(p for p in cache_root().iterdir() if p.is_dir()), copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for layout in manifest["layouts"]:  # a bundle from before rolling mode: no append graph
+        del layout["graphs"]["append"]
+        (copy / layout["name"] / "append.onnx").unlink()
+    manifest[MANIFEST_HASH] = canonical_sha256(manifest, MANIFEST_HASH)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert load_predictor(copy).ready is False  # the exact mode still loads
+    result = CliRunner().invoke(run_main, ["--input", "never-read.mp4", "--engine", str(copy), "--kv-cache", "rolling",
+                                           "--output", str(tmp_path / "o.mp4")])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "has none: re-export the bundle" in result.output and "--kv-cache exact" in result.output
+
+
+def test_observe_takes_views_with_negative_strides_and_refuses_empty_images(model_folder):
+    frames = render_video(5, SceneConfig(height=32, width=32, frames=3))
+    bgr = np.ascontiguousarray(frames[..., ::-1])
+    flipped, copied = load_predictor(model_folder), load_predictor(model_folder)
+    for frame in bgr:
+        flipped.observe(frame[:, :, ::-1])  # BGR to RGB as a view, as OpenCV users write it
+        copied.observe(np.ascontiguousarray(frame[:, :, ::-1]))
+    generator = [torch.Generator().manual_seed(0) for _ in range(2)]
+    assert np.array_equal(flipped.predict(1, generator[0]).frames, copied.predict(1, generator[1]).frames)
+    from vgpt.frames import FrameSizeError
+
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 32, 3), np.uint8), np.zeros((2, 32, 0, 3), np.uint8)):
+        with pytest.raises(FrameSizeError, match="are empty"):
+            flipped.observe(empty)
+    assert flipped.observed == 3

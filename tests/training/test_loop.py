@@ -188,3 +188,38 @@ def test_the_shipped_gpdit_stage_trains_the_bundled_size():
     # A budget comparable to the bundled default's four stages (4000 + 5000 + 4000 + 2000 steps of 8).
     stages = [load_train_config(n) for n in ("bundled", "bundled-finetune", "bundled-refine", "bundled-layout")]
     assert config.steps * config.batch_size == sum(s.steps * s.batch_size for s in stages)
+
+
+def test_a_truncated_or_foreign_trainer_state_is_refused_on_resume(tiny_train_config, tmp_path):
+    import io
+
+    last = train(tiny_train_config.replace(steps=3))
+    trainer = last / "trainer.pt"
+    good = trainer.read_bytes()
+    state = torch.load(io.BytesIO(good), weights_only=True)
+    resume = tiny_train_config.replace(steps=6, resume="auto")
+    for data in (good[: len(good) // 2], b"\x00garbage" * 100):  # truncated; not a torch file
+        trainer.write_bytes(data)
+        with pytest.raises(CheckpointError, match=r"trainer\.pt cannot be loaded .*resume from an earlier"):
+            train(resume)
+    for hostile, message in (([1, 2], "holds a list"), ({"step": 3}, "lacks or has malformed optimizer"),
+                             ({**state, "step": "3"}, "malformed step")):  # fmt: skip
+        torch.save(hostile, trainer)
+        with pytest.raises(CheckpointError, match=message):
+            train(resume)
+    torch.save({**state, "rng": {"torch": torch.zeros(3)}}, trainer)  # the right keys, foreign contents
+    with pytest.raises(CheckpointError, match="does not fit this model and optimizer"):
+        train(resume)
+
+
+def test_the_next_run_removes_the_checkpoint_temporaries_of_a_killed_one(tiny_train_config, tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is no longer running: as a run killed mid-checkpoint
+    root = tmp_path / "run" / "checkpoints"
+    (root / f".step-0000003.{child.pid}-abcdefgh.tmp" / "model").mkdir(parents=True)
+    (root / f".latest.{child.pid}-abcdefgh.tmp").write_text("step-0000003\n")
+    train(tiny_train_config.replace(steps=3))
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-0000003"]

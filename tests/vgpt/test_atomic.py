@@ -57,3 +57,34 @@ def test_a_folder_cannot_replace_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"), atomic_dir(tmp_path / "f", overwrite=True):
         pass
+
+
+def test_the_next_writer_removes_what_a_killed_writer_left_and_nothing_of_a_running_one(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\nfrom vgpt.atomic import atomic_dir, atomic_path\n"
+            "with atomic_dir(sys.argv[1]) as d, atomic_path(sys.argv[2]) as p:\n"
+            "    (d / 'x').write_text('half'); p.write_text('half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d"), str(tmp_path / "f.bin")])
+    assert done.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(name.endswith(".tmp") for name in left), left
+    running = tmp_path / f".d.{os.getppid()}-abcdefgh.tmp"  # a writer that is still going
+    running.mkdir()
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "x").write_text("whole")
+    with atomic_file(tmp_path / "f.bin") as f:
+        f.write(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d", "f.bin", running.name])
+
+
+def test_the_current_folder_is_never_replaced(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("x")
+    for path in (".", tmp_path, tmp_path / "a" / ".."):
+        with pytest.raises(IsADirectoryError, match="current folder"), atomic_dir(path, overwrite=True):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]

@@ -143,12 +143,13 @@ class LightCodec(nn.Module, LatentCodec):
             raise CheckpointError(f"{weights} cannot be read ({err}); re-save the codec") from None
         if content_hash(state) != manifest["weights_sha256"]:
             raise CheckpointError(f"{path}: codec weights do not match the manifest's hash; re-save them")
-        try:
-            config = LightCodecConfig(**manifest["config"])
-        except TypeError as err:
+        try:  # a config edited by hand (latent_channels: -4, a width as text) or that the weights do not fit
+            codec = cls(LightCodecConfig(**manifest["config"]))
+            codec.load_state_dict(state, strict=True)
+        except (TypeError, ValueError, RuntimeError) as err:
+            reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             raise CheckpointError(
-                f"{manifest_file}: config {manifest['config']!r} is not a light codec's ({err})"
+                f"{manifest_file}: config {manifest['config']!r} is not a light codec's, or does not fit its weights "
+                f"({reason}); re-save the codec"
             ) from None
-        codec = cls(config)
-        codec.load_state_dict(state, strict=True)
         return codec.eval()

@@ -80,3 +80,22 @@ def test_malformed_codec_folders_are_one_clear_error(tmp_path, edit, message):
     edit(json.loads(manifest_file.read_text()), manifest_file)
     with pytest.raises(CheckpointError, match=message):
         load_codec(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"latent_channels": -4}, "latent_channels=-4: must be positive"),
+        ({"latent_channels": 8}, "does not fit its weights"),
+        ({"latent_channels": 4.5}, "is not a light codec's"),
+        ({"channels": [16, 32]}, "three positive widths"),
+    ],
+)
+def test_a_codec_config_edited_by_hand_is_one_clear_error(tmp_path, config, message):
+    """The weights' hash does not cover the config: an edited one must still be refused by name."""
+    path = LightCodec().eval().save(tmp_path / "codec")
+    manifest_file = path / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps({**manifest, "config": {**manifest["config"], **config}}))
+    with pytest.raises(CheckpointError, match=message):
+        load_codec(path)
