@@ -9,7 +9,9 @@ Writes `fixtures.json` and raw little-endian `.bin` arrays (described by dtype a
 - `tiny`: the same for a freshly exported `tiny`-preset bundle (random weights, 4 steps): the C++
   concurrency and error tests run on it because it is fast;
 - `preprocess`: `fit_frames` of frames of several sizes (up- and downsampling, identity, odd sizes);
-- `to_uint8`: `to_uint8` of values around every rounding boundary.
+- `to_uint8`: `to_uint8` of values around every rounding boundary;
+- `tamper`: altered copies of the tiny bundle that both runtimes must refuse, a signed copy and its key
+  (tests/cpp_runtime/tamper.py; paths relative to the fixture folder).
 
 The folder is written under a temporary name and renamed when complete.
 """
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from tests.conftest import random_model
+from tests.cpp_runtime.tamper import write_cases
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
 from vgpt.export.bundle import ExportConfig, export_bundle
@@ -120,6 +123,7 @@ def main() -> None:
         "tiny": prediction_case(tiny, render_video(5, SceneConfig(40, 30, 4)), write, out / tiny.name),
         "preprocess": preprocess_cases(write),
         "to_uint8": to_uint8_case(write),
+        "tamper": {**write_cases(tiny, tmp / "tamper"), "folder": "tamper"},
     }
     (tmp / "fixtures.json").write_text(json.dumps(fixtures, indent=1))
     shutil.rmtree(out, ignore_errors=True)
