@@ -1,6 +1,8 @@
 // The tamper fixture (tests/cpp_runtime/tamper.py) against the C++ runtime: every altered bundle is
 // VGPT_BAD_BUNDLE with the fragment the fixture names, and no message tells anything about the file
 // outside the bundle. tests/cpp_runtime/test_tamper.py runs the same cases against the Python runtime.
+#include <filesystem>
+#include <iostream>
 #include <regex>
 #include <string>
 
@@ -31,6 +33,13 @@ Loaded load(const std::string& path, const std::vector<std::string>& keys) {
 const nlohmann::json& tamper() { return fixtures::index().at("tamper"); }
 
 // The index names paths inside the tamper folder.
+bool has_link(const std::string& folder) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(folder)) {
+        if (e.is_symlink()) return true;
+    }
+    return false;
+}
+
 std::string at(const std::string& relative) {
     return fixtures::folder() + "/" + tamper().at("folder").get<std::string>() + "/" + relative;
 }
@@ -45,6 +54,12 @@ TEST(Tamper, EveryAlteredBundleIsRefusedWithoutRevealingOutsideFiles) {
         if (!c.at("trusted_key").is_null()) keys.push_back(at(c.at("trusted_key")));
         const Loaded r = load(at(c.at("bundle")), keys);
         const std::string name = c.at("name");
+        if (name == "link-outside" && !has_link(at(c.at("bundle")))) {
+            // --reuse-fixtures copies with `cmake -E copy_directory`, which copies a link's target: the
+            // case then holds no link to refuse (the plain build, which wrote the fixtures, checks it).
+            std::cout << "link-outside: the copied fixture lost its link; skipped\n";
+            continue;
+        }
         EXPECT_EQ(r.code, VGPT_BAD_BUNDLE) << name << ": " << r.message;
         EXPECT_NE(r.message.find(c.at("cpp").get<std::string>()), std::string::npos) << name << ": " << r.message;
         EXPECT_FALSE(std::regex_search(r.message, secret)) << name << ": " << r.message;
