@@ -37,6 +37,7 @@ from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig
 from vgpt.synthetic import SceneConfig, render_video
+from vgpt.untrusted import read_json_object
 from vgpt.video import list_videos, probe, read_frames
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,18 @@ def calibration_root() -> Path:
 
 
 @torch.no_grad()
+def _cached_manifest(folder: Path) -> dict | None:
+    """The manifest of a cached calibration set, or None when there is none or it is damaged (then the
+    set is recorded again and replaces it)."""
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        return read_json_object(folder / MANIFEST, CalibrationError, "recording it again")
+    except CalibrationError as err:
+        log.warning("calibration: the cached set is damaged (%s)", err)
+        return None
+
+
 def build_calibration(
     model: VideoGPT,
     codec: LatentCodec,
@@ -144,8 +157,8 @@ def build_calibration(
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(root) if root is not None else calibration_root()
     folder = folder / digest
-    if (folder / MANIFEST).is_file():
-        manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = _cached_manifest(folder)
+    if manifest is not None:
         if manifest.get("key") != key:
             raise CalibrationError(f"{folder} holds a calibration set for other inputs; delete it to rebuild")
         data = load_file(folder / DATA)

@@ -8,7 +8,6 @@ carry them out.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from vgpt.export.contract import (
     GpuRecord,
 )
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
+from vgpt.untrusted import read_json_object
 
 # The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
 PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan",
@@ -238,11 +238,7 @@ def engine_manifest(bundle: BundleManifest, bundle_dir: str | Path, layout: str,
 def read_engine_manifest(folder: str | Path) -> EngineManifest:
     """`engines.json` of an engine folder, checked field by field."""
     path = Path(folder) / ENGINE_MANIFEST
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EngineError(f"{path} is not valid JSON ({err}); rebuild with vgpt-build") from err
-    return EngineManifest.from_dict(data, str(path))
+    return EngineManifest.from_dict(read_json_object(path, EngineError, "rebuild with vgpt-build"), str(path))
 
 
 def check_engine_manifest(manifest: EngineManifest, tensorrt_version: str, gpu_name: str,

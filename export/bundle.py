@@ -44,6 +44,7 @@ from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderG
 from vgpt.export.onnx_export import SUPPORTED_OPSETS, export_onnx
 from vgpt.export.quantizer import TRANSFORMER_GRAPHS, Quantizer
 from vgpt.export.readiness import check_graph
+from vgpt.export.signing import sign_bundle
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.export.verify import VerificationError, check_dtypes, check_model, compare_with_eager
 from vgpt.integrity import sha256_file
@@ -170,12 +171,14 @@ def export_bundle(
     sources: dict[str, Any] | None = None,
     overwrite: bool = False,
     quantizer: Quantizer | None = None,
+    signing_key=None,
 ) -> BundleManifest:
     """Export, verify and describe every layout; returns the manifest. Nothing is left in `out` unless
     everything passed: the bundle is built in a temporary sibling folder and renamed at the end.
 
     fp8/int8 (`config.precision`) need the `quantizer` of that precision, which quantizes `model` in place
-    (no second copy of the weights: the 3.8B model is 15 GB) and exports its transformer graphs as Q/DQ."""
+    (no second copy of the weights: the 3.8B model is 15 GB) and exports its transformer graphs as Q/DQ.
+    `signing_key` (vgpt.export.signing.load_signing_key): also sign the manifest (signature.json)."""
     import onnx
     import onnxruntime
 
@@ -216,6 +219,8 @@ def export_bundle(
         # to_dict() adds the manifest's own hash: an edited manifest (say, another step count than the
         # graphs bake in) is refused at load. Written last: a folder without it is visibly incomplete.
         (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2))
+        if signing_key is not None:
+            sign_bundle(tmp, signing_key)
     return manifest
 
 

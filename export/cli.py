@@ -14,6 +14,8 @@ from vgpt.default_model import resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.export.manifest import load_bundle
 from vgpt.export.readiness import check_graph
+from vgpt.export.signing import load_signing_key
+from vgpt.export.signing import new_signing_key as new_signing_key_files
 from vgpt.export.spec import SUPPORTED_OPSETS
 from vgpt.runtime.backends.ort_backend import OrtBackend
 
@@ -69,6 +71,20 @@ def _layouts(values, model_config, defaults):
     help="onnx.checker and ONNX Runtime against PyTorch (Polygraphy); a failure leaves no bundle.",
 )
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option(
+    "--sign",
+    "sign_key",
+    default=None,
+    metavar="KEY.pem",
+    help="Sign the bundle with this Ed25519 private key (signature.json): runtimes given the public key "
+    "(vgpt-run --trusted-key) then load only bundles it signed.",
+)
+@click.option(
+    "--new-signing-key",
+    default=None,
+    metavar="PATH",
+    help="Only write a new Ed25519 signing key to PATH (mode 0600) and its public key to PATH.pub, then exit.",
+)
 @click.option("--allow-pickle", is_flag=True, help="Allow .bin/.pt checkpoint weights (weights_only=True).")
 @click.option(
     "--fp8",
@@ -114,13 +130,17 @@ def _layouts(values, model_config, defaults):
     metavar="BUNDLE",
     help="Only print the TensorRT readiness report of an existing bundle.",
 )
-def export_main(check_only, out, **options) -> None:
+def export_main(check_only, new_signing_key, out, **options) -> None:
     """Export prefill, denoise-step and codec graphs with masks, positions and schedule baked in."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not check_only and not out:
-        raise click.UsageError("--out is required (or use --check-only BUNDLE)")
+    if not check_only and not new_signing_key and not out:
+        raise click.UsageError("--out is required (or use --check-only BUNDLE, --new-signing-key PATH)")
     with user_errors():
-        if check_only:
+        if new_signing_key:
+            public = new_signing_key_files(new_signing_key)
+            click.echo(f"wrote the signing key {new_signing_key} (keep it secret) and its public key {public} "
+                       "(give it to the runtimes: vgpt-run --trusted-key)")  # fmt: skip
+        elif check_only:
             _check_only(check_only)
             return
         try:
@@ -144,8 +164,8 @@ def _check_only(path) -> None:
 
 
 def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtype, kv_attention, verify, force,
-            allow_pickle, precision, policy, calib_videos, calib_count, calib_levels, calib_seed, report_clips,
-            report_videos, progress) -> None:  # fmt: skip
+            sign_key, allow_pickle, precision, policy, calib_videos, calib_count, calib_levels, calib_seed,
+            report_clips, report_videos, progress) -> None:  # fmt: skip
     # torch loads here, not for --help
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.calibration.quantizer import ModelOptQuantizer
@@ -154,6 +174,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     opset = int(opset)
+    signing_key = load_signing_key(sign_key) if sign_key else None  # a bad key fails before the export
     checkpoint, codec_path, defaults = resolve_checkpoint(checkpoint, codec)
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
@@ -165,7 +186,8 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
         calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)
         quantizer = ModelOptQuantizer(precision, policy, calibration, progress=progress)
     sources = {"checkpoint": str(checkpoint), "codec": str(codec_path), "checkpoint_sha256": loaded.weights_sha256}
-    manifest = export_bundle(loaded.model, codec, out, config, sources=sources, overwrite=force, quantizer=quantizer)
+    manifest = export_bundle(loaded.model, codec, out, config, sources=sources, overwrite=force, quantizer=quantizer,
+                             signing_key=signing_key)  # fmt: skip
     for entry in manifest.layouts:
         for name, graph in entry.graphs.items():
             size = sum(f.bytes for f in graph.files.values())
@@ -173,7 +195,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
             verdict = f"TensorRT >= {trt.min_version}" if trt.ready else f"not TensorRT-ready {list(trt.unsupported)}"
             click.echo(f"{entry.name}/{name}.onnx: {size / 1e6:.1f} MB, {graph.nodes} nodes, {verdict}")
     click.echo(f"wrote {out} ({manifest.sampler.steps} steps, guidance {sampler.guidance}, "
-               f"opset {opset}, {dtype}, {precision})")  # fmt: skip
+               f"opset {opset}, {dtype}, {precision}{', signed' if signing_key else ''})")  # fmt: skip
     if quantizer is not None and report_clips > 0:
         _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pickle, report_clips, report_videos)
 

@@ -21,6 +21,7 @@ from vgpt.errors import VgptError
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.integrity import canonical_sha256, check_file
 from vgpt.layout import Layout
+from vgpt.untrusted import inside, plain_name
 
 MANIFEST = "manifest.json"
 FORMAT = "vgpt-onnx-bundle"
@@ -112,6 +113,14 @@ def _short(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
+def _file_name(name: Any, r: _Reader, path: str) -> str:
+    """A file name from the manifest: a plain name inside the artifact's folder (vgpt.untrusted)."""
+    if not plain_name(name):
+        raise r.fail(path, f"names {_short(name)}: only plain file names inside the folder are allowed "
+                           "(this manifest was crafted or damaged; do not load it)")  # fmt: skip
+    return name
+
+
 def _bundle_reader(source: str) -> _Reader:
     return _Reader(source, BundleError, REBUILD)
 
@@ -126,8 +135,10 @@ class FileRecord:
     bytes: int
     sha256: str
 
-    def check(self, path, error: type[Exception], fix: str, verify_hash: bool = True) -> None:
-        check_file(path, self.bytes, self.sha256, error, fix, verify_hash)
+    def check(
+        self, path, error: type[Exception], fix: str, verify_hash: bool = True, trust_cache: bool = False
+    ) -> None:
+        check_file(path, self.bytes, self.sha256, error, fix, verify_hash, trust_cache)
 
     def to_dict(self) -> dict[str, Any]:
         return {"bytes": self.bytes, "sha256": self.sha256}
@@ -320,7 +331,8 @@ class GraphRecord:
         spec = r.build(path, lambda: GraphSpec.from_dict(d))
         if r.field(d, path, "file", str) != spec.file:
             raise r.fail(f"{path}.file", f"is {d['file']!r}; graph {spec.name!r} is stored as {spec.file!r}")
-        files = {n: FileRecord.from_dict(f, r, f"{path}.files.{n}") for n, f in r.field(d, path, "files", dict).items()}
+        files = {_file_name(n, r, f"{path}.files"): FileRecord.from_dict(f, r, f"{path}.files.{n}")
+                 for n, f in r.field(d, path, "files", dict).items()}  # fmt: skip
         if spec.file not in files:
             raise r.fail(f"{path}.files", f"has no record of {spec.file}")
         return cls(spec, files, r.field(d, path, "nodes", int), r.mapping(d["ops"], f"{path}.ops", int),
@@ -537,9 +549,10 @@ class EngineFile:
     bytes: int
     sha256: str
 
-    def check(self, folder, graph: str, verify_hash: bool = True) -> None:
-        check_file(folder / self.file, self.bytes, self.sha256, EngineError, f"{REBUILD_ENGINES} ({graph} engine)",
-                   verify_hash)  # fmt: skip
+    def check(self, folder, graph: str, verify_hash: bool = True, trust_cache: bool = False) -> None:
+        path = inside(folder, self.file, EngineError, f"{ENGINE_MANIFEST}: plans.{graph}.file")
+        check_file(path, self.bytes, self.sha256, EngineError, f"{REBUILD_ENGINES} ({graph} engine)", verify_hash,
+                   trust_cache)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -547,7 +560,8 @@ class EngineFile:
     @classmethod
     def from_dict(cls, d: Any, r: _Reader, path: str) -> EngineFile:
         r.obj(d, path, ("file", "bytes", "sha256"))
-        return cls(r.field(d, path, "file", str), r.field(d, path, "bytes", int), r.field(d, path, "sha256", str))
+        file = _file_name(r.field(d, path, "file", str), r, f"{path}.file")
+        return cls(file, r.field(d, path, "bytes", int), r.field(d, path, "sha256", str))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vgpt.config import ModelConfig, SamplerConfig
 from vgpt.export.contract import MANIFEST, REBUILD, BundleError, BundleManifest, GraphRecord
+from vgpt.export.signing import check_signature
 from vgpt.export.spec import GraphSpec
 from vgpt.layout import Layout
+from vgpt.untrusted import inside, parse_json_object, read_document
 
 
 @dataclass(frozen=True)
@@ -72,27 +74,31 @@ def find_manifest(path: str | Path) -> Path:
     raise BundleError(f"no {MANIFEST} at or above {p}: the export is incomplete or this is not a bundle; {REBUILD}")
 
 
-def read_manifest(root: Path) -> BundleManifest:
-    """The manifest of the bundle folder `root`, checked field by field (no graph file is read)."""
-    try:
-        data = json.loads((root / MANIFEST).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{root / MANIFEST} is not valid JSON ({err}); {REBUILD}") from err
-    return BundleManifest.from_dict(data, str(root / MANIFEST))
+def read_manifest(root: Path, trusted_keys: Sequence[str | Path] = ()) -> BundleManifest:
+    """The manifest of the bundle folder `root`, checked field by field (no graph file is read); with
+    `trusted_keys`, the very bytes parsed are first checked against the bundle's signature."""
+    raw = read_document(root / MANIFEST, BundleError, REBUILD)
+    if trusted_keys:
+        check_signature(root, trusted_keys, raw)
+    return BundleManifest.from_dict(parse_json_object(raw, root / MANIFEST, BundleError, REBUILD), str(root / MANIFEST))
 
 
-def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
-    """Read and check a bundle: its manifest (format, its own hash, every field), then every graph file
-    present with its recorded size and sha256 (hashed once per file and remembered by size and
-    modification time, `vgpt.integrity`)."""
+def load_bundle(path: str | Path, verify_hashes: bool = True, trust_cache: bool = False,
+                trusted_keys: Sequence[str | Path] = ()) -> Bundle:  # fmt: skip
+    """Read and check a bundle: with `trusted_keys`, its signature by one of them (vgpt.export.signing);
+    its manifest (format, its own hash, every field), then every graph file, a plain name inside its
+    layout's folder, present with its recorded size and sha256 (hashed at every load; with
+    `trust_cache`, remembered since the file's last write, `vgpt.integrity`)."""
     root = find_manifest(path)
-    manifest = read_manifest(root)
+    manifest = read_manifest(root, trusted_keys)
     _check_versions(root, manifest)
     bundle = Bundle(root, manifest)
     for entry in bundle.layouts:
-        for graph in entry.graphs.values():
+        folder = inside(root, entry.name, BundleError, f"{root / MANIFEST}: layout")
+        for graph_name, graph in entry.graphs.items():
             for name, record in graph.files.items():
-                record.check(entry.folder / name, BundleError, REBUILD, verify_hashes)
+                path = inside(folder, name, BundleError, f"{root / MANIFEST}: {entry.name}.{graph_name}.files")
+                record.check(path, BundleError, REBUILD, verify_hashes, trust_cache)
     return bundle
 
 

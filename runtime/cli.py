@@ -92,9 +92,23 @@ _RUN = RunConfig(input="")
     "frames; APPROXIMATE, since kept frames still carry what they saw of dropped ones (measured drift: "
     "docs/benchmarks.md).",
 )
+@click.option(
+    "--trust-cache",
+    is_flag=True,
+    help="Skip re-hashing model files verified before and not written since (device, inode, size, mtime, "
+    "ctime unchanged): faster starts of large models; bytes that rot without a write go unnoticed.",
+)
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    multiple=True,
+    metavar="PUB.pem",
+    help="Load only an export bundle signed by this Ed25519 public key (vgpt-export --sign); repeat for several.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
 def run_main(input_, engine, codec, output, frames_dir, force, sheet, latents, stats, clips, steps, guidance, seed,
-             backend, threads, provider, live, max_frames, queue_size, kv_cache, progress) -> None:  # fmt: skip
+             backend, threads, provider, live, max_frames, queue_size, kv_cache, trust_cache, trusted_keys,
+             progress) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -107,8 +121,8 @@ def run_main(input_, engine, codec, output, frames_dir, force, sheet, latents, s
         config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, force=force,
                            sheet=sheet, latents=latents, stats=stats, clips=clips, steps=steps, guidance=guidance,
                            seed=seed, backend=backend, threads=threads, provider=provider, live=live,
-                           max_frames=max_frames, queue_size=queue_size, kv_cache=kv_cache,
-                           progress=progress)  # fmt: skip
+                           max_frames=max_frames, queue_size=queue_size, kv_cache=kv_cache, trust_cache=trust_cache,
+                           trusted_keys=trusted_keys, progress=progress)  # fmt: skip
         with sigterm_as_interrupt():
             summary = run(config)
     click.echo(summary.line())

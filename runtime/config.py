@@ -33,6 +33,8 @@ class RunConfig:
     max_frames: int | None = None  # live: stop after this many observed frames
     queue_size: int = 0  # live: frames buffered between capture and prediction (0: 2 x G)
     kv_cache: str = "exact"  # or "rolling" (approximate: slides the window without re-running it)
+    trust_cache: bool = False  # reuse verdicts on files remembered since their last write (vgpt.integrity)
+    trusted_keys: tuple[str, ...] = ()  # PEM public keys: load only a bundle signed by one (vgpt.export.signing)
     progress: bool = True
 
     def __post_init__(self) -> None:

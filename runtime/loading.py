@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import vgpt
@@ -22,6 +23,7 @@ from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
 from vgpt.export.manifest import find_manifest, load_bundle
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.trt_backend import TensorRTBackend
+from vgpt.untrusted import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,14 @@ def _versions() -> dict[str, str]:
 
 
 def cached_export(
-    source: str | Path | None, steps: int | None, guidance: float | None, codec_source: str | Path | None = None
+    source: str | Path | None,
+    steps: int | None,
+    guidance: float | None,
+    codec_source: str | Path | None = None,
+    trust_cache: bool = False,
 ) -> Path:
-    """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
+    """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder.
+    `trust_cache`: reuse the remembered verdicts on its graph files (vgpt.integrity)."""
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
@@ -66,7 +73,7 @@ def cached_export(
             try:
                 # The key names the source weights' hash, the codec's, the layout, the sampler and the
                 # library versions; load_bundle checks the manifest and every graph file's sha256.
-                if load_bundle(out).manifest.sources.get("key") == key_fields:
+                if load_bundle(out, trust_cache=trust_cache).manifest.sources.get("key") == key_fields:
                     return out
                 log.info("cached export %s no longer matches; exporting again", out)
             except (BundleError, ValueError) as err:
@@ -111,7 +118,8 @@ def _is_bundle(source: str | Path) -> bool:
         root = find_manifest(source)
     except BundleError:
         return False
-    return json.loads((root / MANIFEST).read_text()).get("format") == FORMAT
+    fix = "the file is damaged: re-export the bundle (or re-save the checkpoint) it belongs to"
+    return read_json_object(root / MANIFEST, BundleError, fix).get("format") == FORMAT
 
 
 def _is_engine(source: str | Path) -> bool:
@@ -128,7 +136,11 @@ def check_codec_fits(codec, config, codec_dir) -> None:
 
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None,
-                 codec: str | Path | None = None, providers: list[str] | None = None):  # fmt: skip
+                 codec: str | Path | None = None, providers: list[str] | None = None, *, trust_cache: bool = False,
+                 trusted_keys: Sequence[str | Path] = ()):  # fmt: skip
+    """The backend for what the user names (see vgpt.runtime.predictor.load_model). `trust_cache`: reuse
+    remembered verdicts on files (vgpt.integrity); `trusted_keys`: load only a bundle signed by one of
+    these public keys (vgpt.export.signing)."""
     if backend not in BACKENDS:
         raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
     if providers and backend != "onnxruntime":
@@ -138,16 +150,22 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
             raise BundleError("the tensorrt backend needs --engine model.plan (or its folder) from vgpt-build")
         if steps is not None or guidance is not None:
             raise BundleError("--steps/--guidance are baked into TensorRT engines; rebuild from another export")
+        if trusted_keys:
+            raise BundleError("--trusted-key checks signed export bundles; an engines folder is built on its "
+                              "target and carries no signature: load the signed bundle with onnxruntime")  # fmt: skip
         return TensorRTBackend(source)
     is_bundle = source is not None and _is_bundle(source)
+    if trusted_keys and not is_bundle:
+        raise BundleError(f"--trusted-key loads only signed export bundles, and {source or 'the bundled model'} is "
+                          "a checkpoint: export it with vgpt-export --sign KEY and load the bundle")  # fmt: skip
     if is_bundle and codec is not None:
         raise BundleError(f"{source} is an export bundle with its codec graphs inside; --codec applies to checkpoints")
     if backend == "torch":
         if is_bundle:
             raise BundleError(f"{source} is an ONNX bundle; the torch backend needs a checkpoint folder")
         return _torch_backend(source, threads, steps, guidance, codec)
-    bundle_dir = source if is_bundle else cached_export(source, steps, guidance, codec)
-    bundle = load_bundle(bundle_dir)
+    bundle_dir = source if is_bundle else cached_export(source, steps, guidance, codec, trust_cache)
+    bundle = load_bundle(bundle_dir, trust_cache=trust_cache, trusted_keys=trusted_keys)
     for name, value in (("steps", steps), ("guidance", guidance)):
         recorded = getattr(bundle.sampler, name)
         if value is not None and value != recorded:

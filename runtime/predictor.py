@@ -21,7 +21,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,12 +232,20 @@ def load_model(
     guidance: float | None = None,
     codec: str | Path | None = None,
     providers: list[str] | None = None,
+    *,
+    trust_cache: bool = False,
+    trusted_keys: Sequence[str | Path] = (),
 ) -> LoadedModel:
     """A model from a bundle (folder, or a graph file whose manifest sits above it), an engines folder, a
     checkpoint or training run folder (exported on first use; `codec` when none sits beside it), or the
     bundled default (None). `providers`: ONNX Runtime execution providers in order of preference ("cpu",
-    "cuda", "tensorrt"); one that is missing is an error, never a silent fall back to the CPU."""
-    return LoadedModel(open_backend(source, backend, threads, steps, guidance, codec, providers))
+    "cuda", "tensorrt"); one that is missing is an error, never a silent fall back to the CPU.
+
+    Every model file is hashed at every load; `trust_cache=True` reuses a verdict remembered since the
+    file's last write (vgpt.integrity). `trusted_keys` (PEM public key files): load only an export bundle
+    signed by one of them with `vgpt-export --sign` (vgpt.export.signing)."""
+    return LoadedModel(open_backend(source, backend, threads, steps, guidance, codec, providers,
+                                    trust_cache=trust_cache, trusted_keys=trusted_keys))  # fmt: skip
 
 
 def load_predictor(
@@ -249,6 +257,10 @@ def load_predictor(
     mode: str = "exact",
     codec: str | Path | None = None,
     providers: list[str] | None = None,
+    *,
+    trust_cache: bool = False,
+    trusted_keys: Sequence[str | Path] = (),
 ) -> VideoPredictor:
     """One stream of a model: `load_model(...).stream(mode)` (see `load_model` for the sources)."""
-    return load_model(source, backend, threads, steps, guidance, codec, providers).stream(mode)
+    return load_model(source, backend, threads, steps, guidance, codec, providers, trust_cache=trust_cache,
+                      trusted_keys=trusted_keys).stream(mode)  # fmt: skip

@@ -154,7 +154,8 @@ def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
     predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
                                config.kv_cache, config.codec,
-                               [config.provider] if config.provider else None)  # fmt: skip
+                               [config.provider] if config.provider else None, trust_cache=config.trust_cache,
+                               trusted_keys=config.trusted_keys)  # fmt: skip
     M = predictor.layout.history_frames
     if config.live and config.max_frames is not None and config.max_frames < M:
         raise InputError(f"--max-frames {config.max_frames} stops before the {M} history frames a prediction "

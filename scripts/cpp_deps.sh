@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Dependencies of the C/C++ runtime on Debian bookworm (run as root):
-#   - libgtest-dev and nlohmann-json3-dev from the system's own apt sources;
+#   - libgtest-dev, nlohmann-json3-dev and libssl-dev (OpenSSL's libcrypto: bundle signatures) from the
+#     system's own apt sources;
 #   - the ONNX Runtime C/C++ headers: bookworm has no libonnxruntime-dev, so trixie's package (1.21) is
 #     downloaded under a private apt configuration (the system's sources are never touched) and only
 #     unpacked into BUILD/deps/onnxruntime. Its libonnxruntime.so needs a newer glibc and is not used:
@@ -20,7 +21,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-packages=(libgtest-dev nlohmann-json3-dev)
+packages=(libgtest-dev nlohmann-json3-dev libssl-dev)
 [[ $opencv == 1 ]] && packages+=(libopencv-dev)
 missing=()
 for p in "${packages[@]}"; do

@@ -28,7 +28,7 @@ jobs=${VGPT_JOBS:-2}
 # The ONNX Runtime headers live under build/deps whatever the build folder (one download).
 ort_include=build/deps/onnxruntime/usr/include/onnxruntime
 if [[ ! -f $ort_include/onnxruntime_c_api.h ]] || ! dpkg-query -W -f='${Status}\n' libgtest-dev nlohmann-json3-dev \
-        2>/dev/null | grep -c "install ok installed" | grep -q '^2$'; then
+        libssl-dev 2>/dev/null | grep -c "install ok installed" | grep -q '^3$'; then
     scripts/cpp_deps.sh --build-dir build
 fi
 

@@ -29,11 +29,13 @@ from vgpt.config import ModelConfig, SamplerConfig
 from vgpt.errors import VgptError
 from vgpt.model import VideoGPT
 from vgpt.student import StudentSampler, student_of
+from vgpt.untrusted import MAX_DOCUMENT_BYTES, inside, read_json_object
 
 log = logging.getLogger(__name__)
 
 FORMAT = "vgpt-checkpoint"
 FORMAT_VERSION = 1
+MAX_TOKENIZER_BYTES = 256 << 20  # a released tokenizer.json holds its whole vocabulary (Phi-3's: 1.9 MB)
 SPECIAL_TOKENS = {
     "diffusion_token_id": "<|diffusion|>",
     "image_start_token_id": "<img>",
@@ -171,10 +173,14 @@ def _load_ours(path: Path, dtype, device, policy) -> LoadedCheckpoint:
             f"{path} was written by a newer vgpt (format_version {manifest['format_version']} > "
             f"{FORMAT_VERSION}); upgrade vgpt"
         )
+    for key in ("weights", "weights_sha256"):
+        if not isinstance(manifest.get(key), str):
+            raise CheckpointError(f"{path / 'manifest.json'}: field {key!r} must be a string, found "
+                                  f"{manifest.get(key)!r}; re-save the checkpoint")  # fmt: skip
     config = ModelConfig.from_dict(_read_json(path / "config.json"))
     if policy is not None:
         config = config.replace(rope_factor_policy=policy)
-    weights = path / manifest["weights"]
+    weights = inside(path, manifest["weights"], CheckpointError, f"{path / 'manifest.json'}: field 'weights'")
     if not weights.is_file():
         raise CheckpointError(f"{path}: manifest names weights {manifest['weights']!r}, which is missing")
     state = _read_safetensors(weights)
@@ -255,7 +261,7 @@ def token_ids_from_tokenizer(path: Path) -> dict[str, int]:
     tokenizer_config.json (each string is one added token)."""
     found: dict[str, int] = {}
     if (path / "tokenizer.json").is_file():
-        for tok in _read_json(path / "tokenizer.json").get("added_tokens", []):
+        for tok in _read_json(path / "tokenizer.json", MAX_TOKENIZER_BYTES).get("added_tokens", []):
             found[tok["content"]] = int(tok["id"])
     if (path / "added_tokens.json").is_file():
         found.update({k: int(v) for k, v in _read_json(path / "added_tokens.json").items()})
@@ -372,8 +378,5 @@ def _build_strict(config: ModelConfig, state: dict[str, torch.Tensor], dtype, de
     return model
 
 
-def _read_json(file: Path) -> dict[str, Any]:
-    try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{file}: invalid JSON ({err})") from err
+def _read_json(file: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
+    return read_json_object(file, CheckpointError, "replace it with the file the checkpoint came with", max_bytes)

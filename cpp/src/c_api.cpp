@@ -99,6 +99,8 @@ VGPT_API void vgpt_model_options_init(vgpt_model_options* options) {
     options->ort_library = nullptr;
     options->layout = nullptr;
     options->verify_hashes = 1;
+    options->trusted_keys = nullptr;
+    options->num_trusted_keys = 0;
 }
 
 VGPT_API vgpt_status* vgpt_model_load(const char* path, const vgpt_model_options* options, vgpt_model** model) {

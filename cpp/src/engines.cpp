@@ -10,6 +10,7 @@
 #include "error.hpp"
 #include "model.hpp"  // shape_text
 #include "sha256.hpp"
+#include "untrusted.hpp"
 
 namespace vgpt {
 namespace {
@@ -54,12 +55,10 @@ std::string find_engines(const std::string& path) {
 
 EngineManifest read_engine_manifest(const std::string& folder) {
     const std::string file = folder + "/" + kEngineManifest;
-    std::ifstream in(file);
-    if (!in) throw Error(VGPT_NOT_FOUND, "cannot open " + file);
+    const json j = parse_object(read_document(file, kRebuildEngines), file, kRebuildEngines);
     EngineManifest m;
     m.folder = folder;
     try {
-        const json j = json::parse(in);
         if (j.value("format", std::string()) != kEngineFormat) {
             throw Error(VGPT_BAD_BUNDLE, file + " is not a vgpt engine manifest (format " +
                                              j.value("format", json()).dump() + ", expected \"" + kEngineFormat + "\")");
@@ -72,7 +71,11 @@ EngineManifest read_engine_manifest(const std::string& folder) {
         m.bundle = j.at("bundle");
         m.precision = j.at("builder").at("precision");
         m.steps = j.at("sampler").at("steps");
-        for (const auto& [graph, p] : j.at("plans").items()) m.plans[graph] = {p.at("file"), p.at("bytes"), p.at("sha256")};
+        for (const auto& [graph, p] : j.at("plans").items()) {
+            const std::string name = p.at("file");
+            inside(folder, name, file + ": plans." + graph + ".file");
+            m.plans[graph] = {name, p.at("bytes"), p.at("sha256")};
+        }
         for (const auto& [graph, sha] : j.at("source_graphs_sha256").items()) m.source_sha256[graph] = sha;
     } catch (const json::exception& e) {
         throw Error(VGPT_BAD_BUNDLE, file + " is not valid JSON or lacks a field (" + std::string(e.what()) + "); " +
@@ -115,7 +118,7 @@ void check_engine_host(const EngineManifest& m, const TensorRTHost& host) {
 
 void check_plan_files(const EngineManifest& m, bool verify_hashes) {
     for (const auto& [graph, plan] : m.plans) {
-        const std::string path = m.folder + "/" + plan.file;
+        const std::string path = inside(m.folder, plan.file, m.folder + "/" + kEngineManifest + ": plans." + graph);
         struct stat s;
         if (stat(path.c_str(), &s) != 0 || !S_ISREG(s.st_mode)) {
             throw Error(VGPT_BAD_BUNDLE, path + " is missing (" + graph + " engine); " + kRebuildEngines);

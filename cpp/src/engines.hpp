@@ -17,7 +17,7 @@ inline constexpr const char* kEngineManifest = "engines.json";
 inline constexpr const char* kEngineFormat = "vgpt-tensorrt-engines";
 
 struct PlanFile {
-    std::string file;
+    std::string file;  // a plain name inside the folder (untrusted.hpp), checked when engines.json is read
     uint64_t bytes = 0;
     std::string sha256;
 };

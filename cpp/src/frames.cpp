@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "error.hpp"
@@ -81,10 +82,20 @@ void check_image(const vgpt_image* image) {
         throw Error(VGPT_INVALID_ARGUMENT, "image of " + std::to_string(image->width) + "x" +
                                                std::to_string(image->height) + " px: width and height must be >= 1");
     }
+    if (int64_t(image->width) * image->height > VGPT_MAX_IMAGE_PIXELS) {
+        throw Error(VGPT_INVALID_ARGUMENT, "image of " + std::to_string(image->width) + "x" +
+                                               std::to_string(image->height) + " px is more than the " +
+                                               std::to_string(VGPT_MAX_IMAGE_PIXELS) +
+                                               " pixels (VGPT_MAX_IMAGE_PIXELS) a frame may have; resize it first");
+    }
     if (image->stride < size_t(image->width) * bpp) {
         throw Error(VGPT_INVALID_ARGUMENT, "image stride " + std::to_string(image->stride) + " bytes is less than a row (" +
                                                std::to_string(image->width) + " px x " + std::to_string(bpp) +
                                                " bytes)");
+    }
+    if (image->stride > SIZE_MAX / size_t(image->height)) {
+        throw Error(VGPT_INVALID_ARGUMENT, "image stride " + std::to_string(image->stride) + " bytes x " +
+                                               std::to_string(image->height) + " rows overflows the address space");
     }
     if (!image->data) throw Error(VGPT_INVALID_ARGUMENT, "image data is NULL");
 }

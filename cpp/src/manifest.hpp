@@ -58,10 +58,13 @@ inline constexpr const char* kDecoder = "decoder";
 // find_manifest). Throws VGPT_NOT_FOUND.
 std::string find_bundle(const std::string& path);
 
-// Reads root/manifest.json, picks the layout (nullptr or "": the first), checks that every graph file
-// the layout lists exists with its recorded size and, when verify_hashes, its sha256. Throws
-// VGPT_BAD_BUNDLE with what is wrong and how to rebuild.
-Manifest read_manifest(const std::string& root, const char* layout_name, bool verify_hashes);
+// Reads root/manifest.json (with trusted_keys, only when signed by one of them: signature.hpp), checks
+// its own hash (manifest_sha256), picks the layout (nullptr or "": the first), checks that every name
+// it gives is a plain file name inside the bundle (untrusted.hpp), that every graph's file is among its
+// hashed files, and that each exists with its recorded size and, when verify_hashes, its sha256.
+// Throws VGPT_BAD_BUNDLE with what is wrong and how to rebuild.
+Manifest read_manifest(const std::string& root, const char* layout_name, bool verify_hashes,
+                       const std::vector<std::string>& trusted_keys = {});
 
 // Compares "major.minor" of two version strings as export/manifest.py's _version_tuple does.
 bool version_newer(const std::string& a, const std::string& b);

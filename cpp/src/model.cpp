@@ -100,11 +100,26 @@ Options read_options(const vgpt_model_options* given) {
     out.ort_library = o.ort_library ? o.ort_library : "";
     out.layout = o.layout ? o.layout : "";
     out.verify_hashes = o.verify_hashes != 0;
+    if (o.num_trusted_keys > 0 && !o.trusted_keys) {
+        throw Error(VGPT_INVALID_ARGUMENT, "options->trusted_keys is NULL but num_trusted_keys is " +
+                                               std::to_string(o.num_trusted_keys));
+    }
+    for (size_t i = 0; i < o.num_trusted_keys; ++i) {
+        if (!o.trusted_keys[i]) {
+            throw Error(VGPT_INVALID_ARGUMENT, "options->trusted_keys[" + std::to_string(i) + "] is NULL");
+        }
+        out.trusted_keys.push_back(o.trusted_keys[i]);
+    }
     return out;
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const Options& options) {
     if (options.backend == VGPT_BACKEND_TENSORRT) {
+        if (!options.trusted_keys.empty()) {
+            throw Error(VGPT_INVALID_ARGUMENT, "trusted keys check signed export bundles; an engines folder is built "
+                                               "on its target and carries no signature: load the signed bundle "
+                                               "with VGPT_BACKEND_ONNXRUNTIME");
+        }
 #ifdef VGPT_WITH_TENSORRT
         return load_tensorrt(path, options);
 #else

@@ -20,6 +20,7 @@ struct Options {
     std::string ort_library;
     std::string layout;
     bool verify_hashes = true;
+    std::vector<std::string> trusted_keys;  // PEM public key files: load only bundles signed by one
 };
 
 // The caller's options (any struct_size up to ours) over the defaults; throws VGPT_INVALID_ARGUMENT.

@@ -220,7 +220,8 @@ std::unique_ptr<Engine> OrtModel::engine() const { return std::make_unique<OrtEn
 std::shared_ptr<const Model> OrtModel::load(const std::string& path, const Options& options) {
     std::shared_ptr<OrtModel> model(new OrtModel());
     OrtModel& m = *model;
-    m.manifest_ = read_manifest(find_bundle(path), options.layout.c_str(), options.verify_hashes);
+    m.manifest_ = read_manifest(find_bundle(path), options.layout.c_str(), options.verify_hashes,
+                              options.trusted_keys);
     const Manifest& man = m.manifest_;
     m.dims_ = bundle_dims(man);
 

@@ -43,6 +43,16 @@ PredictResult Stream::predict(int num_clips, const float* noise, size_t noise_co
     if (num_clips < 1) {
         throw Error(VGPT_INVALID_ARGUMENT, "num_clips=" + std::to_string(num_clips) + ": must be >= 1");
     }
+    // Checked before anything is allocated: frames and latents of every clip, in 64 bits (num_clips is an
+    // int and G * (frame + latent bytes) fits 64 bits for any layout a manifest passes).
+    const uint64_t per_clip = uint64_t(d_.G) * (uint64_t(d_.pixels()) * 3 + uint64_t(d_.latent()) * sizeof(float));
+    if (uint64_t(num_clips) > VGPT_MAX_PREDICTION_BYTES / per_clip) {
+        throw Error(VGPT_INVALID_ARGUMENT, "num_clips=" + std::to_string(num_clips) + " would return " +
+                                               std::to_string(num_clips) + " x " + std::to_string(per_clip) +
+                                               " bytes, more than VGPT_MAX_PREDICTION_BYTES (" +
+                                               std::to_string(VGPT_MAX_PREDICTION_BYTES) + "): predict fewer clips "
+                                               "per call");
+    }
     if (count_ < d_.M) {
         throw Error(VGPT_NOT_READY, "predict needs " + std::to_string(d_.M) + " observed frames (the layout's "
                                     "history), only " + std::to_string(count_) + " so far");

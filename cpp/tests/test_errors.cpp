@@ -1,4 +1,6 @@
 // Every user-facing error: its code and the part of its message that tells what to do.
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 
@@ -35,7 +37,13 @@ json read_json(const std::filesystem::path& p) {
     return json::parse(in);
 }
 
-void write_json(const std::filesystem::path& p, const json& j) { std::ofstream(p) << j.dump(1); }
+// An edited manifest written as format 1 (which predates manifest_sha256), so that the checks after the
+// manifest's own hash are reached; test_tamper.cpp covers the hash itself.
+void write_json(const std::filesystem::path& p, json j) {
+    j.erase("manifest_sha256");
+    if (j.value("format_version", 1) == 2) j["format_version"] = 1;
+    std::ofstream(p) << j.dump(1);
+}
 
 json& graphs(json& manifest) { return manifest["layouts"][0]["graphs"]; }
 
@@ -184,11 +192,24 @@ TEST(Errors, StreamCalls) {
     bad = {nullptr, 16, 16, 48, VGPT_PIXEL_RGB8, 0};
     EXPECT_FAILURE(code_and_message(vgpt_stream_observe(stream.get(), &bad)), VGPT_INVALID_ARGUMENT, "data is NULL");
     EXPECT_FAILURE(code_and_message(vgpt_stream_observe(stream.get(), nullptr)), VGPT_INVALID_ARGUMENT, "image is NULL");
+    // Sizes whose byte counts overflow are refused before anything is allocated (UBSan watches the rest).
+    bad = {pixels, INT_MAX, INT_MAX, SIZE_MAX, VGPT_PIXEL_RGB8, 0};
+    EXPECT_FAILURE(code_and_message(vgpt_stream_observe(stream.get(), &bad)), VGPT_INVALID_ARGUMENT,
+                   "VGPT_MAX_IMAGE_PIXELS");
+    bad = {pixels, 16, 1 << 20, SIZE_MAX / 1000, VGPT_PIXEL_RGB8, 0};
+    EXPECT_FAILURE(code_and_message(vgpt_stream_observe(stream.get(), &bad)), VGPT_INVALID_ARGUMENT,
+                   "overflows the address space");
     EXPECT_FALSE(stream.ready());  // none of the bad frames entered the history
 
     helpers::observe_case(stream, c);
     ASSERT_TRUE(stream.ready());
+    std::vector<float> noise_one(size_t(l.clip_frames) * l.latent_channels * l.latent_height * l.latent_width);
     EXPECT_FAILURE(code_and_message(vgpt_stream_predict(stream.get(), 0, &p)), VGPT_INVALID_ARGUMENT, "num_clips=0");
+    EXPECT_FAILURE(code_and_message(vgpt_stream_predict(stream.get(), INT_MAX, &p)), VGPT_INVALID_ARGUMENT,
+                   "VGPT_MAX_PREDICTION_BYTES");
+    EXPECT_FAILURE(code_and_message(vgpt_stream_predict_with_noise(stream.get(), INT_MAX, noise_one.data(),
+                                                                    noise_one.size(), &p)),
+                   VGPT_INVALID_ARGUMENT, "VGPT_MAX_PREDICTION_BYTES");
     std::vector<float> noise(7);
     EXPECT_FAILURE(code_and_message(vgpt_stream_predict_with_noise(stream.get(), 1, noise.data(), noise.size(), &p)),
                    VGPT_INVALID_ARGUMENT, "noise has 7 floats");

@@ -72,6 +72,12 @@ typedef struct vgpt_model_options {
     const char* ort_library; /* path of libonnxruntime.so; NULL (default): the search in docs/cpp.md */
     const char* layout;      /* the bundle layout's name; NULL (default): its first layout */
     int verify_hashes;       /* 1 (default): check every graph file's sha256 against the manifest */
+    /* Ed25519 public keys (paths of PEM files, vgpt-export --new-signing-key's .pub): when
+     * num_trusted_keys > 0, only a bundle whose signature.json signs its manifest.json with one of them
+     * loads (vgpt-export --sign; docs/manifest.md "Signed bundles"); unsigned or foreign bundles are
+     * VGPT_BAD_BUNDLE. Default NULL, 0: no signature needed. The ONNX Runtime backend only. */
+    const char* const* trusted_keys;
+    size_t num_trusted_keys;
 } vgpt_model_options;
 
 VGPT_API void vgpt_model_options_init(vgpt_model_options* options);
@@ -113,11 +119,17 @@ typedef enum vgpt_pixel_format {
     VGPT_PIXEL_RGBA8 = 2 /* alpha ignored */
 } vgpt_pixel_format;
 
+/* The largest frame vgpt_stream_observe takes (width * height; an 8K frame has 33 million pixels) and
+ * the most bytes one prediction may return (frames and latents): larger requests are
+ * VGPT_INVALID_ARGUMENT before anything is allocated. */
+#define VGPT_MAX_IMAGE_PIXELS ((int64_t)1 << 27)
+#define VGPT_MAX_PREDICTION_BYTES ((uint64_t)1 << 32)
+
 /* A view of one frame, any size: it is resized to cover the model's H x W (bilinear, antialiased,
  * keeping the aspect ratio) and centre-cropped, exactly as the Python runtime's fit_frames. */
 typedef struct vgpt_image {
     const uint8_t* data;
-    int width, height;       /* pixels, >= 1 */
+    int width, height;       /* pixels, >= 1, width * height <= VGPT_MAX_IMAGE_PIXELS */
     size_t stride;           /* bytes from one row to the next, >= width * bytes per pixel */
     vgpt_pixel_format format;
     int64_t timestamp_ns;    /* the caller's clock; reported back with the prediction */
@@ -139,7 +151,8 @@ typedef struct vgpt_prediction {
     int64_t history_timestamp_ns; /* timestamp of the newest observed frame the prediction follows */
 } vgpt_prediction;
 
-/* The next num_clips * G frames; each predicted clip joins (a copy of) the history for the next. */
+/* The next num_clips * G frames; each predicted clip joins (a copy of) the history for the next.
+ * num_clips >= 1, with at most VGPT_MAX_PREDICTION_BYTES of frames and latents in all. */
 VGPT_API vgpt_status* vgpt_stream_predict(vgpt_stream* stream, int num_clips, vgpt_prediction* prediction);
 /* The same with the initial noise given: noise_count = num_clips * G * C * h * w floats, clip-major
  * (clip k's noise [G, C, h, w] at k * G * C * h * w). The stream's generator is not advanced. */

@@ -70,3 +70,15 @@ def test_calibration_from_videos_and_bad_inputs(parts, tmp_path):
         build_calibration(model, codec, layout, SAMPLER, CalibrationConfig(videos=str(tmp_path / "empty")), tmp_path)
     with pytest.raises(CalibrationError, match="count"):
         CalibrationConfig(count=0)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "{broken", "[]"])
+def test_a_damaged_cached_calibration_manifest_is_recorded_again(parts, tmp_path, text):
+    """A cached manifest nested 100,000 deep was a RecursionError on every run; now it is replaced."""
+    model, codec, layout = parts
+    config = CalibrationConfig(count=2, levels=2)
+    first = build_calibration(model, codec, layout, SAMPLER, config, tmp_path)
+    (folder,) = tmp_path.iterdir()
+    (folder / "manifest.json").write_text(text)
+    again = build_calibration(model, codec, layout, SAMPLER, config, tmp_path)
+    assert torch.equal(again.z, first.z) and json.loads((folder / "manifest.json").read_text())["clips"] == 2

@@ -10,7 +10,9 @@ Writes `fixtures.json` and raw little-endian `.bin` arrays (described by dtype a
   concurrency and error tests run on it because it is fast, and scripts/gpu_check.sh builds TensorRT
   engines of it, so it is exported at the opset the installed TensorRT parses (`fixture_opset`);
 - `preprocess`: `fit_frames` of frames of several sizes (up- and downsampling, identity, odd sizes);
-- `to_uint8`: `to_uint8` of values around every rounding boundary.
+- `to_uint8`: `to_uint8` of values around every rounding boundary;
+- `tamper`: altered copies of the tiny bundle that both runtimes must refuse, a signed copy and its key
+  (tests/cpp_runtime/tamper.py; paths relative to the fixture folder).
 
 The folder is written under a temporary name and renamed when complete.
 """
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from tests.conftest import random_model
+from tests.cpp_runtime.tamper import write_cases
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
 from vgpt.engines.decisions import export_opset, parse_tensorrt_version
@@ -134,6 +137,7 @@ def main() -> None:
         "tiny": prediction_case(tiny, render_video(5, SceneConfig(40, 30, 4)), write, out / tiny.name),
         "preprocess": preprocess_cases(write),
         "to_uint8": to_uint8_case(write),
+        "tamper": {**write_cases(tiny, tmp / "tamper"), "folder": "tamper"},
     }
     (tmp / "fixtures.json").write_text(json.dumps(fixtures, indent=1))
     shutil.rmtree(out, ignore_errors=True)

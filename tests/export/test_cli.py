@@ -11,6 +11,7 @@ from vgpt.checkpoint import save_checkpoint
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
 from vgpt.export.cli import export_main
+from vgpt.export.contract import BundleError
 from vgpt.export.manifest import load_bundle
 
 
@@ -174,3 +175,37 @@ def test_an_export_onto_a_full_disk_is_one_error_and_leaves_nothing(tiny_files, 
     assert result.exit_code == 1, result.output
     assert "No space left on device: free some space or write somewhere else" in result.output
     assert "Traceback" not in result.output and list(disk.iterdir()) == []
+
+
+def test_signed_exports_load_only_with_their_key(tiny_files, tmp_path):
+    """vgpt-export --new-signing-key / --sign, then load_model and vgpt-run with --trusted-key: the signed
+    bundle loads, an unsigned one, one signed by another key and a checkpoint are refused."""
+    pytest.importorskip("cryptography")
+    from vgpt.runtime.cli import run_main
+    from vgpt.runtime.predictor import load_model
+
+    key = tmp_path / "ci-key.pem"
+    made = CliRunner().invoke(export_main, ["--new-signing-key", str(key)])
+    assert made.exit_code == 0 and "ci-key.pem.pub" in made.output, made.output
+    assert key.stat().st_mode & 0o077 == 0, "the private key is readable by its owner only"
+    again = CliRunner().invoke(export_main, ["--new-signing-key", str(key)])
+    assert again.exit_code == 1 and "never overwritten" in again.output
+    out = tmp_path / "signed"
+    args = ["--checkpoint", str(tiny_files / "model"), "--codec", str(tiny_files / "codec"), "--layout",
+            "2,2,32x32px", "--steps", "2", "--no-verify"]  # fmt: skip
+    result = CliRunner().invoke(export_main, [*args, "--out", str(out), "--sign", str(key)])
+    assert result.exit_code == 0 and "signed)" in result.output, result.output
+    assert (out / "signature.json").is_file()
+    public = f"{key}.pub"
+    load_model(out, trusted_keys=[public])
+    unsigned = tmp_path / "unsigned"
+    assert CliRunner().invoke(export_main, [*args, "--out", str(unsigned)]).exit_code == 0
+    with pytest.raises(BundleError, match="is not signed"):
+        load_model(unsigned, trusted_keys=[public])
+    with pytest.raises(BundleError, match="not a PEM public key"):
+        load_model(out, trusted_keys=[key])  # the private key is not a trusted key
+    run = CliRunner().invoke(run_main, ["--input", "x.mp4", "--engine", str(unsigned), "--trusted-key", public])
+    assert run.exit_code == 1 and run.output.startswith("Error: ") and "is not signed" in run.output, run.output
+    run = CliRunner().invoke(run_main, ["--input", "x.mp4", "--engine", str(tiny_files / "model"),
+                                        "--trusted-key", public])  # fmt: skip
+    assert run.exit_code == 1 and "is a checkpoint" in run.output, run.output

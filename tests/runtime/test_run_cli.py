@@ -293,3 +293,24 @@ def test_a_damaged_cached_export_is_rebuilt_with_a_note(model_folder, clip_video
     (entry / "manifest.json").write_text("{broken")
     with caplog.at_level("INFO", logger="vgpt.runtime.loading"):
         assert _run(*common).exit_code == 0
+
+
+@pytest.mark.parametrize("text", ["{broken", "[1, 2]", "\udcff{}", "[" * 100_000 + "]" * 100_000])
+def test_a_broken_bundle_manifest_is_one_error_line_and_a_broken_cached_one_is_repaired(
+    model_folder, clip_video, tmp_path, text
+):
+    """The audit: invalid JSON, a JSON list or bytes that are not UTF-8 in --engine's manifest were a
+    traceback; a cached manifest nested 100,000 deep was a RecursionError on every run, never repaired."""
+    from vgpt.runtime.loading import cache_root
+
+    common = ["--input", str(clip_video), "--output", str(tmp_path / "o.mp4"), "--clips", "1"]
+    assert _run(*common, "--engine", str(model_folder)).exit_code == 0
+    entry = next(p for p in cache_root().iterdir() if p.is_dir() and not p.name.startswith("."))
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "manifest.json").write_text(text, errors="surrogateescape")
+    result = _run(*common, "--engine", str(tmp_path / "bundle"))
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+    assert "manifest.json" in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    (entry / "manifest.json").write_text(text, errors="surrogateescape")
+    assert _run(*common, "--engine", str(model_folder)).exit_code == 0  # exported again
+    assert _run(*common, "--engine", str(model_folder), "--trust-cache").exit_code == 0

@@ -137,3 +137,34 @@ def test_load_in_bfloat16_and_override_the_rope_policy(tmp_path, tiny_model):
     loaded = load_checkpoint(path, dtype=torch.bfloat16, rope_factor_policy="length")
     assert loaded.model.dtype == torch.bfloat16
     assert loaded.model.config.rope_factor_policy == "length"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: {**m, "weights": "../../etc/passwd"}, "only name files inside its own folder"),
+        (lambda m: {k: v for k, v in m.items() if k != "weights_sha256"}, "'weights_sha256' must be a string"),
+        (lambda m: ["a", "list"], "holds a JSON list, not an object"),
+        (lambda m: "[" * 100_000, "deeper than 64 levels"),
+        (lambda m: b'{"format": "\xff"}', "not UTF-8"),
+    ],
+)
+def test_a_crafted_checkpoint_manifest_is_one_clear_error(tmp_path, tiny_model, change, message):
+    """The audit: `weights: ../../etc/passwd` was opened, a list or a missing hash was a traceback."""
+    path = save_checkpoint(tiny_model, tmp_path / "ckpt")
+    manifest = change(json.loads((path / "manifest.json").read_text()))
+    if isinstance(manifest, bytes):
+        (path / "manifest.json").write_bytes(manifest)
+    else:
+        (path / "manifest.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_checkpoint(path)
+    assert "passwd" not in str(err.value) or "names '../../etc/passwd'" in str(err.value)
+
+
+def test_a_checkpoint_manifest_beyond_the_size_cap_is_refused_before_it_is_read(tmp_path, tiny_model):
+    path = save_checkpoint(tiny_model, tmp_path / "ckpt")
+    with open(path / "manifest.json", "r+b") as f:
+        f.truncate(1 << 30)  # sparse: 1 GB that would take seconds and gigabytes to parse
+    with pytest.raises(CheckpointError, match="is 1073741824 bytes, more than the 16777216"):
+        load_checkpoint(path)

@@ -6,8 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from vgpt.checkpoint import CheckpointError
 from vgpt.codecs.base import LatentCodec
 from vgpt.codecs.light import LightCodec, LightCodecConfig
+from vgpt.untrusted import read_json_object
 
 __all__ = ["LatentCodec", "LightCodec", "LightCodecConfig", "codec_id", "load_codec"]
 
@@ -34,7 +36,10 @@ def codec_id(path: str | Path) -> str:
     path = Path(path)
     manifest = path / "manifest.json"
     if manifest.is_file():
-        return json.loads(manifest.read_text())["weights_sha256"]
+        weights = read_json_object(manifest, CheckpointError, "re-save the codec").get("weights_sha256")
+        if not isinstance(weights, str):
+            raise CheckpointError(f"{manifest}: field 'weights_sha256' must be a string; re-save the codec")
+        return weights
     h = hashlib.sha256()
     config = path / "config.json"
     if config.is_file():

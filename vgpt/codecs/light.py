@@ -127,7 +127,7 @@ class LightCodec(nn.Module, LatentCodec):
         try:
             manifest = json.loads(manifest_file.read_text())
             fmt = manifest.get("format")
-        except (ValueError, AttributeError) as err:
+        except (ValueError, AttributeError, RecursionError) as err:
             raise CheckpointError(f"{manifest_file} is not a JSON object ({err}); re-save the codec") from None
         if fmt != FORMAT:
             raise CheckpointError(f"{manifest_file}: format {fmt!r}, expected {FORMAT!r}")

@@ -99,3 +99,15 @@ def test_a_codec_config_edited_by_hand_is_one_clear_error(tmp_path, config, mess
     manifest_file.write_text(json.dumps({**manifest, "config": {**manifest["config"], **config}}))
     with pytest.raises(CheckpointError, match=message):
         load_codec(path)
+
+
+def test_a_codec_manifest_nested_100000_deep_is_one_clear_error(tmp_path):
+    """The cache key (codec_id) and the loader once raised RecursionError on it."""
+    from vgpt.codecs import codec_id
+
+    path = LightCodec().eval().save(tmp_path / "codec")
+    (path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="deeper than 64 levels"):
+        codec_id(path)
+    with pytest.raises(CheckpointError, match="is not a JSON object"):
+        load_codec(path)
