@@ -142,13 +142,14 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
+    from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     opset = int(opset)
     checkpoint, codec_path, defaults = resolve_checkpoint(checkpoint, codec)
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
+    check_codec_fits(codec, loaded, codec_path)
     sampler = defaults.sampler(steps, guidance, shift)
     config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
                           dtype=dtype, kv_attention=kv_attention, verify=verify, precision=precision)  # fmt: skip

@@ -45,13 +45,13 @@ def cached_export(
 ) -> Path:
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
     from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import codec_id, load_codec
+    from vgpt.codecs import check_codec_fits, codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
     loaded = load_checkpoint(checkpoint)
     codec = load_codec(codec_dir)
-    check_codec_fits(codec, loaded.model.config, codec_dir)
+    check_codec_fits(codec, loaded, codec_dir)
     layout, sampler = defaults.layout(loaded.model.config), defaults.sampler(steps, guidance)
     key_fields = {"weights": loaded.weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
@@ -103,13 +103,6 @@ def _is_engine(source: str | Path) -> bool:
     return path.suffix == ".plan" or (path.is_dir() and (path / ENGINE_MANIFEST).is_file())
 
 
-def check_codec_fits(codec, config, codec_dir) -> None:
-    channels = getattr(codec, "latent_channels", config.latent_channels)
-    if channels != config.latent_channels:
-        raise BundleError(f"the codec {codec_dir} makes {channels}-channel latents but the model takes "
-                          f"{config.latent_channels}: pass the --codec the model was trained with")  # fmt: skip
-
-
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None,
                  codec: str | Path | None = None, providers: list[str] | None = None):  # fmt: skip
@@ -142,12 +135,13 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
 
 def _torch_backend(source, threads, steps, guidance, codec_source):
     from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
+    from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
-    model = load_checkpoint(checkpoint).model
+    loaded = load_checkpoint(checkpoint)
+    model = loaded.model
     layout, sampler = defaults.layout(model.config), defaults.sampler(steps, guidance)
     codec = load_codec(codec_dir)
-    check_codec_fits(codec, model.config, codec_dir)
+    check_codec_fits(codec, loaded, codec_dir)
     return TorchBackend(model, codec, layout, sampler, threads)

@@ -64,6 +64,7 @@ def save_training_checkpoint(
     main: bool,
     keep: int,
     average: WeightAverage | None = None,
+    record: dict[str, Any] | None = None,
 ) -> Path | None:
     """Gather the full state (every rank takes part), write it from the main rank, atomically. With a
     weight average, `ema/` holds the averaged weights (the ones to evaluate and ship) beside `model/`."""
@@ -76,7 +77,7 @@ def save_training_checkpoint(
     root = checkpoint_root(out_dir)
     name = f"step-{state.step:07d}"
     with atomic_dir(root / name, overwrite=True) as tmp:
-        extra = {"step": state.step, "train_config": config}
+        extra = {"step": state.step, "train_config": config, **(record or {})}
         save_state(bare.config, model_sd, tmp / "model", extra=extra)
         if average is not None:
             ema_sd = {k: averaged[k].to(v.dtype) if k in averaged else v for k, v in model_sd.items()}

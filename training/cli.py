@@ -24,10 +24,23 @@ def _run(fn, *args):
         return fn(*args)
 
 
-def _filled_cache(config) -> bool:
-    """A latent cache that already holds latents needs no codec (a codec-free run over cached data)."""
-    folder = config.latent_cache_dir
-    return folder is not None and folder.is_dir() and any(folder.iterdir())
+def _choose_codec(config):
+    """Without a codec: the bundled one, unless the latent cache was filled by another codec (a run over
+    those cached latents needs none; a run into the same folder again, or `--resume auto`, finds the
+    bundled codec's latents and takes the bundled codec again)."""
+    from vgpt.codecs import codec_id
+    from vgpt.training.data import recorded_codec
+
+    if config.codec is not None:
+        return config
+    bundled = _run(default_model).codec_dir
+    recorded = recorded_codec(config.latent_cache_dir)
+    if recorded is None or recorded == codec_id(bundled):
+        click.echo(f"note: no codec given (--codec or the config's): using the bundled codec {bundled}")
+        return config.replace(codec=str(bundled))
+    click.echo(f"note: no codec given: training on the latents cached in {config.latent_cache_dir} (codec "
+               f"{recorded[:12]}...); pass that codec with --codec to encode videos not yet cached")  # fmt: skip
+    return config
 
 
 @command
@@ -67,9 +80,7 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
         "tensorboard": tensorboard, "progress": progress,
     }  # fmt: skip
     config = _run(lambda: load_train_config(config_path, **overrides))
-    if config.codec is None and not _filled_cache(config):
-        config = config.replace(codec=str(_run(default_model).codec_dir))
-        click.echo(f"note: no codec given (--codec or the config's): using the bundled codec {config.codec}")
+    config = _choose_codec(config)
     last = _run(train, config)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"last checkpoint: {last}")
@@ -111,9 +122,10 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
     show_default=True,
     help="Extra loss weight on pixels far from the frame's dominant colour (small objects).",
 )
+@click.option("--force", is_flag=True, help="Replace a codec already in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
-                     latent_channels, stop_after, decoder_only, foreground_weight, progress) -> None:  # fmt: skip
+                     latent_channels, stop_after, decoder_only, foreground_weight, force, progress) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 latent channels by default) and report its
     reconstruction PSNR."""
     import torch
@@ -129,7 +141,7 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                               save_every=save_every, init=init, latent_channels=latent_channels,
                               stop_after=stop_after, decoder_only=decoder_only, foreground_weight=foreground_weight,
-                              progress=progress)  # fmt: skip
+                              force=force, progress=progress)  # fmt: skip
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)
     held_out = torch.cat([fit_frames(render_video(s, scene), size, size)

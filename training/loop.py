@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vgpt.checkpoint import content_hash, load_checkpoint
-from vgpt.codecs import LatentCodec, codec_id, load_codec
+from vgpt.codecs import CODEC_LATENTS, LatentCodec, codec_id, load_codec
 from vgpt.config import ConfigError, get_preset
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
@@ -87,8 +87,12 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         codec = codec.to(info.device).eval()
     cache = None
     if config.latent_cache:
-        cache = LatentCache(config.latent_cache_dir, codec, codec_id(config.codec) if config.codec else "", config.data)
+        cache = LatentCache(
+            config.latent_cache_dir, codec, codec_id(config.codec) if config.codec else None, config.data
+        )
     dataset = VideoClipDataset(config.data, cache)
+    # The checkpoints record which latents the model learns, so that another codec is refused later.
+    recorded = {CODEC_LATENTS: codec.latent_id()} if codec is not None else {}
 
     bare = build_model(config).to(info.device)
     optimizer_model = distributed.wrap(bare, config.strategy, info)
@@ -154,7 +158,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         if state.step % config.checkpoint_every == 0 or state.step == config.steps:
             last = save_training_checkpoint(
                 out, optimizer_model, bare, optimizer, scheduler, state, config.to_dict(), info.main,
-                config.keep_checkpoints, average,
+                config.keep_checkpoints, average, recorded,
             )  # fmt: skip
             distributed.barrier(info)
     bar.close()

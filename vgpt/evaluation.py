@@ -29,7 +29,7 @@ import torch
 from vgpt import metrics as objects
 from vgpt.atomic import atomic_file
 from vgpt.checkpoint import load_checkpoint
-from vgpt.codecs import LatentCodec, load_codec
+from vgpt.codecs import LatentCodec, check_codec_fits, load_codec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
 from vgpt.layout import Layout
@@ -141,8 +141,10 @@ def progress(config: EvalConfig, total: int):
 def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     if config.checkpoint is None or config.codec is None:
         raise ConfigError("EvalConfig: give a bundle, or a checkpoint and a codec")
-    model = load_checkpoint(config.checkpoint).model
+    loaded = load_checkpoint(config.checkpoint)
+    model = loaded.model
     codec: LatentCodec = load_codec(config.codec)
+    check_codec_fits(codec, loaded, config.codec)
     layout = Layout.from_pixels(model.config, config.history, config.clip, config.height, config.width)
     sampler = SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift)
     predictor = CachedPredictor(model, sampler, window=config.history)

@@ -4,7 +4,7 @@ into a backend, and refuses combinations that cannot mean anything, naming the f
 import pytest
 
 from vgpt.export.manifest import BundleError, load_bundle
-from vgpt.runtime.loading import cache_root, check_codec_fits, open_backend
+from vgpt.runtime.loading import cache_root, open_backend
 
 
 def test_a_checkpoint_is_exported_once_then_its_bundle_or_any_graph_in_it_loads(model_folder):
@@ -39,14 +39,3 @@ def test_a_bundle_refuses_a_codec_the_torch_backend_and_other_baked_settings(mod
     steps = load_bundle(bundle).sampler.steps
     with pytest.raises(BundleError, match=f"exported with steps={steps}, not {steps + 1}: .*--steps {steps + 1}"):
         open_backend(bundle, steps=steps + 1)
-
-
-def test_a_codec_of_other_latent_channels_is_named():
-    class Codec:
-        latent_channels = 16
-
-    class Config:
-        latent_channels = 4
-
-    with pytest.raises(BundleError, match="makes 16-channel latents but the model takes 4"):
-        check_codec_fits(Codec(), Config(), "codec/")
