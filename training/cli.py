@@ -125,7 +125,8 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
 @click.option("--force", is_flag=True, help="Replace a codec already in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
-                     latent_channels, stop_after, decoder_only, foreground_weight, force, progress) -> None:  # fmt: skip
+                     latent_channels, stop_after, decoder_only, foreground_weight, force,
+                     progress) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 latent channels by default) and report its
     reconstruction PSNR."""
     import torch
