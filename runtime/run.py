@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from vgpt.commands import plural
 from vgpt.errors import VgptError
@@ -106,8 +105,8 @@ def _check_parent(path: Path, option: str) -> None:
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
     predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
-                               config.kv_cache, config.codec,
-                               [config.provider] if config.provider else None)  # fmt: skip
+                               config.kv_cache, config.codec, [config.provider] if config.provider else None,
+                               seed=config.seed)  # fmt: skip
     M = predictor.layout.history_frames
     if config.live and config.max_frames is not None and config.max_frames < M:
         raise InputError(f"--max-frames {config.max_frames} stops before the {M} history frames a prediction "
@@ -149,8 +148,7 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
         raise InputError(f"{source.description} gave {got}, fewer than the {M} history frames the layout needs")
     predictor.observe(np.stack(history))
     with progress_bar(config.clips, "predict", "clip", config.progress) as bar:
-        prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
-                                       return_latents=config.latents is not None,
+        prediction = predictor.predict(config.clips, return_latents=config.latents is not None,
                                        on_clip=lambda _: bar.update(1))  # fmt: skip
     with _outputs(config, source.fps) as outputs:
         outputs.show(compose(shown, M, prediction.frames))
@@ -194,9 +192,7 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     outputs = _outputs(config, source.fps)
     stats = _StatsLog(config.stats) if config.stats else None
     try:
-        generator = torch.Generator().manual_seed(config.seed)
-        for _, prediction in predictor.stream(watched(), every=G, generator=generator,
-                                              return_latents=config.latents is not None):  # fmt: skip
+        for _, prediction in predictor.stream(watched(), every=G, return_latents=config.latents is not None):
             clips += 1
             predicted += len(prediction.frames)
             per_clip += prediction.seconds_per_clip
