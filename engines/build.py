@@ -106,11 +106,12 @@ def build_bundle(bundle_dir: str | Path, out: str | Path, precision: str, layout
                  optimization_level: int = 3, workspace_gib: float = 4.0, timing_cache: str | Path | None = None,
                  overwrite: bool = False) -> EngineManifest:  # fmt: skip
     """Build the engines of one layout of a bundle into `out`; returns the engine manifest."""
-    trt = import_tensorrt()
+    # The user's own mistakes first (a missing bundle, a precision it cannot give), then this machine's.
     bundle = load_bundle(bundle_dir)
     entry = bundle.layout(layout)
     settings = build_settings(bundle.precision, precision, optimization_level,
                               int(workspace_gib * (1 << 30)))  # fmt: skip
+    trt = import_tensorrt()
     gpu, capability = gpu_identity()
     check_precision_supported(settings.precision, capability, gpu)
     cache = Path(timing_cache) if timing_cache else Path(out).with_name(Path(out).name + ".timing-cache")

@@ -103,6 +103,22 @@ def _is_engine(source: str | Path) -> bool:
     return path.suffix == ".plan" or (path.is_dir() and (path / ENGINE_MANIFEST).is_file())
 
 
+def history_frames(source: str | Path | None) -> int | None:
+    """The history frames a prediction from `source` needs, read from its manifest or defaults.json
+    without loading the model, so that a too-short input is refused first. None where only loading
+    tells (engines, or a source that loading will refuse)."""
+    from vgpt.default_model import SETTINGS, Defaults, default_model
+
+    path = None if source is None else Path(source)
+    if path is None or (path / SETTINGS).is_file():
+        return default_model(path).defaults.history
+    if not path.exists() or _is_engine(path):
+        return None
+    if _is_bundle(path):
+        return load_bundle(find_manifest(path)).layout().layout.history_frames
+    return Defaults().history
+
+
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None,
                  codec: str | Path | None = None, providers: list[str] | None = None):  # fmt: skip

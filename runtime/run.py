@@ -17,6 +17,7 @@ from vgpt.frames import fit_frames, to_uint8
 from vgpt.layout import Layout
 from vgpt.progress import progress_bar
 from vgpt.runtime.config import RunConfig
+from vgpt.runtime.loading import history_frames
 from vgpt.runtime.output import Outputs, compose, side_by_side
 from vgpt.runtime.predictor import load_predictor
 from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_source
@@ -104,6 +105,10 @@ def _check_parent(path: Path, option: str) -> None:
 
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
+    source = open_source(config.input)
+    needed = history_frames(config.engine)
+    if not config.live and needed is not None and source.frames is not None and source.frames < needed:
+        raise _too_short(source, source.frames, needed)  # before the model loads (or exports)
     predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
                                config.kv_cache, config.codec, [config.provider] if config.provider else None,
                                seed=config.seed)  # fmt: skip
@@ -111,11 +116,15 @@ def run(config: RunConfig) -> RunSummary:
     if config.live and config.max_frames is not None and config.max_frames < M:
         raise InputError(f"--max-frames {config.max_frames} stops before the {M} history frames a prediction "
                          f"needs; give at least {M}")  # fmt: skip
-    source = open_source(config.input)
     log.info("input: %s; layout %s; backend %s", source.description, predictor.layout, predictor.backend.name)
     if config.live:
         return _run_live(config, predictor, source)
     return _run_offline(config, predictor, source)
+
+
+def _too_short(source, frames: int, M: int) -> InputError:
+    return InputError(f"{source.description} gave {plural(frames, 'frame')}, fewer than the {M} history frames "
+                      "the layout needs")  # fmt: skip
 
 
 def _fit(frames: list[np.ndarray], layout: Layout) -> list[np.ndarray]:
@@ -144,8 +153,7 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     except SourceDisconnected as err:
         disconnected = err
     if len(shown) < M:
-        got = plural(len(shown), "frame")
-        raise InputError(f"{source.description} gave {got}, fewer than the {M} history frames the layout needs")
+        raise _too_short(source, len(shown), M)
     predictor.observe(np.stack(history))
     with progress_bar(config.clips, "predict", "clip", config.progress) as bar:
         prediction = predictor.predict(config.clips, return_latents=config.latents is not None,

@@ -104,8 +104,11 @@ def test_bundle_errors(model_folder, clip_video, tmp_path):
     target.write_bytes(target.read_bytes()[:100])
     result = _run(*common, "--engine", str(broken))
     assert result.exit_code == 1 and "truncated or replaced" in result.output
-    result = _run(*common, "--engine", str(tmp_path / "model.plan"))
-    assert result.exit_code == 1 and "engines.json" in result.output  # no engine manifest beside it
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "model.plan").write_bytes(b"plan")
+    result = _run(*common, "--engine", str(plans / "model.plan"))
+    assert result.exit_code == 1 and "has no engines.json" in result.output  # no engine manifest beside it
 
 
 def test_camera_that_stops_mid_run_keeps_what_was_predicted(model_folder, tmp_path, monkeypatch):
@@ -190,6 +193,25 @@ def test_resource_flags_are_validated_before_anything_runs(args, message, tmp_pa
 def test_an_engine_path_that_does_not_exist_says_so(clip_video, tmp_path):
     result = _run("--input", str(clip_video), "--engine", str(tmp_path / "nowhere"))
     assert result.exit_code == 1 and "nowhere does not exist" in result.output
+
+
+def test_an_engine_plan_in_a_folder_that_does_not_exist_says_so(clip_video, tmp_path):
+    # The README's `vgpt-run --engine engines/model.plan` before any vgpt-build: it said "has no engines.json".
+    result = _run("--input", str(clip_video), "--engine", str(tmp_path / "engines" / "model.plan"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / 'engines' / 'model.plan'} does not exist: build engines with vgpt-build" in result.output
+
+
+def test_a_too_short_video_is_refused_before_the_model_loads(model_folder, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded for an input that cannot be predicted from")
+
+    monkeypatch.setattr(run_module, "load_predictor", never)
+    short = write_video(tmp_path / "short.mp4", render_video(1, SceneConfig(height=32, width=32, frames=2)))
+    for engine in (["--engine", str(model_folder)], []):  # a model folder (history 3), the bundled default (4)
+        result = _run("--input", str(short), *engine)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "gave 2 frames, fewer than the" in result.output
 
 
 def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp_path, monkeypatch):
