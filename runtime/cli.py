@@ -13,7 +13,7 @@ import click
 
 from vgpt.atomic import atomic_file
 from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
-from vgpt.default_model import Defaults, resolve_checkpoint
+from vgpt.default_model import Defaults, bundled_model_note, resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.runtime.config import PROVIDERS, RunConfig
 from vgpt.synthetic import EVAL_SEED_START
@@ -29,7 +29,8 @@ _RUN = RunConfig(input="")
     "--engine",
     default=None,
     help="An export bundle folder (or an .onnx inside one), a checkpoint folder or a training run "
-    "(its latest checkpoint). Default: the bundled model, exported on first use into a cache.",
+    "(its latest checkpoint). Default: the bundled model, exported on first use into a cache; "
+    f"{bundled_model_note()}.",
 )
 @click.option(
     "--codec",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vgpt.commands import plural
+from vgpt.default_model import bundled_model_note
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
 from vgpt.layout import Layout
@@ -105,6 +106,8 @@ def _check_parent(path: Path, option: str) -> None:
 
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
+    if config.engine is None:
+        log.info("note: %s", bundled_model_note())
     source = open_source(config.input)
     needed = history_frames(config.engine)
     if not config.live and needed is not None and source.frames is not None and source.frames < needed:

@@ -44,3 +44,15 @@ def test_compose_shows_context_then_true_future_or_a_blank_beside_the_prediction
     # Left: what the camera saw (2 context frames, 1 true future frame, then a blank: no input there);
     # right: the context, then the prediction. Medians ignore the labels drawn over the panels.
     assert left == [50, 100, 150, 0] and right == [50, 100, 200, 200]
+
+
+def test_a_labels_shadow_stays_under_its_text():
+    # The shadow was drawn with a thicker stroke, whose glyph advances are wider: by the end of
+    # "observed (future)" it ran a few pixels past the text ("observed (future))").
+    grey = np.full((64, 64, 3), 120, np.uint8)
+    panel = side_by_side(grey, grey, "observed (future)", "predicted +1")[:40, :256]  # [H, W, 3] left label
+    text_columns = np.flatnonzero((panel.min(axis=2) > 200).any(axis=0))
+    shadow_columns = np.flatnonzero((panel.max(axis=2) < 40).any(axis=0))
+    assert len(text_columns) and len(shadow_columns)
+    # A one-pixel shadow each way; anti-aliasing may darken one more pixel.
+    assert shadow_columns.max() <= text_columns.max() + 2 and shadow_columns.min() >= text_columns.min() - 2

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from vgpt.default_model import bundled_model_note
 from vgpt.runtime import run as run_module
 from vgpt.runtime.cli import run_main
 from vgpt.runtime.sources import FrameSource, SourceDisconnected
@@ -202,7 +203,7 @@ def test_an_engine_plan_in_a_folder_that_does_not_exist_says_so(clip_video, tmp_
     assert f"{tmp_path / 'engines' / 'model.plan'} does not exist: build engines with vgpt-build" in result.output
 
 
-def test_a_too_short_video_is_refused_before_the_model_loads(model_folder, tmp_path, monkeypatch):
+def test_a_too_short_video_is_refused_before_the_model_loads(model_folder, tmp_path, monkeypatch, caplog):
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded for an input that cannot be predicted from")
 
@@ -212,6 +213,24 @@ def test_a_too_short_video_is_refused_before_the_model_loads(model_folder, tmp_p
         result = _run("--input", str(short), *engine)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert "gave 2 frames, fewer than the" in result.output
+    # With the bundled default, the run's first line says what that model is (from defaults.json).
+    assert caplog.records[0].getMessage() == f"note: {bundled_model_note()}"
+
+
+def test_the_bundled_model_is_called_a_demonstration_in_help_and_the_readme():
+    from pathlib import Path
+
+    import vgpt
+    from vgpt.default_model import DEFAULT_DIR, SETTINGS
+
+    trained_on = json.loads((DEFAULT_DIR / SETTINGS).read_text())["trained_on"]
+    assert trained_on in bundled_model_note() and "vgpt-train --data" in bundled_model_note()
+    help_text = " ".join(_run("--help").output.split())
+    assert " ".join(bundled_model_note().split()) in help_text
+    readme = (Path(vgpt.__file__).parents[1] / "README.md").read_text()
+    quick_start = " ".join(readme.split("## Quick start")[1].split("\n## ")[0].split())
+    assert "The bundled model is a demonstration" in quick_start and trained_on in quick_start
+    assert "vgpt-train --config bundled --data" in quick_start
 
 
 def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp_path, monkeypatch):
