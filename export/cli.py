@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
@@ -14,6 +12,7 @@ from vgpt.errors import user_errors
 from vgpt.export.manifest import load_bundle
 from vgpt.export.readiness import check_graph
 from vgpt.export.spec import SUPPORTED_OPSETS
+from vgpt.progress import console_logging
 from vgpt.runtime.backends.ort_backend import OrtBackend
 
 
@@ -113,7 +112,7 @@ def _layouts(values, model_config, defaults):
 )
 def export_main(check_only, out, **options) -> None:
     """Export prefill, denoise-step and codec graphs with masks, positions and schedule baked in."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    console_logging()
     if not check_only and not out:
         raise click.UsageError("--out is required (or use --check-only BUNDLE)")
     with user_errors():

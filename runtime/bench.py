@@ -41,6 +41,7 @@ from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
+from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor, FullPredictor
 from vgpt.runtime.backends.ort_backend import OrtBackend, session_options
 from vgpt.runtime.predictor import load_predictor
@@ -494,13 +495,7 @@ def table(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: str | Path) -> Path:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("--plot needs matplotlib: pip install 'vgpt[bench]'") from err
+    plt = pyplot()
     s = report["scaling"]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(s["history"], s["full"], "o-", label="full (recompute every step)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from vgpt.atomic import atomic_file
 from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
 from vgpt.default_model import Defaults, bundled_model_note, resolve_checkpoint
 from vgpt.errors import user_errors
+from vgpt.progress import console_logging
 from vgpt.runtime.config import PROVIDERS, RunConfig
 from vgpt.synthetic import EVAL_SEED_START
 
@@ -96,7 +96,7 @@ def run_main(input_, engine, codec, output, frames_dir, sheet, latents, stats, c
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
     then every denoising step runs only the noisy clip against that cache.
     """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    console_logging()
     with user_errors():
         from vgpt.runtime.run import run
 
@@ -177,7 +177,7 @@ def bench_main(layouts, scaling, no_onnx, precisions, bundles, json_out, markdow
     """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
     precisions (or --bundle bundles) side by side against this CPU's GEMM peak, the host overhead of the
     denoising loop and the scaling with history length."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    console_logging()
     main, *extra = layouts
     if main.size is None or main.pixels:
         raise click.BadParameter(f"{main}: the first --layout gives the latent size, M,G,HxW (e.g. 56,24,8x8)")
@@ -265,7 +265,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
     from vgpt.evaluation import EvalConfig, horizon_table
     from vgpt.runtime.evaluate import evaluate
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    console_logging("%(asctime)s %(message)s", "%H:%M:%S")
     defaults = Defaults()
     if bundle is not None:
         fixed = {"--checkpoint": checkpoint, "--codec": codec, "--layout": layout, "--steps": steps,

@@ -106,12 +106,12 @@ def _check_parent(path: Path, option: str) -> None:
 
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
-    if config.engine is None:
-        log.info("note: %s", bundled_model_note())
     source = open_source(config.input)
     needed = history_frames(config.engine)
     if not config.live and needed is not None and source.frames is not None and source.frames < needed:
         raise _too_short(source, source.frames, needed)  # before the model loads (or exports)
+    if config.engine is None:
+        log.info("note: %s", bundled_model_note())
     predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
                                config.kv_cache, config.codec, [config.provider] if config.provider else None,
                                seed=config.seed)  # fmt: skip

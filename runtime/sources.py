@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgpt.video import VideoError, iter_frames, probe
+from vgpt.video import VideoError, iter_frames, opencv, probe
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def open_source(spec: str) -> FrameSource:
 
 
 def _images(paths: list[Path]) -> Iterator[np.ndarray]:
-    import cv2
+    cv2 = opencv()
 
     first = None
     for p in paths:
@@ -76,7 +76,7 @@ def _images(paths: list[Path]) -> Iterator[np.ndarray]:
 
 
 def _capture(target, description: str) -> FrameSource:
-    import cv2
+    cv2 = opencv()
 
     cap = cv2.VideoCapture(target)
     if not cap.isOpened():

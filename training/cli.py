@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import click
@@ -10,13 +9,14 @@ import click
 from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, command, plural
 from vgpt.default_model import default_model
 from vgpt.errors import user_errors
+from vgpt.progress import console_logging
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, write_dataset
 
 _SCENE = SceneConfig()
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    console_logging("%(asctime)s %(message)s", "%H:%M:%S")
 
 
 def _run(fn, *args):

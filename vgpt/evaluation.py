@@ -33,6 +33,7 @@ from vgpt.codecs import LatentCodec, check_codec_fits, load_codec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
 from vgpt.layout import Layout
+from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor
 from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig
@@ -267,13 +268,7 @@ def clip_names(config: EvalConfig, count: int) -> list[str]:
 def write_plot(result: dict, path: str | Path) -> Path:
     """Figures by horizon, model against the baselines: presence and centroid error (synthetic scenes),
     PSNR and SSIM."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("--plot needs matplotlib: pip install matplotlib") from err
+    plt = pyplot("bench")
     panels = [("psnr_by_horizon", "PSNR (higher is better)", "PSNR (dB)"),
               ("ssim_by_horizon", "SSIM (higher is better)", "SSIM")]  # fmt: skip
     if result.get("objects") is not None:
@@ -368,9 +363,9 @@ def report(config: EvalConfig, rollouts: Rollouts) -> dict:
         **info,
         **horizon_scores(frames, scenes, M),
     }
-    if config.plot:
-        log.info("wrote %s", write_plot(result, config.plot))
+    if config.plot:  # the command says what it wrote
+        write_plot(result, config.plot)
     if config.sheet:
         names = clip_names(config, config.sheet_clips)
-        log.info("wrote %s", write_png(config.sheet, sheet_image(frames, names, G, config.sheet_clips)))
+        write_png(config.sheet, sheet_image(frames, names, G, config.sheet_clips))
     return result

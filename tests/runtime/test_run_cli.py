@@ -213,8 +213,27 @@ def test_a_too_short_video_is_refused_before_the_model_loads(model_folder, tmp_p
         result = _run("--input", str(short), *engine)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert "gave 2 frames, fewer than the" in result.output
+    assert "bundled model is a demonstration" not in caplog.text, "an input error is the only line"
     # With the bundled default, the run's first line says what that model is (from defaults.json).
+    long_enough = write_video(tmp_path / "long.mp4", render_video(1, SceneConfig(height=32, width=32, frames=8)))
+    result = _run("--input", str(long_enough))
+    assert result.exit_code == 1 and "the model was loaded" in str(result.exception)
     assert caplog.records[0].getMessage() == f"note: {bundled_model_note()}"
+
+
+def test_opencv_and_ffmpeg_print_nothing_before_vgpts_own_error(tmp_path):
+    # "moov atom not found" (FFmpeg) and "can't open camera by index" (OpenCV) came before the Error line.
+    import subprocess
+    import sys
+
+    (tmp_path / "corrupt.mp4").write_bytes(b"garbage" * 300)
+    for source in (str(tmp_path / "corrupt.mp4"), "7"):
+        done = subprocess.run([sys.executable, "-c", "from vgpt.runtime.cli import run_main; run_main()", "--input",
+                               source, "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 1 and (done.stdout + done.stderr).strip().splitlines() == [
+            f"Error: cannot open {'camera 7' if source == '7' else source + ' as a video'}"
+        ], done.stdout + done.stderr
 
 
 def test_the_bundled_model_is_called_a_demonstration_in_help_and_the_readme():
