@@ -25,6 +25,7 @@ from vgpt.runtime.backends.trt_backend import TensorRTBackend
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
+LOCK_SUFFIX = ".lock"  # beside each cache entry: held while it is exported
 
 
 def cache_root() -> Path:
@@ -43,21 +44,25 @@ def _versions() -> dict[str, str]:
 def cached_export(
     source: str | Path | None, steps: int | None, guidance: float | None, codec_source: str | Path | None = None
 ) -> Path:
-    """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder."""
-    from vgpt.checkpoint import load_checkpoint
+    """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder.
+    A warm start reads the checkpoint's manifest only: the weights load on a cache miss."""
+    from vgpt.checkpoint import load_checkpoint, recorded_identity
     from vgpt.codecs import check_codec_fits, codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
-    loaded = load_checkpoint(checkpoint)
-    codec = load_codec(codec_dir)
-    check_codec_fits(codec, loaded, codec_dir)
-    layout, sampler = defaults.layout(loaded.model.config), defaults.sampler(steps, guidance)
-    key_fields = {"weights": loaded.weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
+    loaded = None
+    identity = recorded_identity(checkpoint)
+    if identity is None:  # the released format: its hash needs the weights
+        loaded = load_checkpoint(checkpoint)
+        identity = loaded.weights_sha256, loaded.model.config
+    weights_sha256, config = identity
+    layout, sampler = defaults.layout(config), defaults.sampler(steps, guidance)
+    key_fields = {"weights": weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     out = cache_root() / key
-    with _cache_lock(out):  # concurrent first runs: one exports, the others wait and reuse it
+    with _cache_lock(out, checkpoint):  # concurrent first runs: one exports, the others wait and reuse it
         for stale in out.parent.glob(f".{out.name}.*"):  # left by an export that was killed
             shutil.rmtree(stale, ignore_errors=True)
         if (out / MANIFEST).is_file():
@@ -69,6 +74,10 @@ def cached_export(
                 log.info("cached export %s no longer matches; exporting again", out)
             except (BundleError, ValueError) as err:
                 log.warning("the cached export %s is damaged (%s): exporting it again", out, err)
+        if loaded is None:
+            loaded = load_checkpoint(checkpoint)  # checks the weights against the manifest's hash
+        codec = load_codec(codec_dir)
+        check_codec_fits(codec, loaded, codec_dir)
         log.info("exporting %s into %s (first use)", checkpoint, out)
         config = ExportConfig(layouts=(layout,), sampler=sampler)
         export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
@@ -77,13 +86,22 @@ def cached_export(
 
 
 @contextlib.contextmanager
-def _cache_lock(folder: Path):
-    """An exclusive lock on `folder`'s cache entry (a lock file beside it), released on exit or death."""
+def _cache_lock(folder: Path, what: str):
+    """An exclusive lock on `folder`'s cache entry (a lock file beside it), released on exit or death.
+    Waiting for another process's export says so (it can take minutes on a loaded machine)."""
     import fcntl
+    import time
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f"{folder.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(folder.parent / f"{folder.name}{LOCK_SUFFIX}", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            started = time.monotonic()
+            log.info("waiting for another process that is exporting %s into %s (first use); its bundle is then "
+                     "reused", what, folder)  # fmt: skip
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            log.info("the other export finished after %.0f s", time.monotonic() - started)
         try:
             yield
         finally:

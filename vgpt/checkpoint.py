@@ -115,6 +115,20 @@ def weights_dir(path: str | Path) -> Path:
     return p
 
 
+def recorded_identity(path: str | Path) -> tuple[str, ModelConfig] | None:
+    """The weights hash and model config a vgpt checkpoint's manifest records, read without loading
+    the weights (what a cache keyed on them needs to find a hit); None for the released format, whose
+    hash only loading tells, or for anything `load_checkpoint` would refuse (it says why)."""
+    path = weights_dir(path)
+    try:
+        manifest = _read_json(path / "manifest.json")
+        if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
+            return None
+        return str(manifest["weights_sha256"]), ModelConfig.from_dict(_read_json(path / "config.json"))
+    except (OSError, KeyError, ValueError, VgptError):
+        return None
+
+
 def load_checkpoint(
     path: str | Path,
     *,

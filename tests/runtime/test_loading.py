@@ -39,3 +39,39 @@ def test_a_bundle_refuses_a_codec_the_torch_backend_and_other_baked_settings(mod
     steps = load_bundle(bundle).sampler.steps
     with pytest.raises(BundleError, match=f"exported with steps={steps}, not {steps + 1}: .*--steps {steps + 1}"):
         open_backend(bundle, steps=steps + 1)
+
+
+def test_a_warm_start_finds_the_cached_export_without_loading_the_weights(model_folder, monkeypatch):
+    import vgpt.checkpoint
+    from vgpt.runtime.loading import cached_export
+
+    first = cached_export(model_folder, None, None)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the weights were loaded on a warm start")
+
+    monkeypatch.setattr(vgpt.checkpoint, "load_checkpoint", no_load)
+    assert cached_export(model_folder, None, None) == first
+
+
+def test_a_first_run_that_waits_for_another_processs_export_says_so(model_folder, caplog):
+    import fcntl
+    import logging
+    import threading
+    import time
+
+    from vgpt.runtime.loading import LOCK_SUFFIX, cached_export
+
+    bundle = cached_export(model_folder, None, None)
+    caplog.set_level(logging.INFO, "vgpt.runtime.loading")
+    with open(bundle.parent / f"{bundle.name}{LOCK_SUFFIX}", "a") as other:  # another process exporting
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=cached_export, args=(model_folder, None, None))
+        waiter.start()
+        deadline = time.monotonic() + 120
+        while "waiting for another process" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        fcntl.flock(other, fcntl.LOCK_UN)
+    waiter.join(timeout=120)
+    assert f"waiting for another process that is exporting {model_folder}" in caplog.text
+    assert "the other export finished after" in caplog.text
