@@ -11,25 +11,25 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import vgpt
+from vgpt.cache import LOCK_SUFFIX
 from vgpt.default_model import resolve_checkpoint
 from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
 from vgpt.export.manifest import find_manifest, load_bundle
+from vgpt.integrity import cache_dir
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.trt_backend import TensorRTBackend
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
-LOCK_SUFFIX = ".lock"  # beside each cache entry: held while it is exported
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("VGPT_CACHE", Path.home() / ".cache" / "vgpt")) / "exports"
+    return cache_dir() / "exports"
 
 
 def _versions() -> dict[str, str]:

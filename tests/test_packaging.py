@@ -35,6 +35,7 @@ COMMANDS = {
     "vgpt-eval": "vgpt.runtime.cli:eval_main",
     "vgpt-synth": "vgpt.training.cli:synth_main",
     "vgpt-predict": "vgpt.cli:predict_main",
+    "vgpt-cache": "vgpt.cli:cache_main",
 }
 
 
