@@ -11,14 +11,15 @@ from pathlib import Path
 import click
 
 from vgpt.atomic import atomic_file
-from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command
-from vgpt.default_model import Defaults, bundled_model_note, resolve_checkpoint
+from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, THREADS_HELP, command, torch_threads
+from vgpt.default_model import DEFAULT_DIR, SETTINGS, Defaults, bundled_model_note, resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.progress import console_logging
 from vgpt.runtime.config import PROVIDERS, RunConfig
 from vgpt.synthetic import EVAL_SEED_START
 
 _RUN = RunConfig(input="")
+_BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text()))  # for help texts
 
 
 @command
@@ -244,7 +245,7 @@ def _in_user_errors(fn, *args):
     "--shift",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Schedule shift (default: the model's, 1 for the bundled one).",
+    help=f"Schedule shift (default: the model's, {_BUNDLED.shift:g} for the bundled one).",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler noise seed.")
 @click.option(
@@ -258,14 +259,16 @@ def _in_user_errors(fn, *args):
 @click.option("--sheet", default=None, help="Also write a contact sheet PNG: observed, true, predicted, baselines.")
 @click.option("--sheet-clips", type=POSITIVE, default=None, help="Scenes on the contact sheet (default 1).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
+@click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
 def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, steps, guidance, shift, seed, num_clips,
-              json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
+              json_out, plot, sheet, sheet_clips, progress, threads) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
     from vgpt.evaluation import EvalConfig, horizon_table
     from vgpt.runtime.evaluate import evaluate
 
     console_logging("%(asctime)s %(message)s", "%H:%M:%S")
+    torch_threads(threads)
     defaults = Defaults()
     if bundle is not None:
         fixed = {"--checkpoint": checkpoint, "--codec": codec, "--layout": layout, "--steps": steps,

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, command, plural
+from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, THREADS, THREADS_HELP, command, plural, torch_threads
 from vgpt.default_model import default_model
 from vgpt.errors import user_errors
 from vgpt.progress import console_logging
@@ -66,8 +66,9 @@ def _choose_codec(config):
 @click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data and noise.")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Log to OUT/tensorboard.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar.")
+@click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
 def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accum, lr, warmup_steps, workers,
-               checkpoint_every, resume, strategy, seed, tensorboard, progress) -> None:  # fmt: skip
+               checkpoint_every, resume, strategy, seed, tensorboard, progress, threads) -> None:  # fmt: skip
     """Train Video-GPT by next clip diffusion. Run under torchrun for several processes."""
     from vgpt.training.config import load_train_config
     from vgpt.training.loop import train
@@ -81,6 +82,7 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
     }  # fmt: skip
     config = _run(lambda: load_train_config(config_path, **overrides))
     config = _choose_codec(config)
+    torch_threads(threads)
     last = _run(train, config)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"last checkpoint: {last}")
