@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
-from vgpt.calibration.report import accuracy_report, summary, write_report
-from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command
+from vgpt.calibration.report import REPORT_CLIPS_PER_CALIBRATION_CLIP, accuracy_report, summary, write_report
+from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command, plural
 from vgpt.default_model import resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.export.manifest import load_bundle
@@ -95,9 +97,10 @@ def _layouts(values, model_config, defaults):
 @click.option(
     "--report-clips",
     type=NON_NEGATIVE,
-    default=64,
-    show_default=True,
-    help="Held-out clips of the accuracy report of --fp8/--int8 (0: no report).",
+    default=None,
+    help=f"Held-out clips of the accuracy report of --fp8/--int8 (default: {REPORT_CLIPS_PER_CALIBRATION_CLIP} per "
+    "calibration clip; 0: no report). Each runs the quantized bundle and the fp32 model through the whole sampler; "
+    "the command prints the count before it starts and the time it took.",
 )
 @click.option(
     "--report-videos", default=None, help="Videos for the accuracy report (default: held-out synthetic scenes)."
@@ -166,6 +169,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
             click.echo(f"{entry.name}/{name}.onnx: {size / 1e6:.1f} MB, {graph.nodes} nodes, {verdict}")
     click.echo(f"wrote {out} ({manifest.sampler.steps} steps, guidance {sampler.guidance}, "
                f"opset {opset}, {dtype}, {precision})")  # fmt: skip
+    report_clips = report_clips if report_clips is not None else REPORT_CLIPS_PER_CALIBRATION_CLIP * calib_count
     if quantizer is not None and report_clips > 0:
         _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pickle, report_clips, report_videos)
 
@@ -183,9 +187,12 @@ def _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pick
     reference = TorchBackend(load_checkpoint(checkpoint, allow_pickle=allow_pickle).model, load_codec(codec_path),
                              candidate.layout, sampler)  # fmt: skip
     clips, source = layout_clips(candidate.layout, count, videos)
+    click.echo(f"accuracy report: {plural(count, 'held-out clip')}, each through the {quantizer.precision} bundle "
+               f"and the fp32 model at {sampler.steps} steps (--report-clips sets the count, 0 skips it)")  # fmt: skip
+    started = time.perf_counter()
     report = accuracy_report(candidate, reference, clips, seed=0, source=source, progress=quantizer.progress)
     report.update({"precision": quantizer.precision, "policy": quantizer.policy, "layout": bundle.layouts[0].name,
                    "reference": "fp32 model, eager PyTorch (equal to the fp32 ONNX graphs within 1e-5)"})  # fmt: skip
     path = write_report(out, report)
     click.echo(summary(report, quantizer.precision))
-    click.echo(f"accuracy report: {path}")
+    click.echo(f"accuracy report: {path} ({time.perf_counter() - started:.0f} s)")

@@ -58,8 +58,19 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
     "dropped, the clip's compute time), flushed as it goes: for monitoring and soak tests.",
 )
 @click.option("--clips", type=POSITIVE, default=_RUN.clips, show_default=True, help="Clips to predict (offline mode).")
-@click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (must match the bundle's schedule).")
-@click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (must match the bundle's).")
+@click.option(
+    "--steps",
+    type=POSITIVE,
+    default=None,
+    help="Denoising steps: a bundle's are baked in (must match); a checkpoint or the bundled model is exported "
+    f"again with them (default {_BUNDLED.steps} for the bundled model).",
+)
+@click.option(
+    "--guidance",
+    type=GUIDANCE,
+    default=None,
+    help=f"Guidance scale: as --steps (a bundle's must match; default {_BUNDLED.guidance:g} for the bundled model).",
+)
 @click.option("--seed", type=SEED, default=_RUN.seed, show_default=True, help="Seed of the sampler noise.")
 @click.option(
     "--backend", type=click.Choice(["onnxruntime", "torch", "tensorrt"]), default=_RUN.backend, show_default=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -13,6 +14,8 @@ from vgpt.progress import console_logging
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, write_dataset
 
 _SCENE = SceneConfig()
+# The stage files of training/stages/, named without importing torch (the help must stay fast).
+SHIPPED_STAGES = sorted(p.stem for p in (Path(__file__).parent / "stages").glob("*.json"))
 
 
 def _logging() -> None:
@@ -48,7 +51,7 @@ def _choose_codec(config):
     "--config",
     "config_path",
     required=True,
-    help="A JSON training config, or a shipped stage: stage1..stage4, bundled.",
+    help=f"A JSON training config, or a shipped stage: {', '.join(SHIPPED_STAGES)}.",
 )
 @click.option("--data", default=None, help="Videos: a folder, a glob pattern or a list file (overrides the config).")
 @click.option("--out", default=None, help="Output folder (checkpoints, logs).")

@@ -61,7 +61,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
-        raise FileExistsError(f"{path} exists and is not empty; choose another path or allow overwriting")
+        raise FileExistsError(f"{path} exists and is not empty; choose another path, or replace it with --force")
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file, not a folder; choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -330,8 +330,9 @@ def _read_pickle(file: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if not allow_pickle:
         raise CheckpointError(
             f"{file} is a pickle-based file; loading it runs Python's unpickler. Pass allow_pickle=True "
-            "(CLI: --allow-pickle) to load it with torch.load(weights_only=True), or convert it to "
-            "safetensors"
+            "(vgpt-export --allow-pickle) to load it with torch.load(weights_only=True), or convert it to "
+            "safetensors once (vgpt-export --checkpoint THIS --allow-pickle writes a bundle that every "
+            "command runs)"
         )
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)

@@ -139,3 +139,11 @@ def test_the_foreground_weight_finds_a_ball_on_a_flat_background():
     on_background[:, :, 12, 12] += 0.1
     assert reconstruction_loss(on_ball, frames) == pytest.approx(reconstruction_loss(on_background, frames).item())
     assert reconstruction_loss(on_ball, frames, 4.0) > 2 * reconstruction_loss(on_background, frames, 4.0)
+
+
+def test_the_help_names_every_shipped_stage():
+    from vgpt.training.config import STAGES_DIR
+
+    text = " ".join(CliRunner().invoke(train_main, ["--help"]).output.split())
+    stages = sorted(p.stem for p in STAGES_DIR.glob("*.json"))
+    assert "bundled-refine" in stages and f"shipped stage: {', '.join(stages)}." in text
