@@ -42,7 +42,7 @@ class LoggedProgress:
         self.n = self._start = initial
         self._started = self._last = clock()
         self._postfix = ""
-        self._logged = False
+        self._logged, self._logged_n = False, initial
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -53,7 +53,7 @@ class LoggedProgress:
         self._postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def close(self) -> None:
-        if self._logged and self._last != self.clock():  # the end of a phase that reported its progress
+        if self._logged and self.n != self._logged_n:  # the end of a phase that reported its progress
             self._log()
 
     def __enter__(self) -> LoggedProgress:
@@ -75,7 +75,7 @@ class LoggedProgress:
 
     def _log(self) -> None:
         log.info("%s", self.line())
-        self._last, self._logged = self.clock(), True
+        self._last, self._logged, self._logged_n = self.clock(), True, self.n
 
 
 def _duration(seconds: float) -> str:

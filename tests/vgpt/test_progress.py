@@ -22,7 +22,17 @@ def test_off_a_terminal_a_phase_logs_a_line_every_few_seconds_with_its_rate_and_
             bar.update(1)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "accuracy report: 20/100 clip (2.00 clip/s, about 40 s left)"
-    assert len(lines) == 5 and lines[-1] == "accuracy report: 100/100 clip (2.00 clip/s)"
+    assert len(lines) == 5 and lines[-1] == "accuracy report: 100/100 clip (2.00 clip/s)", "the end said once"
+    caplog.clear()
+    with LoggedProgress(3, "predict", "clip", every=10, clock=clock) as bar:
+        clock.now += 12
+        bar.update(1)  # logged
+        clock.now += 3
+        bar.update(2)  # not yet: the end is logged at close
+    assert [r.getMessage() for r in caplog.records] == [
+        "predict: 1/3 clip (0.08 clip/s, about 24 s left)",
+        "predict: 3/3 clip (0.20 clip/s)",
+    ]
 
 
 def test_a_short_phase_logs_nothing(caplog):
