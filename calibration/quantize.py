@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,7 +44,11 @@ class QuantizationError(VgptError, RuntimeError):
 
 def require_modelopt():
     try:
-        import modelopt.torch.quantization as mtq
+        with warnings.catch_warnings():
+            # ModelOpt warns at import about any transformers outside the range its Hugging Face
+            # integration is tested with; vgpt quantizes its own modules and never uses that integration.
+            warnings.filterwarnings("ignore", message=r"transformers .* is not tested with", category=UserWarning)
+            import modelopt.torch.quantization as mtq
     except ImportError as err:
         raise QuantizationError(
             "quantized export needs NVIDIA ModelOpt: pip install 'vgpt[modelopt]' "

@@ -25,6 +25,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+# The accuracy report's default size, per calibration clip asked for (64 at the default 32): a quick
+# --calib-count 4 trial once spent most of its 18.5 minutes on a fixed 64-clip report.
+REPORT_CLIPS_PER_CALIBRATION_CLIP = 2
+
+
 def accuracy_report(candidate, reference, clips: list[np.ndarray], seed: int = 0, source: str = "",
                     progress: bool = True) -> dict:  # fmt: skip
     """`candidate` (the quantized bundle's backend) against `reference` (fp32) on `clips`."""

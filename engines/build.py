@@ -19,6 +19,7 @@ from vgpt.engines.decisions import (
     EngineError,
     build_settings,
     check_precision_supported,
+    check_request,
     engine_manifest,
     parse_tensorrt_version,
     profile_shapes,
@@ -125,9 +126,11 @@ def build_bundle(bundle_dir: str | Path, out: str | Path, precision: str, layout
                  optimization_level: int = 3, workspace_gib: float = 4.0, timing_cache: str | Path | None = None,
                  overwrite: bool = False) -> EngineManifest:  # fmt: skip
     """Build the engines of one layout of a bundle into `out`; returns the engine manifest."""
-    trt = import_tensorrt()
+    # The user's own mistakes first (a missing bundle, a precision it cannot give), then this machine's.
     bundle = load_bundle(bundle_dir)
     entry = bundle.layout(layout)
+    check_request(bundle.precision, bundle.manifest.dtype, precision, optimization_level)
+    trt = import_tensorrt()
     settings = build_settings(bundle.precision, bundle.manifest.dtype, precision,
                               parse_tensorrt_version(trt.__version__), optimization_level,
                               int(workspace_gib * (1 << 30)))  # fmt: skip

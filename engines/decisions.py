@@ -65,6 +65,21 @@ def build_settings(bundle_precision: str, bundle_dtype: str, requested: str, ten
     builder picks per layer), or strongly typed from a graph already in that dtype. TensorRT 11 removed
     those flags and types every network strongly: an fp16/bf16 engine needs an fp16/bf16 graph
     (vgpt-export --dtype float16/bfloat16)."""
+    check_request(bundle_precision, bundle_dtype, requested, optimization_level)
+    if bundle_precision in ("fp8", "int8") or bundle_dtype == PRECISION_DTYPES[requested]:
+        return BuildSettings(requested, True, (), optimization_level, workspace_bytes)  # the graph's types
+    wanted = PRECISION_DTYPES[requested]
+    if tensorrt[0] >= 11:
+        raise EngineError(f"TensorRT {tensorrt[0]}.{tensorrt[1]} has no {requested.upper()} builder flag: every "
+                          f"network is strongly typed and takes its precision from the graph. Export the bundle "
+                          f"with vgpt-export --dtype {wanted} and build that")  # fmt: skip
+    flags = {"fp16": ("FP16",), "bf16": ("BF16",)}[requested]
+    return BuildSettings(requested, False, flags, optimization_level, workspace_bytes)
+
+
+def check_request(bundle_precision: str, bundle_dtype: str, requested: str, optimization_level: int = 3) -> None:
+    """The part of `build_settings` that needs no TensorRT: whether the bundle can give the requested
+    precision at all (checked before TensorRT is imported, so a user's own mistake is reported first)."""
     if requested not in ENGINE_PRECISIONS:
         raise EngineError(f"precision {requested!r}: choose one of {ENGINE_PRECISIONS}")
     if not 0 <= optimization_level <= 5:
@@ -73,22 +88,14 @@ def build_settings(bundle_precision: str, bundle_dtype: str, requested: str, ten
         if requested != bundle_precision:
             raise EngineError(f"the bundle holds {bundle_precision} Q/DQ graphs; build it with --precision "
                               f"{bundle_precision}, or export an fp32 bundle for {requested}")  # fmt: skip
-        return BuildSettings(requested, True, (), optimization_level, workspace_bytes)
+        return
     if requested in ("fp8", "int8"):
         raise EngineError(f"{requested} engines need a quantized bundle: vgpt-export --{requested}, then build it")
     wanted = PRECISION_DTYPES[requested]
-    if bundle_dtype == wanted:  # the graph's types are the engine's
-        return BuildSettings(requested, True, (), optimization_level, workspace_bytes)
-    if bundle_dtype != "float32":
+    if bundle_dtype not in ("float32", wanted):
         raise EngineError(f"the bundle's weights are {bundle_dtype}: build it with --precision "
                           f"{_precision_of(bundle_dtype)}, or export a bundle with --dtype {wanted} for "
                           f"{requested}")  # fmt: skip
-    if tensorrt[0] >= 11:
-        raise EngineError(f"TensorRT {tensorrt[0]}.{tensorrt[1]} has no {requested.upper()} builder flag: every "
-                          f"network is strongly typed and takes its precision from the graph. Export the bundle "
-                          f"with vgpt-export --dtype {wanted} and build that")  # fmt: skip
-    flags = {"fp16": ("FP16",), "bf16": ("BF16",)}[requested]
-    return BuildSettings(requested, False, flags, optimization_level, workspace_bytes)
 
 
 def source_bundle(requested: str, tensorrt: tuple[int, int]) -> tuple[str, str]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import sys
+import time
 
 import click
 
 from vgpt.calibration.policy import DEFAULT_POLICY, POLICIES
-from vgpt.calibration.report import accuracy_report, summary, write_report
-from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command, sigterm_as_interrupt
+from vgpt.calibration.report import REPORT_CLIPS_PER_CALIBRATION_CLIP, accuracy_report, summary, write_report
+from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, command, plural, sigterm_as_interrupt
 from vgpt.default_model import resolve_checkpoint
 from vgpt.errors import user_errors
 from vgpt.export.manifest import load_bundle
@@ -17,6 +17,7 @@ from vgpt.export.readiness import check_graph
 from vgpt.export.signing import load_signing_key
 from vgpt.export.signing import new_signing_key as new_signing_key_files
 from vgpt.export.spec import SUPPORTED_OPSETS
+from vgpt.progress import console_logging
 from vgpt.runtime.backends.ort_backend import OrtBackend
 
 
@@ -115,9 +116,10 @@ def _layouts(values, model_config, defaults):
 @click.option(
     "--report-clips",
     type=NON_NEGATIVE,
-    default=64,
-    show_default=True,
-    help="Held-out clips of the accuracy report of --fp8/--int8 (0: no report).",
+    default=None,
+    help=f"Held-out clips of the accuracy report of --fp8/--int8 (default: {REPORT_CLIPS_PER_CALIBRATION_CLIP} per "
+    "calibration clip; 0: no report). Each runs the quantized bundle and the fp32 model through the whole sampler; "
+    "the command prints the count before it starts and the time it took.",
 )
 @click.option(
     "--report-videos", default=None, help="Videos for the accuracy report (default: held-out synthetic scenes)."
@@ -132,7 +134,7 @@ def _layouts(values, model_config, defaults):
 )
 def export_main(check_only, new_signing_key, out, **options) -> None:
     """Export prefill, denoise-step and codec graphs with masks, positions and schedule baked in."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    console_logging()
     if not check_only and not new_signing_key and not out:
         raise click.UsageError("--out is required (or use --check-only BUNDLE, --new-signing-key PATH)")
     with user_errors():
@@ -170,7 +172,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.calibration.quantizer import ModelOptQuantizer
     from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
+    from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     opset = int(opset)
@@ -178,6 +180,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     checkpoint, codec_path, defaults = resolve_checkpoint(checkpoint, codec)
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
+    check_codec_fits(codec, loaded, codec_path)
     sampler = defaults.sampler(steps, guidance, shift)
     config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
                           dtype=dtype, kv_attention=kv_attention, verify=verify, precision=precision)  # fmt: skip
@@ -196,6 +199,7 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
             click.echo(f"{entry.name}/{name}.onnx: {size / 1e6:.1f} MB, {graph.nodes} nodes, {verdict}")
     click.echo(f"wrote {out} ({manifest.sampler.steps} steps, guidance {sampler.guidance}, "
                f"opset {opset}, {dtype}, {precision}{', signed' if signing_key else ''})")  # fmt: skip
+    report_clips = report_clips if report_clips is not None else REPORT_CLIPS_PER_CALIBRATION_CLIP * calib_count
     if quantizer is not None and report_clips > 0:
         _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pickle, report_clips, report_videos)
 
@@ -213,9 +217,12 @@ def _accuracy_report(out, checkpoint, codec_path, sampler, quantizer, allow_pick
     reference = TorchBackend(load_checkpoint(checkpoint, allow_pickle=allow_pickle).model, load_codec(codec_path),
                              candidate.layout, sampler)  # fmt: skip
     clips, source = layout_clips(candidate.layout, count, videos)
+    click.echo(f"accuracy report: {plural(count, 'held-out clip')}, each through the {quantizer.precision} bundle "
+               f"and the fp32 model at {sampler.steps} steps (--report-clips sets the count, 0 skips it)")  # fmt: skip
+    started = time.perf_counter()
     report = accuracy_report(candidate, reference, clips, seed=0, source=source, progress=quantizer.progress)
     report.update({"precision": quantizer.precision, "policy": quantizer.policy, "layout": bundle.layouts[0].name,
                    "reference": "fp32 model, eager PyTorch (equal to the fp32 ONNX graphs within 1e-5)"})  # fmt: skip
     path = write_report(out, report)
     click.echo(summary(report, quantizer.precision))
-    click.echo(f"accuracy report: {path}")
+    click.echo(f"accuracy report: {path} ({time.perf_counter() - started:.0f} s)")

@@ -34,6 +34,7 @@ from vgpt.calibration.quantize import require_modelopt
 from vgpt.calibration.quantizer import ModelOptQuantizer
 from vgpt.checkpoint import content_hash, load_checkpoint
 from vgpt.codecs import LightCodec
+from vgpt.commands import torch_threads
 from vgpt.config import get_preset
 from vgpt.default_model import default_model
 from vgpt.export.bundle import ExportConfig, export_bundle
@@ -41,6 +42,7 @@ from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
+from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor, FullPredictor
 from vgpt.runtime.backends.ort_backend import OrtBackend, session_options
 from vgpt.runtime.predictor import load_predictor
@@ -83,7 +85,21 @@ class Timing:
     runs: list[float] = field(default_factory=list)
 
 
-def measure(fn: Callable[[], Any], repeats: int, warmup: int) -> Timing:
+# Repeated runs of one timing further apart than this (slowest over fastest) measure the machine's other
+# load more than the code: on a loaded 2-core machine, runs of one PyTorch clip ranged 8.4-20.5 s.
+UNSTEADY_RATIO = 2.0
+
+
+def unsteady(runs: list[float], limit: float = UNSTEADY_RATIO) -> str | None:
+    """What is wrong with `runs` when its slowest run is over `limit` times its fastest, else None."""
+    if len(runs) < 2 or min(runs) <= 0 or max(runs) / min(runs) <= limit:
+        return None
+    return (f"runs disagree: {min(runs) * 1e3:.1f} .. {max(runs) * 1e3:.1f} ms ({max(runs) / min(runs):.1f}x); "
+            "the machine is busy with other work, so this figure and its ratios are unreliable: rerun on a "
+            "quiet machine or with --threads 1")  # fmt: skip
+
+
+def measure(fn: Callable[[], Any], repeats: int, warmup: int, name: str = "a timing") -> Timing:
     for _ in range(warmup):
         fn()
     runs = []
@@ -91,6 +107,9 @@ def measure(fn: Callable[[], Any], repeats: int, warmup: int) -> Timing:
         start = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - start)
+    problem = unsteady(runs)
+    if problem is not None:
+        log.warning("vgpt-bench: %s: %s", name, problem)
     return Timing(statistics.median(runs), max(runs) - min(runs), runs)
 
 
@@ -144,8 +163,8 @@ def _graph_times(model, layout: Layout, sampler: SamplerConfig, config: BenchCon
     with torch.no_grad():
         kv = prefill(history)
         step = torch.tensor([sampler.steps // 2])
-        torch_prefill = measure(lambda: prefill(history), config.repeats, config.warmup)
-        torch_step = measure(lambda: denoise(z, kv, step), config.repeats * 3, config.warmup)
+        torch_prefill = measure(lambda: prefill(history), config.repeats, config.warmup, "PyTorch prefill")
+        torch_step = measure(lambda: denoise(z, kv, step), config.repeats * 3, config.warmup, "PyTorch step")
     return {"torch": {"prefill": torch_prefill, "denoise_step": torch_step}}
 
 
@@ -222,8 +241,8 @@ def time_bundle(path: str | Path, config: BenchConfig, threads: int | None = Non
     history, z = (t.numpy() for t in _bench_inputs(bundle.model_config.latent_channels, layout,
                                                    config.seed))  # fmt: skip
     backend.prefill(history)
-    prefill = measure(lambda: backend.prefill(history), config.repeats, config.warmup)
-    step = measure(backend.step_once, config.repeats * 3, config.warmup)
+    prefill = measure(lambda: backend.prefill(history), config.repeats, config.warmup, f"{path} prefill")
+    step = measure(backend.step_once, config.repeats * 3, config.warmup, f"{path} step")
     clip = measure(lambda: (backend.prefill(history), backend.denoise(z)), config.repeats, config.warmup)
     fractions = []
     for _ in range(config.repeats):
@@ -372,8 +391,7 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     if config.onnx and not config.bundles and {"int8", "fp8"} & set(config.precisions):
         require_modelopt()  # before minutes of timing: INT8/FP8 exports need ModelOpt
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch_threads(config.threads)
     model = bench_network(config.model)
     mc = model.config
     sampler = SamplerConfig(steps=config.steps, guidance=config.guidance)
@@ -494,13 +512,7 @@ def table(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: str | Path) -> Path:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("--plot needs matplotlib: pip install 'vgpt[bench]'") from err
+    plt = pyplot()
     s = report["scaling"]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(s["history"], s["full"], "o-", label="full (recompute every step)")

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
 import click
 
 from vgpt.atomic import atomic_file
-from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, SEED, THREADS, command, sigterm_as_interrupt
-from vgpt.default_model import Defaults, resolve_checkpoint
+from vgpt.commands import (
+    GUIDANCE,
+    LAYOUT,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    THREADS,
+    THREADS_HELP,
+    command,
+    sigterm_as_interrupt,
+    torch_threads,
+)
+from vgpt.default_model import DEFAULT_DIR, SETTINGS, Defaults, bundled_model_note, resolve_checkpoint
 from vgpt.errors import user_errors
+from vgpt.progress import console_logging
 from vgpt.runtime.config import PROVIDERS, RunConfig
 from vgpt.synthetic import EVAL_SEED_START
 
 _RUN = RunConfig(input="")
+_BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text()))  # for help texts
 
 
 @command
@@ -27,7 +39,8 @@ _RUN = RunConfig(input="")
     "--engine",
     default=None,
     help="An export bundle folder (or an .onnx inside one), a checkpoint folder or a training run "
-    "(its latest checkpoint). Default: the bundled model, exported on first use into a cache.",
+    "(its latest checkpoint). Default: the bundled model, exported on first use into a cache; "
+    f"{bundled_model_note()}.",
 )
 @click.option(
     "--codec",
@@ -60,8 +73,19 @@ _RUN = RunConfig(input="")
     "dropped, the clip's compute time), flushed as it goes: for monitoring and soak tests.",
 )
 @click.option("--clips", type=POSITIVE, default=_RUN.clips, show_default=True, help="Clips to predict (offline mode).")
-@click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (must match the bundle's schedule).")
-@click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (must match the bundle's).")
+@click.option(
+    "--steps",
+    type=POSITIVE,
+    default=None,
+    help="Denoising steps: a bundle's are baked in (must match); a checkpoint or the bundled model is exported "
+    f"again with them (default {_BUNDLED.steps} for the bundled model).",
+)
+@click.option(
+    "--guidance",
+    type=GUIDANCE,
+    default=None,
+    help=f"Guidance scale: as --steps (a bundle's must match; default {_BUNDLED.guidance:g} for the bundled model).",
+)
 @click.option("--seed", type=SEED, default=_RUN.seed, show_default=True, help="Seed of the sampler noise.")
 @click.option(
     "--backend", type=click.Choice(["onnxruntime", "torch", "tensorrt"]), default=_RUN.backend, show_default=True
@@ -114,7 +138,7 @@ def run_main(input_, engine, codec, output, frames_dir, force, sheet, latents, s
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
     then every denoising step runs only the noisy clip against that cache.
     """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    console_logging()
     with user_errors():
         from vgpt.runtime.run import run
 
@@ -178,7 +202,7 @@ def bench_main(layouts, scaling, no_onnx, precisions, bundles, json_out, markdow
     """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
     precisions (or --bundle bundles) side by side against this CPU's GEMM peak, the host overhead of the
     denoising loop and the scaling with history length."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    console_logging()
     main, *extra = layouts
     if main.size is None or main.pixels:
         raise click.BadParameter(f"{main}: the first --layout gives the latent size, M,G,HxW (e.g. 56,24,8x8)")
@@ -245,7 +269,7 @@ def _in_user_errors(fn, *args):
     "--shift",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Schedule shift (default: the model's, 1 for the bundled one).",
+    help=f"Schedule shift (default: the model's, {_BUNDLED.shift:g} for the bundled one).",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler noise seed.")
 @click.option(
@@ -266,15 +290,17 @@ def _in_user_errors(fn, *args):
     help="A student distilled from --checkpoint (vgpt-distill; repeatable): report the teacher, the teacher cut "
     "to the student's K steps and each student side by side on the same scenes and noise.",
 )
+@click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
 def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, steps, guidance, shift, seed, num_clips,
-              json_out, plot, sheet, sheet_clips, progress, students) -> None:  # fmt: skip
+              json_out, plot, sheet, sheet_clips, progress, students, threads) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
     from vgpt.checkpoint import read_student
     from vgpt.evaluation import EvalConfig
     from vgpt.runtime.evaluate import evaluate
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    console_logging("%(asctime)s %(message)s", "%H:%M:%S")
+    torch_threads(threads)
     defaults = Defaults()
     if bundle is not None:
         fixed = {"--checkpoint": checkpoint, "--codec": codec, "--layout": layout, "--steps": steps,

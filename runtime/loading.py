@@ -11,16 +11,17 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import vgpt
+from vgpt.cache import LOCK_SUFFIX
 from vgpt.default_model import resolve_checkpoint
 from vgpt.errors import is_storage_error
 from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
 from vgpt.export.manifest import find_manifest, load_bundle
+from vgpt.integrity import cache_dir
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.trt_backend import TensorRTBackend
 from vgpt.untrusted import read_json_object
@@ -31,7 +32,7 @@ BACKENDS = ("onnxruntime", "torch", "tensorrt")
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("VGPT_CACHE", Path.home() / ".cache" / "vgpt")) / "exports"
+    return cache_dir() / "exports"
 
 
 def _versions() -> dict[str, str]:
@@ -51,21 +52,25 @@ def cached_export(
     trust_cache: bool = False,
 ) -> Path:
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder.
-    `trust_cache`: reuse the remembered verdicts on its graph files (vgpt.integrity)."""
-    from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import codec_id, load_codec
+    `trust_cache`: reuse the remembered verdicts on its graph files (vgpt.integrity). A warm start reads the
+    checkpoint's manifest only: the weights load on a cache miss."""
+    from vgpt.checkpoint import load_checkpoint, recorded_identity
+    from vgpt.codecs import check_codec_fits, codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
-    loaded = load_checkpoint(checkpoint)
-    codec = load_codec(codec_dir)
-    check_codec_fits(codec, loaded.model.config, codec_dir)
-    layout, sampler = defaults.layout(loaded.model.config), defaults.sampler(steps, guidance)
-    key_fields = {"weights": loaded.weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
+    loaded = None
+    identity = recorded_identity(checkpoint)
+    if identity is None:  # the released format: its hash needs the weights
+        loaded = load_checkpoint(checkpoint)
+        identity = loaded.weights_sha256, loaded.model.config
+    weights_sha256, config = identity
+    layout, sampler = defaults.layout(config), defaults.sampler(steps, guidance)
+    key_fields = {"weights": weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     out = cache_root() / key
-    with _cache_lock(out) as writable:  # concurrent first runs: one exports, the others wait and reuse it
+    with _cache_lock(out, checkpoint) as writable:  # concurrent first runs: one exports, the others wait and reuse it
         if writable:
             for stale in out.parent.glob(f".{out.name}.*"):  # left by an export that was killed
                 shutil.rmtree(stale, ignore_errors=True)
@@ -82,6 +87,10 @@ def cached_export(
             raise BundleError(f"the cache {cache_root().parent} cannot be written and holds no valid export of "
                               f"{checkpoint} for these settings; set VGPT_CACHE to a writable folder (or fill this "
                               "one where it can be written)")  # fmt: skip
+        if loaded is None:
+            loaded = load_checkpoint(checkpoint)  # checks the weights against the manifest's hash
+        codec = load_codec(codec_dir)
+        check_codec_fits(codec, loaded, codec_dir)
         log.info("exporting %s into %s (first use)", checkpoint, out)
         config = ExportConfig(layouts=(layout,), sampler=sampler)
         export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
@@ -90,15 +99,17 @@ def cached_export(
 
 
 @contextlib.contextmanager
-def _cache_lock(folder: Path):
+def _cache_lock(folder: Path, what: str):
     """An exclusive lock on `folder`'s cache entry (a lock file beside it), released on exit or death.
-    Yields whether the cache can be written: a read-only cache (a read-only mount, another user's
-    folder) is only read, and needs no lock, since nobody can change it."""
+    Waiting for another process's export says so (it can take minutes on a loaded machine). Yields
+    whether the cache can be written: a read-only cache (a read-only mount, another user's folder) is
+    only read, and needs no lock, since nobody can change it."""
     import fcntl
+    import time
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(folder.parent / f"{folder.name}.lock", "a")
+        handle = open(folder.parent / f"{folder.name}{LOCK_SUFFIX}", "a")
     except OSError as err:
         if not (isinstance(err, PermissionError) or is_storage_error(err)):
             raise
@@ -106,7 +117,14 @@ def _cache_lock(folder: Path):
         yield False
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            started = time.monotonic()
+            log.info("waiting for another process that is exporting %s into %s (first use); its bundle is then "
+                     "reused", what, folder)  # fmt: skip
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            log.info("the other export finished after %.0f s", time.monotonic() - started)
         try:
             yield True
         finally:
@@ -127,11 +145,20 @@ def _is_engine(source: str | Path) -> bool:
     return path.suffix == ".plan" or (path.is_dir() and (path / ENGINE_MANIFEST).is_file())
 
 
-def check_codec_fits(codec, config, codec_dir) -> None:
-    channels = getattr(codec, "latent_channels", config.latent_channels)
-    if channels != config.latent_channels:
-        raise BundleError(f"the codec {codec_dir} makes {channels}-channel latents but the model takes "
-                          f"{config.latent_channels}: pass the --codec the model was trained with")  # fmt: skip
+def history_frames(source: str | Path | None) -> int | None:
+    """The history frames a prediction from `source` needs, read from its manifest or defaults.json
+    without loading the model, so that a too-short input is refused first. None where only loading
+    tells (engines, or a source that loading will refuse)."""
+    from vgpt.default_model import SETTINGS, Defaults, default_model
+
+    path = None if source is None else Path(source)
+    if path is None or (path / SETTINGS).is_file():
+        return default_model(path).defaults.history
+    if not path.exists() or _is_engine(path):
+        return None
+    if _is_bundle(path):
+        return load_bundle(find_manifest(path)).layout().layout.history_frames
+    return Defaults().history
 
 
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
@@ -176,12 +203,13 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
 
 def _torch_backend(source, threads, steps, guidance, codec_source):
     from vgpt.checkpoint import load_checkpoint
-    from vgpt.codecs import load_codec
+    from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
-    model = load_checkpoint(checkpoint).model
+    loaded = load_checkpoint(checkpoint)
+    model = loaded.model
     layout, sampler = defaults.layout(model.config), defaults.sampler(steps, guidance)
     codec = load_codec(codec_dir)
-    check_codec_fits(codec, model.config, codec_dir)
+    check_codec_fits(codec, loaded, codec_dir)
     return TorchBackend(model, codec, layout, sampler, threads)

@@ -29,8 +29,12 @@ def _label(img: np.ndarray, text: str, colour: tuple[int, int, int]) -> np.ndarr
 
     out = np.ascontiguousarray(img)
     scale = max(0.35, img.shape[0] / 512)
-    cv2.putText(out, text, (4, int(14 * scale / 0.35)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (4, int(14 * scale / 0.35)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+    x, y = 4, int(14 * scale / 0.35)
+    # The shadow is the same thin text moved by one pixel each way: a thicker stroke would advance each
+    # glyph further (OpenCV's Hershey text adds the thickness to every advance) and drift off the text.
+    for dx, dy in ((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy):
+        cv2.putText(out, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
     return out
 
 

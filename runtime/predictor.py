@@ -60,9 +60,14 @@ MODES = ("exact", "rolling")
 class VideoPredictor:
     """mode "exact" (default): every prediction runs prefill on the newest M frames. mode "rolling": the
     cache is filled once and then slid by one frame per observed frame (`Backend.append`), so a
-    prediction starts without prefill; approximate, because kept frames remember dropped ones."""
+    prediction starts without prefill; approximate, because kept frames remember dropped ones.
 
-    def __init__(self, backend: Backend, mode: str = "exact") -> None:
+    `seed`: the stream's own noise generator, so the same seed and the same frames give the same
+    predictions in any process and in any stream (as the C API's `vgpt_stream_create(model, seed, ...)`;
+    torch's generator, so its noise differs from the C runtime's). None: the noise comes from torch's
+    global generator, different in every process unless `torch.manual_seed` is set."""
+
+    def __init__(self, backend: Backend, mode: str = "exact", seed: int | None = None) -> None:
         if mode not in MODES:
             raise ModeError(f"mode {mode!r}: choose one of {MODES}")
         if mode == "rolling" and not backend.supports_rolling:
@@ -79,13 +84,18 @@ class VideoPredictor:
         self._encode_lock = threading.Lock()  # the encoder graph's buffers
         self._predict_lock = threading.Lock()  # the KV cache and every other buffer of the backend
         self.observed = 0
+        self.seed = seed
+        self._generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     @property
     def ready(self) -> bool:
         return len(self._history) >= self.layout.history_frames
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the observed history and restart the noise from `seed` (None: the stream's own seed)."""
         with self._predict_lock, self._lock:
+            self.seed = self.seed if seed is None else seed
+            self._generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
             self._history.clear()
             self._pending.clear()
             self.observed = 0
@@ -128,10 +138,12 @@ class VideoPredictor:
 
     def predict(self, num_clips: int = 1, generator: torch.Generator | None = None, return_latents: bool = False,
                 on_clip: Callable[[int], None] | None = None) -> Prediction:  # fmt: skip
-        """The next num_clips * G frames; each predicted clip joins the history for the next."""
+        """The next num_clips * G frames; each predicted clip joins the history for the next. The noise
+        comes from `generator` if given, else from the stream's seeded generator (see the class)."""
         if num_clips < 1:
             raise ValueError(f"num_clips={num_clips}: must be >= 1")
         with self._predict_lock:
+            generator = generator if generator is not None else self._generator
             history = self._snapshot()  # [1, M, C, h, w]; in rolling mode the cache now holds it
             result = rollout(self.backend, history, [generator] * num_clips, prefilled=self.mode == "rolling",
                              on_clip=on_clip)  # fmt: skip
@@ -218,10 +230,11 @@ class LoadedModel:
     def backend_name(self) -> str:
         return self._source.name
 
-    def stream(self, mode: str = "exact") -> VideoPredictor:
+    def stream(self, mode: str = "exact", seed: int | None = None) -> VideoPredictor:
+        """One camera's state; `seed` makes its predictions reproducible (see `VideoPredictor`)."""
         with self._lock:
             backend, self._spare = self._spare, None
-        return VideoPredictor(backend if backend is not None else self._source.stream(), mode)
+        return VideoPredictor(backend if backend is not None else self._source.stream(), mode, seed)
 
 
 def load_model(
@@ -257,10 +270,12 @@ def load_predictor(
     mode: str = "exact",
     codec: str | Path | None = None,
     providers: list[str] | None = None,
+    seed: int | None = None,
     *,
     trust_cache: bool = False,
     trusted_keys: Sequence[str | Path] = (),
 ) -> VideoPredictor:
-    """One stream of a model: `load_model(...).stream(mode)` (see `load_model` for the sources)."""
+    """One stream of a model: `load_model(...).stream(mode, seed)` (see `load_model` for the sources and
+    `VideoPredictor` for the seed)."""
     return load_model(source, backend, threads, steps, guidance, codec, providers, trust_cache=trust_cache,
-                      trusted_keys=trusted_keys).stream(mode)  # fmt: skip
+                      trusted_keys=trusted_keys).stream(mode, seed)  # fmt: skip

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from vgpt.commands import plural
+from vgpt.default_model import bundled_model_note
 from vgpt.errors import STORAGE_ERRNOS, VgptError, is_storage_error
 from vgpt.frames import fit_for_display
 from vgpt.layout import Layout
 from vgpt.progress import progress_bar
 from vgpt.runtime.config import RunConfig
+from vgpt.runtime.loading import history_frames
 from vgpt.runtime.output import Outputs, compose, side_by_side
 from vgpt.runtime.predictor import load_predictor
 from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_source
@@ -152,19 +153,29 @@ def _check_parent(path: Path, option: str) -> None:
 
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
+    source = open_source(config.input)
+    needed = history_frames(config.engine)
+    if not config.live and needed is not None and source.frames is not None and source.frames < needed:
+        raise _too_short(source, source.frames, needed)  # before the model loads (or exports)
+    if config.engine is None:
+        log.info("note: %s", bundled_model_note())
     predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
-                               config.kv_cache, config.codec,
-                               [config.provider] if config.provider else None, trust_cache=config.trust_cache,
+                               config.kv_cache, config.codec, [config.provider] if config.provider else None,
+                               seed=config.seed, trust_cache=config.trust_cache,
                                trusted_keys=config.trusted_keys)  # fmt: skip
     M = predictor.layout.history_frames
     if config.live and config.max_frames is not None and config.max_frames < M:
         raise InputError(f"--max-frames {config.max_frames} stops before the {M} history frames a prediction "
                          f"needs; give at least {M}")  # fmt: skip
-    source = open_source(config.input)
     log.info("input: %s; layout %s; backend %s", source.description, predictor.layout, predictor.backend.name)
     if config.live:
         return _run_live(config, predictor, source)
     return _run_offline(config, predictor, source)
+
+
+def _too_short(source, frames: int, M: int) -> InputError:
+    return InputError(f"{source.description} gave {plural(frames, 'frame')}, fewer than the {M} history frames "
+                      "the layout needs")  # fmt: skip
 
 
 def _fit(frames: list[np.ndarray], layout: Layout) -> list[np.ndarray]:
@@ -193,11 +204,9 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     except SourceDisconnected as err:
         disconnected = err
     if len(shown) < M:
-        got = plural(len(shown), "frame")
-        raise InputError(f"{source.description} gave {got}, fewer than the {M} history frames the layout needs")
+        raise _too_short(source, len(shown), M)
     with progress_bar(config.clips, "predict", "clip", config.progress) as bar:
-        prediction = predictor.predict(config.clips, torch.Generator().manual_seed(config.seed),
-                                       return_latents=config.latents is not None,
+        prediction = predictor.predict(config.clips, return_latents=config.latents is not None,
                                        on_clip=lambda _: bar.update(1))  # fmt: skip
     with _outputs(config, source.fps) as outputs:
         outputs.show(compose(shown, M, prediction.frames))
@@ -241,9 +250,7 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     outputs = _outputs(config, source.fps)
     stats = _StatsLog(config.stats) if config.stats else None
     try:
-        generator = torch.Generator().manual_seed(config.seed)
-        for _, prediction in predictor.stream(watched(), every=G, generator=generator,
-                                              return_latents=config.latents is not None):  # fmt: skip
+        for _, prediction in predictor.stream(watched(), every=G, return_latents=config.latents is not None):
             clips += 1
             predicted += len(prediction.frames)
             per_clip += prediction.seconds_per_clip

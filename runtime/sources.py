@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgpt.video import VideoError, iter_frames, probe
+from vgpt.video import VideoError, iter_frames, opencv, probe
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class FrameSource:
     fps: float
     live: bool  # a camera or stream: it ends only by disconnecting
     _frames: Iterator[np.ndarray]
+    frames: int | None = None  # how many it holds, where known before reading (files, image folders)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self._frames
@@ -51,14 +52,14 @@ def open_source(spec: str) -> FrameSource:
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise SourceError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return FrameSource(f"{len(images)} images in {path}", 10.0, False, _images(images))
+        return FrameSource(f"{len(images)} images in {path}", 10.0, False, _images(images), len(images))
     info = probe(path)  # raises VideoError for unreadable or corrupt files
     return FrameSource(f"{path} ({info.frames} frames, {info.width}x{info.height})", info.fps or 10.0, False,
-                       iter_frames(path))  # fmt: skip
+                       iter_frames(path), info.frames or None)  # fmt: skip
 
 
 def _images(paths: list[Path]) -> Iterator[np.ndarray]:
-    import cv2
+    cv2 = opencv()
 
     first = None
     for p in paths:
@@ -75,7 +76,7 @@ def _images(paths: list[Path]) -> Iterator[np.ndarray]:
 
 
 def _capture(target, description: str) -> FrameSource:
-    import cv2
+    cv2 = opencv()
 
     cap = cv2.VideoCapture(target)
     if not cap.isOpened():

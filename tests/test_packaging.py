@@ -36,6 +36,7 @@ COMMANDS = {
     "vgpt-eval": "vgpt.runtime.cli:eval_main",
     "vgpt-synth": "vgpt.training.cli:synth_main",
     "vgpt-predict": "vgpt.cli:predict_main",
+    "vgpt-cache": "vgpt.cli:cache_main",
 }
 
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import os
+from pathlib import Path
 
 import click
 
-from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, command, plural
+from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, THREADS, THREADS_HELP, command, plural, torch_threads
 from vgpt.default_model import default_model
 from vgpt.errors import user_errors
+from vgpt.progress import console_logging
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, write_dataset
 
 _SCENE = SceneConfig()
+# The stage files of training/stages/, named without importing torch (the help must stay fast).
+SHIPPED_STAGES = sorted(p.stem for p in (Path(__file__).parent / "stages").glob("*.json"))
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    console_logging("%(asctime)s %(message)s", "%H:%M:%S")
 
 
 def _run(fn, *args):
@@ -24,10 +27,23 @@ def _run(fn, *args):
         return fn(*args)
 
 
-def _filled_cache(config) -> bool:
-    """A latent cache that already holds latents needs no codec (a codec-free run over cached data)."""
-    folder = config.latent_cache_dir
-    return folder is not None and folder.is_dir() and any(folder.iterdir())
+def _choose_codec(config):
+    """Without a codec: the bundled one, unless the latent cache was filled by another codec (a run over
+    those cached latents needs none; a run into the same folder again, or `--resume auto`, finds the
+    bundled codec's latents and takes the bundled codec again)."""
+    from vgpt.codecs import codec_id
+    from vgpt.training.data import recorded_codec
+
+    if config.codec is not None:
+        return config
+    bundled = _run(default_model).codec_dir
+    recorded = recorded_codec(config.latent_cache_dir)
+    if recorded is None or recorded == codec_id(bundled):
+        click.echo(f"note: no codec given (--codec or the config's): using the bundled codec {bundled}")
+        return config.replace(codec=str(bundled))
+    click.echo(f"note: no codec given: training on the latents cached in {config.latent_cache_dir} (codec "
+               f"{recorded[:12]}...); pass that codec with --codec to encode videos not yet cached")  # fmt: skip
+    return config
 
 
 @command
@@ -35,7 +51,7 @@ def _filled_cache(config) -> bool:
     "--config",
     "config_path",
     required=True,
-    help="A JSON training config, or a shipped stage: stage1..stage4, bundled, gpdit-bundled (GPDiT).",
+    help=f"A JSON training config, or a shipped stage: {', '.join(SHIPPED_STAGES)}.",
 )
 @click.option("--data", default=None, help="Videos: a folder, a glob pattern or a list file (overrides the config).")
 @click.option("--out", default=None, help="Output folder (checkpoints, logs).")
@@ -53,8 +69,9 @@ def _filled_cache(config) -> bool:
 @click.option("--seed", type=SEED, default=None, help="Seed of initialisation, data and noise.")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Log to OUT/tensorboard.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar.")
+@click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
 def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accum, lr, warmup_steps, workers,
-               checkpoint_every, resume, strategy, seed, tensorboard, progress) -> None:  # fmt: skip
+               checkpoint_every, resume, strategy, seed, tensorboard, progress, threads) -> None:  # fmt: skip
     """Train Video-GPT or GPDiT (the config's preset names the family) by next clip diffusion. Run under
     torchrun for several processes."""
     from vgpt.training.config import load_train_config
@@ -68,9 +85,8 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
         "tensorboard": tensorboard, "progress": progress,
     }  # fmt: skip
     config = _run(lambda: load_train_config(config_path, **overrides))
-    if config.codec is None and not _filled_cache(config):
-        config = config.replace(codec=str(_run(default_model).codec_dir))
-        click.echo(f"note: no codec given (--codec or the config's): using the bundled codec {config.codec}")
+    config = _choose_codec(config)
+    torch_threads(threads)
     last = _run(train, config)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"last checkpoint: {last}")
@@ -154,9 +170,11 @@ def distill_main(config_path, teacher, init, data, out, codec, student_steps, st
     show_default=True,
     help="Extra loss weight on pixels far from the frame's dominant colour (small objects).",
 )
+@click.option("--force", is_flag=True, help="Replace a codec already in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
-                     latent_channels, stop_after, decoder_only, foreground_weight, progress) -> None:  # fmt: skip
+                     latent_channels, stop_after, decoder_only, foreground_weight, force,
+                     progress) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 latent channels by default) and report its
     reconstruction PSNR."""
     import torch
@@ -172,7 +190,7 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                               save_every=save_every, init=init, latent_channels=latent_channels,
                               stop_after=stop_after, decoder_only=decoder_only, foreground_weight=foreground_weight,
-                              progress=progress)  # fmt: skip
+                              force=force, progress=progress)  # fmt: skip
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)
     held_out = torch.cat([fit_frames(render_video(s, scene), size, size)

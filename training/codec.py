@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class CodecTrainConfig:
     # Extra loss weight on the pixels that differ from the frame's dominant colour (see
     # `reconstruction_loss`); 0 is the plain loss.
     foreground_weight: float = 0.0
+    force: bool = False  # replace a codec already at `out`
 
     def __post_init__(self) -> None:
         if self.decoder_only and self.init is None:
@@ -73,6 +75,10 @@ def reconstruction_loss(recon: torch.Tensor, frames: torch.Tensor, foreground_we
 
 
 def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]:
+    out = Path(config.out)
+    if out.exists() and not config.force and (not out.is_dir() or any(out.iterdir())):
+        # Before any step: a codec that models were trained on must not be replaced by accident.
+        raise FileExistsError(errno.EEXIST, "already exists: pass --force to replace it, or another --out", str(out))
     torch.manual_seed(config.seed)
     dataset = VideoClipDataset(config.data)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=StreamSampler(len(dataset), config.seed),

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, Sampler
 
 from vgpt.atomic import atomic_file
 from vgpt.codecs.base import LatentCodec
+from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
 from vgpt.video import VideoError, list_videos, probe, read_frames
 
@@ -153,21 +154,36 @@ class StreamSampler(Sampler[int]):
             j += 1
 
 
+def recorded_codec(root: str | Path | None) -> str | None:
+    """The codec id a filled latent cache was made with (None: no cache there yet)."""
+    manifest = None if root is None else Path(root) / "manifest.json"
+    if manifest is None or not manifest.is_file():
+        return None
+    return json.loads(manifest.read_text()).get("codec")
+
+
 class LatentCache:
     """Latents of every frame of every video, encoded once, with a manifest naming the codec and the
     preprocessing; a cache made with another codec or frame size is refused."""
 
-    def __init__(self, root: str | Path, codec: LatentCodec | None, codec_id: str, data: DataConfig) -> None:
+    def __init__(self, root: str | Path, codec: LatentCodec | None, codec_id: str | None, data: DataConfig) -> None:
+        """`codec_id` None (no codec: a run over latents already cached) takes the codec the cache records."""
         self.root = Path(root)
         self.codec = codec
-        self.key = {"codec": codec_id, "height": data.height, "width": data.width, "preprocessing": "fit_frames"}
+        recorded = recorded_codec(self.root)
+        self.key = {"codec": recorded if codec_id is None else codec_id, "height": data.height, "width": data.width,
+                    "preprocessing": "fit_frames"}  # fmt: skip
         manifest = self.root / "manifest.json"
         if manifest.is_file():
             found = json.loads(manifest.read_text())
             if found != self.key:
-                raise ValueError(
-                    f"latent cache {self.root} was made with {found}, not {self.key}; delete it or pass "
-                    "another --latent-cache folder"
+                changed = ", ".join(
+                    f"{k} {found.get(k)!r} (now {v!r})" for k, v in self.key.items() if found.get(k) != v
+                )
+                raise ConfigError(
+                    f"the latent cache {self.root} was made with another {changed}: train with the codec and "
+                    "frame size it was made with (--codec), delete the folder, or set another latent_cache in "
+                    "the config"
                 )
         self._memory: dict[Path, torch.Tensor] = {}
 

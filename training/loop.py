@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vgpt.checkpoint import content_hash, load_checkpoint
-from vgpt.codecs import LatentCodec, codec_id, load_codec
+from vgpt.codecs import CODEC_LATENTS, LatentCodec, codec_id, load_codec
 from vgpt.config import ConfigError
 from vgpt.model import VideoGPT
 from vgpt.progress import progress_bar
@@ -83,6 +83,8 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
     if isinstance(codec, torch.nn.Module):
         codec = codec.to(info.device).eval()
     dataset = clip_dataset(config, codec)
+    # The checkpoints record which latents the model learns, so that another codec is refused later.
+    recorded = {CODEC_LATENTS: codec.latent_id()} if codec is not None else {}
 
     bare = build_model(config).to(info.device)
     optimizer_model = distributed.wrap(bare, config.strategy, info)
@@ -142,7 +144,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
         if state.step % config.checkpoint_every == 0 or state.step == config.steps:
             last = save_training_checkpoint(
                 out, optimizer_model, bare, optimizer, scheduler, state, config.to_dict(), info.main,
-                config.keep_checkpoints, average,
+                config.keep_checkpoints, average, recorded,
             )  # fmt: skip
             distributed.barrier(info)
     bar.close()
@@ -161,7 +163,9 @@ def clip_dataset(config, codec: LatentCodec | None) -> VideoClipDataset:
     latents from the cache when it has one (encoding there on first use), else frames."""
     cache = None
     if config.latent_cache:
-        cache = LatentCache(config.latent_cache_dir, codec, codec_id(config.codec) if config.codec else "", config.data)
+        cache = LatentCache(
+            config.latent_cache_dir, codec, codec_id(config.codec) if config.codec else None, config.data
+        )
     return VideoClipDataset(config.data, cache)
 
 

@@ -135,6 +135,20 @@ def read_student(path: str | Path) -> StudentSampler | None:
     return student_of(_read_json(manifest).get("extra", {})) if manifest.is_file() else None
 
 
+def recorded_identity(path: str | Path) -> tuple[str, ModelConfig] | None:
+    """The weights hash and model config a vgpt checkpoint's manifest records, read without loading
+    the weights (what a cache keyed on them needs to find a hit); None for the released format, whose
+    hash only loading tells, or for anything `load_checkpoint` would refuse (it says why)."""
+    path = weights_dir(path)
+    try:
+        manifest = _read_json(path / "manifest.json")
+        if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
+            return None
+        return str(manifest["weights_sha256"]), ModelConfig.from_dict(_read_json(path / "config.json"))
+    except (OSError, KeyError, ValueError, VgptError):
+        return None
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -340,8 +354,9 @@ def _read_pickle(file: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if not allow_pickle:
         raise CheckpointError(
             f"{file} is a pickle-based file; loading it runs Python's unpickler. Pass allow_pickle=True "
-            "(CLI: --allow-pickle) to load it with torch.load(weights_only=True), or convert it to "
-            "safetensors"
+            "(vgpt-export --allow-pickle) to load it with torch.load(weights_only=True), or convert it to "
+            "safetensors once (vgpt-export --checkpoint THIS --allow-pickle writes a bundle that every "
+            "command runs)"
         )
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)

@@ -25,6 +25,28 @@ def command(fn: Callable) -> click.Command:
     return click.command(context_settings={"help_option_names": ["-h", "--help"]})(fn)
 
 
+def default_threads() -> int:
+    """PyTorch's CPU threads when --threads is not given: the cores other processes leave idle (by the
+    1-minute load average), at least 1. At every core on a loaded 2-core machine (load average 11-16)
+    PyTorch ran a 10-step clip of the bundled model in 8.1-20.5 s against 1.4-2.0 s at one thread: its
+    threads wait for each other on cores the other processes hold."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average on this platform
+        return cores
+    return max(1, min(cores, round(cores - load)))
+
+
+def torch_threads(threads: int | None) -> int:
+    """Set PyTorch's intra-op threads: `threads`, else `default_threads()`; returns the number set."""
+    import torch
+
+    n = threads or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+
 def max_threads() -> int:
     return 4 * (os.cpu_count() or 1)
 
@@ -45,6 +67,7 @@ class Threads(click.ParamType):
 
 
 THREADS = Threads()
+THREADS_HELP = "PyTorch's CPU threads (default: the cores the machine's load leaves idle, at least 1)."
 POSITIVE = click.IntRange(min=1)
 NON_NEGATIVE = click.IntRange(min=0)
 SEED = click.IntRange(0, MAX_SEED)

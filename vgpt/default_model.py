@@ -24,6 +24,16 @@ DEFAULT_DIR = Path(__file__).parent / "assets" / "default"
 SETTINGS = "defaults.json"  # beside model/ and codec/
 
 
+def bundled_model_note(root: Path = DEFAULT_DIR) -> str:
+    """What the bundled model is, said once where a user meets it (vgpt-run's first line and --help,
+    the README's quick start), from the `trained_on` of its defaults.json."""
+    trained_on = json.loads((root / SETTINGS).read_text())["trained_on"]
+    return (
+        f"the bundled model is a demonstration, trained only on {trained_on}; on other videos it "
+        "predicts ball-like blobs: train or fine-tune a model on your own videos with vgpt-train --data"
+    )
+
+
 class DefaultModelMissingError(FileNotFoundError):
     pass
 

@@ -29,10 +29,11 @@ import torch
 from vgpt import metrics as objects
 from vgpt.atomic import atomic_file
 from vgpt.checkpoint import load_checkpoint
-from vgpt.codecs import LatentCodec, load_codec
+from vgpt.codecs import LatentCodec, check_codec_fits, load_codec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
 from vgpt.layout import Layout
+from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor
 from vgpt.progress import progress_bar
 from vgpt.sampler import SamplerConfig
@@ -144,6 +145,7 @@ def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     loaded = load_checkpoint(config.checkpoint)
     model = loaded.model
     codec: LatentCodec = load_codec(config.codec)
+    check_codec_fits(codec, loaded, config.codec)
     layout = Layout.from_pixels(model.config, config.history, config.clip, config.height, config.width)
     # A distilled student samples its own table with one branch; a teacher the configured sampler.
     sampler = loaded.sampler(SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift))
@@ -280,13 +282,7 @@ def clip_names(config: EvalConfig, count: int) -> list[str]:
 def write_plot(result: dict, path: str | Path) -> Path:
     """Figures by horizon, model against the baselines: presence and centroid error (synthetic scenes),
     PSNR and SSIM."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("--plot needs matplotlib: pip install matplotlib") from err
+    plt = pyplot("bench")
     panels = [("psnr_by_horizon", "PSNR (higher is better)", "PSNR (dB)"),
               ("ssim_by_horizon", "SSIM (higher is better)", "SSIM")]  # fmt: skip
     if result.get("objects") is not None:
@@ -381,9 +377,9 @@ def report(config: EvalConfig, rollouts: Rollouts) -> dict:
         **info,
         **horizon_scores(frames, scenes, M),
     }
-    if config.plot:
-        log.info("wrote %s", write_plot(result, config.plot))
+    if config.plot:  # the command says what it wrote
+        write_plot(result, config.plot)
     if config.sheet:
         names = clip_names(config, config.sheet_clips)
-        log.info("wrote %s", write_png(config.sheet, sheet_image(frames, names, G, config.sheet_clips)))
+        write_png(config.sheet, sheet_image(frames, names, G, config.sheet_clips))
     return result

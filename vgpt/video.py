@@ -36,11 +36,17 @@ class VideoInfo:
     fps: float
 
 
-def _cv2():
+def opencv():
+    """OpenCV, quiet: its own warnings and its FFmpeg's messages ("moov atom not found", "can't open
+    camera by index") would print before vgpt's one error line that says the same in the user's terms.
+    A user's OPENCV_FFMPEG_LOGLEVEL is kept (FFmpeg's level, read at each open; -8 is quiet)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         import cv2
     except ImportError as err:
         raise ImportError("reading video needs OpenCV: pip install 'vgpt[video]'") from err
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
 
 
@@ -63,7 +69,7 @@ def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """Decode frames one by one (uint8 RGB [H, W, 3]); OpenCV first, PyAV if OpenCV yields nothing."""
     path = Path(path)
     _check_exists(path)
-    cv2 = _cv2()
+    cv2 = opencv()
     cap = cv2.VideoCapture(str(path))
     produced = 0
     try:
@@ -112,7 +118,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     """Frame count (counted by decoding when the container does not say), size and rate."""
     path = Path(path)
     _check_exists(path)
-    cv2 = _cv2()
+    cv2 = opencv()
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -284,7 +290,7 @@ class _PyAvSink:
 
 class _OpenCvSink:
     def __init__(self, path: str, height: int, width: int, fps: float) -> None:
-        cv2 = _cv2()
+        cv2 = opencv()
         self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not self._writer.isOpened():
             raise VideoError(f"OpenCV cannot open {path} for writing")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from vgpt.codecs.base import LatentCodec
+from vgpt.commands import torch_threads
 from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
@@ -20,8 +21,7 @@ class TorchBackend(Backend):
 
     def __init__(self, model: VideoGPT, codec: LatentCodec, layout: Layout, sampler: SamplerConfig,
                  threads: int | None = None) -> None:  # fmt: skip
-        if threads:
-            torch.set_num_threads(threads)
+        torch_threads(threads)  # the default leaves the cores other processes use alone
         self.layout, self.steps = layout, sampler.steps
         self._encoder = EncoderGraph(codec).eval()
         self._prefill = PrefillGraph(model.eval(), layout, sampler)

@@ -48,6 +48,8 @@ def engine_folder(source: str | Path) -> Path:
     """`model.plan` or the folder holding it and `engines.json`."""
     path = Path(source)
     folder = path.parent if path.suffix == ".plan" else path
+    if not path.exists():
+        raise EngineError(f"{path} does not exist: build engines with vgpt-build --bundle B --out {folder}")
     if not (folder / ENGINE_MANIFEST).is_file():
         raise EngineError(f"{folder} has no {ENGINE_MANIFEST}: build engines with vgpt-build --bundle B --out DIR")
     return folder

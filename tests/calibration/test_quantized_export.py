@@ -140,10 +140,15 @@ def test_cli_writes_the_accuracy_report_and_vgpt_eval_runs_the_bundle(tmp_path, 
     LightCodec().eval().save(tmp_path / "codec")
     out = tmp_path / "int8"
     args = ["--checkpoint", str(tmp_path / "model"), "--codec", str(tmp_path / "codec"), "--out", str(out),
-            "--layout", "3,2,32x32px", "--steps", "3", "--int8", "--calib-count", "2", "--calib-levels", "2",
-            "--report-clips", "2"]  # fmt: skip
+            "--layout", "3,2,32x32px", "--steps", "3", "--int8", "--calib-count", "1",
+            "--calib-levels", "2"]  # fmt: skip
     result = CliRunner().invoke(export_main, args)
     assert result.exit_code == 0, result.output
+    # The report's default size follows the calibration asked for (it was 64 clips whatever was asked),
+    # and the command says what it is about to cost.
+    assert "accuracy report: 2 held-out clips, each through the int8 bundle and the fp32 model at 3 steps" in (
+        result.output
+    )
     assert "int8 vs fp32 on 2 held-out clips" in result.output
     report = json.loads((out / "accuracy.json").read_text())
     assert report["precision"] == "int8" and len(report["latent_rel_error"]["per_clip"]) == 2

@@ -135,3 +135,20 @@ def test_bundles_at_different_layouts_are_refused(tiny_bundles_two_layouts):
     a, b = tiny_bundles_two_layouts
     result = CliRunner().invoke(bench_main, [*TINY, "--bundle", str(a), "--bundle", str(b)])
     assert result.exit_code == 1 and "compares bundles at one layout" in result.output, result.output
+
+
+def test_repeated_runs_that_disagree_wildly_are_named_with_a_way_out(caplog):
+    from vgpt.runtime.bench import measure, unsteady
+
+    assert unsteady([1.0, 1.1, 1.9]) is None  # the usual jitter of a quiet machine
+    problem = unsteady([8.4, 20.5, 9.7])
+    assert problem is not None and "8400.0 .. 20500.0 ms (2.4x)" in problem and "--threads 1" in problem
+    durations = iter([0.0, 0.0, 0.01, 0.01, 0.05])  # a run 5x slower than another
+
+    def run():
+        import time
+
+        time.sleep(next(durations))
+
+    measure(run, repeats=3, warmup=2, name="PyTorch step")
+    assert "vgpt-bench: PyTorch step: runs disagree" in caplog.text

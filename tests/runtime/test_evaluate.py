@@ -66,7 +66,7 @@ def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):
     assert len(from_files["psnr_by_horizon"]) == len(from_files["baselines"]["copy_last"]["ssim_by_horizon"]) == 2
 
 
-def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path):
+def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path, caplog):
     save_checkpoint(random_model(get_preset("tiny")), tmp_path / "model")
     torch.manual_seed(0)
     LightCodec().eval().save(tmp_path / "codec")
@@ -97,6 +97,8 @@ def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path):
     assert "presence" in result.output and "+4" in result.output  # the table by horizon
     # The plot and the sheet: 2 scenes x 5 rows (observed, truth, predicted, 2 baselines) of 64 px frames x 3.
     assert plot.stat().st_size > 10_000
+    for path in (out, plot, sheet):  # said once (the library logged it and the command printed it)
+        assert (result.output + caplog.text).count(f"wrote {path}") == 1, path
     image = cv2.imread(str(sheet))
     assert image.shape[0] > 2 * 5 * 192 and image.shape[1] > 4 * 192
     # --no-progress turns the bar off (it is also off when the output is not a terminal, unless

@@ -4,7 +4,7 @@ into a backend, and refuses combinations that cannot mean anything, naming the f
 import pytest
 
 from vgpt.export.manifest import BundleError, load_bundle
-from vgpt.runtime.loading import cache_root, check_codec_fits, open_backend
+from vgpt.runtime.loading import cache_root, open_backend
 
 
 def test_a_checkpoint_is_exported_once_then_its_bundle_or_any_graph_in_it_loads(model_folder):
@@ -41,12 +41,37 @@ def test_a_bundle_refuses_a_codec_the_torch_backend_and_other_baked_settings(mod
         open_backend(bundle, steps=steps + 1)
 
 
-def test_a_codec_of_other_latent_channels_is_named():
-    class Codec:
-        latent_channels = 16
+def test_a_warm_start_finds_the_cached_export_without_loading_the_weights(model_folder, monkeypatch):
+    import vgpt.checkpoint
+    from vgpt.runtime.loading import cached_export
 
-    class Config:
-        latent_channels = 4
+    first = cached_export(model_folder, None, None)
 
-    with pytest.raises(BundleError, match="makes 16-channel latents but the model takes 4"):
-        check_codec_fits(Codec(), Config(), "codec/")
+    def no_load(*args, **kwargs):
+        raise AssertionError("the weights were loaded on a warm start")
+
+    monkeypatch.setattr(vgpt.checkpoint, "load_checkpoint", no_load)
+    assert cached_export(model_folder, None, None) == first
+
+
+def test_a_first_run_that_waits_for_another_processs_export_says_so(model_folder, caplog):
+    import fcntl
+    import logging
+    import threading
+    import time
+
+    from vgpt.runtime.loading import LOCK_SUFFIX, cached_export
+
+    bundle = cached_export(model_folder, None, None)
+    caplog.set_level(logging.INFO, "vgpt.runtime.loading")
+    with open(bundle.parent / f"{bundle.name}{LOCK_SUFFIX}", "a") as other:  # another process exporting
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=cached_export, args=(model_folder, None, None))
+        waiter.start()
+        deadline = time.monotonic() + 120
+        while "waiting for another process" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        fcntl.flock(other, fcntl.LOCK_UN)
+    waiter.join(timeout=120)
+    assert f"waiting for another process that is exporting {model_folder}" in caplog.text
+    assert "the other export finished after" in caplog.text

@@ -61,3 +61,15 @@ def test_latent_writer_on_a_full_disk_keeps_every_whole_clip(small_disk):
     assert zipfile.ZipFile(path).testzip() is None  # the CRC covers what is there
     np.testing.assert_array_equal(np.load(path)["prediction"], np.concatenate(written))
     assert len(written) >= 3 and [p.name for p in path.parent.iterdir()] == ["z.npz"]
+
+
+def test_a_labels_shadow_stays_under_its_text():
+    # The shadow was drawn with a thicker stroke, whose glyph advances are wider: by the end of
+    # "observed (future)" it ran a few pixels past the text ("observed (future))").
+    grey = np.full((64, 64, 3), 120, np.uint8)
+    panel = side_by_side(grey, grey, "observed (future)", "predicted +1")[:40, :256]  # [H, W, 3] left label
+    text_columns = np.flatnonzero((panel.min(axis=2) > 200).any(axis=0))
+    shadow_columns = np.flatnonzero((panel.max(axis=2) < 40).any(axis=0))
+    assert len(text_columns) and len(shadow_columns)
+    # A one-pixel shadow each way; anti-aliasing may darken one more pixel.
+    assert shadow_columns.max() <= text_columns.max() + 2 and shadow_columns.min() >= text_columns.min() - 2

@@ -318,3 +318,50 @@ def test_observe_takes_views_with_negative_strides_and_refuses_empty_images(mode
         with pytest.raises(FrameSizeError, match="are empty"):
             flipped.observe(empty)
     assert flipped.observed == 3
+
+
+_SEEDED_RUN = """
+import hashlib, sys
+from vgpt.runtime import load_predictor
+from vgpt.synthetic import SceneConfig, render_video
+
+predictor = load_predictor(sys.argv[1], seed=int(sys.argv[2]))
+frames = render_video(3, SceneConfig(height=32, width=32, frames=6))
+predictor.observe(frames[:3])
+print(hashlib.sha256(predictor.predict(num_clips=2).frames.tobytes()).hexdigest())
+"""
+
+
+def test_a_seeded_predictor_predicts_the_same_frames_in_two_processes(model_folder):
+    # The README's snippet with seed=: two processes (two robots, or a rerun) must agree bit for bit;
+    # without a stream seed each process drew its noise from torch's randomly seeded global generator.
+    import subprocess
+    import sys
+
+    def run(seed):
+        done = subprocess.run([sys.executable, "-c", _SEEDED_RUN, str(model_folder), str(seed)],
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    first = run(7)
+    assert run(7) == first
+    assert run(8) != first
+
+
+def test_two_streams_with_one_seed_fed_the_same_frames_predict_the_same(model_folder):
+    model = load_model(model_folder)
+    left, right = model.stream(seed=5), model.stream(seed=5)
+    frames = _frames(6)
+    for stream in (left, right):
+        stream.observe(frames[:3])
+    first = left.predict().frames
+    assert np.array_equal(first, right.predict().frames)
+    second = left.predict().frames
+    assert not np.array_equal(first, second), "the stream's generator moves on between predictions"
+    left.reset()
+    left.observe(frames[:3])
+    assert np.array_equal(left.predict().frames, first), "reset() restarts the noise from the stream's seed"
+    other = model.stream(seed=6)
+    other.observe(frames[:3])
+    assert not np.array_equal(other.predict().frames, first)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from vgpt.default_model import bundled_model_note
 from vgpt.runtime import run as run_module
 from vgpt.runtime.cli import run_main
 from vgpt.runtime.sources import FrameSource, SourceDisconnected
@@ -104,8 +105,11 @@ def test_bundle_errors(model_folder, clip_video, tmp_path):
     target.write_bytes(target.read_bytes()[:100])
     result = _run(*common, "--engine", str(broken))
     assert result.exit_code == 1 and "truncated or replaced" in result.output
-    result = _run(*common, "--engine", str(tmp_path / "model.plan"))
-    assert result.exit_code == 1 and "engines.json" in result.output  # no engine manifest beside it
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "model.plan").write_bytes(b"plan")
+    result = _run(*common, "--engine", str(plans / "model.plan"))
+    assert result.exit_code == 1 and "has no engines.json" in result.output  # no engine manifest beside it
 
 
 def test_camera_that_stops_mid_run_keeps_what_was_predicted(model_folder, tmp_path, monkeypatch):
@@ -190,6 +194,62 @@ def test_resource_flags_are_validated_before_anything_runs(args, message, tmp_pa
 def test_an_engine_path_that_does_not_exist_says_so(clip_video, tmp_path):
     result = _run("--input", str(clip_video), "--engine", str(tmp_path / "nowhere"))
     assert result.exit_code == 1 and "nowhere does not exist" in result.output
+
+
+def test_an_engine_plan_in_a_folder_that_does_not_exist_says_so(clip_video, tmp_path):
+    # The README's `vgpt-run --engine engines/model.plan` before any vgpt-build: it said "has no engines.json".
+    result = _run("--input", str(clip_video), "--engine", str(tmp_path / "engines" / "model.plan"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / 'engines' / 'model.plan'} does not exist: build engines with vgpt-build" in result.output
+
+
+def test_a_too_short_video_is_refused_before_the_model_loads(model_folder, tmp_path, monkeypatch, caplog):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded for an input that cannot be predicted from")
+
+    monkeypatch.setattr(run_module, "load_predictor", never)
+    short = write_video(tmp_path / "short.mp4", render_video(1, SceneConfig(height=32, width=32, frames=2)))
+    for engine in (["--engine", str(model_folder)], []):  # a model folder (history 3), the bundled default (4)
+        result = _run("--input", str(short), *engine)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "gave 2 frames, fewer than the" in result.output
+    assert "bundled model is a demonstration" not in caplog.text, "an input error is the only line"
+    # With the bundled default, the run's first line says what that model is (from defaults.json).
+    long_enough = write_video(tmp_path / "long.mp4", render_video(1, SceneConfig(height=32, width=32, frames=8)))
+    result = _run("--input", str(long_enough))
+    assert result.exit_code == 1 and "the model was loaded" in str(result.exception)
+    assert caplog.records[0].getMessage() == f"note: {bundled_model_note()}"
+
+
+def test_opencv_and_ffmpeg_print_nothing_before_vgpts_own_error(tmp_path):
+    # "moov atom not found" (FFmpeg) and "can't open camera by index" (OpenCV) came before the Error line.
+    import subprocess
+    import sys
+
+    (tmp_path / "corrupt.mp4").write_bytes(b"garbage" * 300)
+    for source in (str(tmp_path / "corrupt.mp4"), "7"):
+        done = subprocess.run([sys.executable, "-c", "from vgpt.runtime.cli import run_main; run_main()", "--input",
+                               source, "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 1 and (done.stdout + done.stderr).strip().splitlines() == [
+            f"Error: cannot open {'camera 7' if source == '7' else source + ' as a video'}"
+        ], done.stdout + done.stderr
+
+
+def test_the_bundled_model_is_called_a_demonstration_in_help_and_the_readme():
+    from pathlib import Path
+
+    import vgpt
+    from vgpt.default_model import DEFAULT_DIR, SETTINGS
+
+    trained_on = json.loads((DEFAULT_DIR / SETTINGS).read_text())["trained_on"]
+    assert trained_on in bundled_model_note() and "vgpt-train --data" in bundled_model_note()
+    help_text = " ".join(_run("--help").output.split())
+    assert " ".join(bundled_model_note().split()) in help_text
+    readme = (Path(vgpt.__file__).parents[1] / "README.md").read_text()
+    quick_start = " ".join(readme.split("## Quick start")[1].split("\n## ")[0].split())
+    assert "The bundled model is a demonstration" in quick_start and trained_on in quick_start
+    assert "vgpt-train --config bundled --data" in quick_start
 
 
 def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp_path, monkeypatch):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vgpt.codecs import LightCodec
+from vgpt.codecs import LightCodec, LightCodecConfig
+from vgpt.runtime.cli import eval_main
 from vgpt.training.cli import train_codec_main, train_main
 from vgpt.training.codec import foreground, reconstruction_loss
 
@@ -25,6 +26,47 @@ def test_the_shipped_bundled_config_runs_as_documented(videos, tmp_path, monkeyp
     assert "using the bundled codec" in result.output
     assert (out / "checkpoints" / "step-0000001" / "model" / "manifest.json").is_file()
     assert any((out / "latents").iterdir()) and not any(cwd.iterdir()), "every output under --out"
+
+
+def test_training_into_the_same_run_again_and_resuming_it_work(videos, tmp_path):
+    # A second `vgpt-train --config bundled` into a run whose latent cache is filled, and the README's
+    # `--resume auto`, used to crash: with the cache filled, no codec was chosen and the cache refused
+    # the empty codec id, naming a --latent-cache option that does not exist.
+    out = tmp_path / "run"
+    args = ["--config", "bundled", "--data", str(videos), "--out", str(out), "--batch-size", "2"]
+    for extra in (["--steps", "1"], ["--steps", "1"], ["--steps", "2", "--resume", "auto"]):
+        result = CliRunner().invoke(train_main, args + extra)
+        assert result.exit_code == 0, result.output
+        assert "using the bundled codec" in result.output
+    assert "last checkpoint:" in result.output and (out / "checkpoints" / "step-0000002").is_dir()
+
+
+def test_a_latent_cache_of_another_codec_is_one_error_naming_real_options(videos, codec_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["--config", "bundled", "--data", str(videos), "--out", str(out), "--batch-size", "2", "--steps", "1"]
+    assert CliRunner().invoke(train_main, [*args, "--codec", str(codec_dir)]).exit_code == 0
+    # Without --codec, the cache made by codec_dir is trained on as it is (no codec needed) ...
+    result = CliRunner().invoke(train_main, args)
+    assert result.exit_code == 0, result.output
+    assert "training on the latents cached in" in result.output
+    # ... and another codec is refused in one line that names what differs and how to fix it.
+    other = LightCodec(LightCodecConfig(latent_channels=4)).save(tmp_path / "other")
+    result = CliRunner().invoke(train_main, [*args, "--codec", str(other)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "was made with another codec" in result.output and "--codec" in result.output
+    assert "--latent-cache" not in result.output
+
+
+def test_a_model_refuses_a_codec_other_than_the_one_it_was_trained_on(videos, codec_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["--config", "bundled", "--data", str(videos), "--out", str(out), "--batch-size", "2", "--steps", "1",
+            "--codec", str(codec_dir)]  # fmt: skip
+    assert CliRunner().invoke(train_main, args).exit_code == 0
+    torch.manual_seed(1)
+    other = LightCodec().save(tmp_path / "other")
+    result = CliRunner().invoke(eval_main, ["--checkpoint", str(out), "--codec", str(other), "--count", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "makes other latents" in result.output and f"pass --codec {codec_dir}" in result.output
 
 
 def test_train_errors_are_one_line(videos, tmp_path):
@@ -50,6 +92,19 @@ def test_codec_training_writes_readable_files(videos, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["format"] == "vgpt-light-codec"
     codec = LightCodec.load(out)
     assert codec.latent_channels == 8 and codec.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 4, 4)
+
+
+def test_codec_training_refuses_an_existing_codec_without_force(videos, codec_dir, tmp_path):
+    before = (codec_dir / "codec.safetensors").read_bytes()
+    args = ["--data", str(videos), "--out", str(codec_dir), "--steps", "1", "--batch-size", "2", "--size", "32",
+            "--eval-count", "1"]  # fmt: skip
+    result = CliRunner().invoke(train_codec_main, args)
+    assert result.exit_code == 1 and "already exists: pass --force" in result.output, result.output
+    assert (codec_dir / "codec.safetensors").read_bytes() == before
+    copy = tmp_path / "copy"
+    LightCodec.load(codec_dir).save(copy)
+    result = CliRunner().invoke(train_codec_main, [*args[:2], "--out", str(copy), *args[4:], "--force"])
+    assert result.exit_code == 0, result.output
 
 
 def test_decoder_only_codec_training_keeps_the_latents(videos, codec_dir, tmp_path):
@@ -84,3 +139,11 @@ def test_the_foreground_weight_finds_a_ball_on_a_flat_background():
     on_background[:, :, 12, 12] += 0.1
     assert reconstruction_loss(on_ball, frames) == pytest.approx(reconstruction_loss(on_background, frames).item())
     assert reconstruction_loss(on_ball, frames, 4.0) > 2 * reconstruction_loss(on_background, frames, 4.0)
+
+
+def test_the_help_names_every_shipped_stage():
+    from vgpt.training.config import STAGES_DIR
+
+    text = " ".join(CliRunner().invoke(train_main, ["--help"]).output.split())
+    stages = sorted(p.stem for p in STAGES_DIR.glob("*.json"))
+    assert "bundled-refine" in stages and f"shipped stage: {', '.join(stages)}." in text

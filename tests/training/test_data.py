@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vgpt.codecs import LightCodec
+from vgpt.config import ConfigError
 from vgpt.synthetic import SceneConfig, render_video
 from vgpt.training.data import DataConfig, LatentCache, StreamSampler, VideoClipDataset
 from vgpt.video import VideoError, write_video
@@ -58,5 +59,7 @@ def test_latent_cache_encodes_once_and_checks_its_manifest(videos, tmp_path):
     # A fresh cache object reads the file without a codec.
     again = VideoClipDataset(data, LatentCache(tmp_path / "cache", None, "codec-a", data))
     torch.testing.assert_close(again[3], sample)
-    with pytest.raises(ValueError, match=r"was made with .* delete it or pass another --latent-cache"):
+    with pytest.raises(ConfigError, match=r"was made with another codec 'codec-a' \(now 'codec-b'\): .*\(--codec\)"):
         LatentCache(tmp_path / "cache", codec, "codec-b", data)
+    # No codec id (a run without a codec over cached latents) takes the one the cache records.
+    assert LatentCache(tmp_path / "cache", None, None, data).key["codec"] == "codec-a"

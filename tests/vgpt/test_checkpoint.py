@@ -44,7 +44,9 @@ def test_our_format_refuses_changed_weights(tmp_path, tiny_model):
 
 def test_our_format_refuses_a_newer_format_and_existing_folders(tmp_path, tiny_model):
     path = save_checkpoint(tiny_model, tmp_path / "ckpt")
-    with pytest.raises(FileExistsError, match="exists and is not empty"):
+    with pytest.raises(
+        FileExistsError, match="exists and is not empty; choose another path, or replace it with --force"
+    ):
         save_checkpoint(tiny_model, path)
     save_checkpoint(tiny_model, path, overwrite=True)
     manifest = json.loads((path / "manifest.json").read_text())
@@ -76,7 +78,7 @@ def test_legacy_model_pt_is_flagged_as_velocity(tmp_path, tiny_model, caplog):
 @pytest.mark.parametrize("weights", ["bin", "bin-shards", "pt"])
 def test_pickle_needs_consent(tmp_path, tiny_model, weights):
     path = write_released(tiny_model, tmp_path / "released", weights)
-    with pytest.raises(CheckpointError, match=r"pickle-based file.*allow_pickle=True \(CLI: --allow-pickle\)"):
+    with pytest.raises(CheckpointError, match=r"pickle-based file.*allow_pickle=True \(vgpt-export --allow-pickle\)"):
         load_checkpoint(path)
 
 

@@ -54,3 +54,37 @@ def test_vgpt_predict_samples_a_student_with_its_table(tmp_path):
     result = CliRunner().invoke(predict_main, ["--checkpoint", str(path), "--layout", "3,2,4x4", "--clips", "1"])
     assert result.exit_code == 0, result.output
     assert result.output.count("2 steps, guidance 1.0") == 2, result.output
+
+
+def test_default_threads_leave_the_cores_other_processes_use(monkeypatch):
+    import os
+
+    from vgpt.commands import default_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    for load, threads in ((0.0, 8), (3.2, 5), (7.9, 1), (15.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert default_threads() == threads, load
+
+
+def test_train_and_eval_take_threads():
+    from click.testing import CliRunner
+
+    from vgpt.runtime.cli import eval_main
+    from vgpt.training.cli import train_main
+
+    for command in (train_main, eval_main):
+        result = CliRunner().invoke(command, ["--help"])
+        assert "--threads" in result.output and "load leaves idle" in " ".join(result.output.split())
+        assert CliRunner().invoke(command, ["--threads", "0"]).exit_code == 2
+
+
+def test_help_texts_state_the_bundled_models_settings_from_defaults_json():
+    import json
+
+    from vgpt.default_model import DEFAULT_DIR, SETTINGS
+    from vgpt.runtime.cli import eval_main
+
+    shift = json.loads((DEFAULT_DIR / SETTINGS).read_text())["shift"]
+    text = " ".join(CliRunner().invoke(eval_main, ["--help"]).output.split())
+    assert f"{shift:g} for the bundled one" in text  # it said 1 while the model ran 3

@@ -6,12 +6,15 @@ import hashlib
 import json
 from pathlib import Path
 
-from vgpt.checkpoint import CheckpointError
+from vgpt.checkpoint import CheckpointError, LoadedCheckpoint
 from vgpt.codecs.base import LatentCodec
 from vgpt.codecs.light import LightCodec, LightCodecConfig
 from vgpt.untrusted import read_json_object
 
-__all__ = ["LatentCodec", "LightCodec", "LightCodecConfig", "codec_id", "load_codec"]
+__all__ = ["LatentCodec", "LightCodec", "LightCodecConfig", "check_codec_fits", "codec_id", "load_codec"]
+
+# The key of a checkpoint's `extra` that records the latent_id() of the codec it was trained on.
+CODEC_LATENTS = "codec_latents"
 
 
 def load_codec(path: str | Path) -> LatentCodec:
@@ -47,3 +50,22 @@ def codec_id(path: str | Path) -> str:
     for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         h.update(f"{file.name}:{file.stat().st_size}".encode())
     return h.hexdigest()
+
+
+def check_codec_fits(codec: LatentCodec, checkpoint: LoadedCheckpoint, codec_dir: str | Path) -> None:
+    """Refuse a codec whose latents are not the ones the model was trained on: another channel count,
+    or (where the checkpoint records it) another encoder or scaling factor. Such a pair runs and
+    predicts noise without any other sign."""
+    config = checkpoint.model.config
+    trained = checkpoint.extra.get("train_config", {}).get("codec") or "the codec it was trained with"
+    if codec.latent_channels != config.latent_channels:
+        raise CheckpointError(f"the codec {codec_dir} makes {codec.latent_channels}-channel latents but the model "
+                              f"takes {config.latent_channels}: pass --codec {trained}")  # fmt: skip
+    recorded = checkpoint.extra.get(CODEC_LATENTS)
+    if recorded is not None and recorded != codec.latent_id():
+        raise CheckpointError(
+            f"the codec {codec_dir} makes other latents (encoder or scaling factor) than the model "
+            f"{Path(checkpoint.weights_file).parent} was trained on (latent id {recorded[:12]}..., this codec's "
+            f"{codec.latent_id()[:12]}...): "
+            f"pass --codec {trained}, or retrain only a codec's decoder (vgpt-train-codec --decoder-only)"
+        )

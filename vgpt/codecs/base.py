@@ -9,6 +9,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from vgpt.checkpoint import content_hash
+
 
 class LatentCodec(ABC):
     latent_channels: int
@@ -22,6 +24,16 @@ class LatentCodec(ABC):
     @abstractmethod
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents [B, C, h, w] -> frames [B, 3, h*ds, w*ds] in about [-1, 1]."""
+
+    @abstractmethod
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        """The weights that decide the latents (the encoder's; not the decoder's)."""
+
+    def latent_id(self) -> str:
+        """What identifies the latents this codec makes: a hash of the encoder's weights and the scaling
+        factor. A retrained decoder (`vgpt-train-codec --decoder-only`) keeps it; a model trained on one
+        codec's latents records it, and another codec's latents are refused for that model."""
+        return content_hash({**self.encoder_state(), "scaling_factor": torch.tensor([float(self.scaling_factor)])})
 
     def encode_video(self, frames: torch.Tensor, batch: int = 16) -> torch.Tensor:
         """[B, F, 3, H, W] -> [B, F, C, h, w], `batch` frames per codec call."""

@@ -90,6 +90,9 @@ class LightCodec(nn.Module, LatentCodec):
                 f"{what} must be [B, {channels}, H, W] with H, W multiples of {multiple}, got {tuple(x.shape)}"
             )
 
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        return dict(self.encoder.state_dict())
+
     def encode_unscaled(self, frames: torch.Tensor) -> torch.Tensor:
         self._check(frames, 3, self.downsample, "frames")
         return self.encoder(frames.to(self.encoder[0].weight.dtype))

@@ -35,6 +35,11 @@ class SDXLVAECodec(LatentCodec):
         vae = AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
         return cls(vae, generator)
 
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        parts = {"encoder": self.vae.encoder, "quant_conv": self.vae.quant_conv}
+        return {f"{part}.{k}": v for part, module in parts.items() if module is not None
+                for k, v in module.state_dict().items()}  # fmt: skip
+
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         dist = self.vae.encode(frames.to(self.vae.dtype)).latent_dist
