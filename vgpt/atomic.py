@@ -106,7 +106,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         raise IsADirectoryError(f"{given} is the current folder or one above it, which cannot be replaced; "
                                 "name a new folder")  # fmt: skip
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
-        raise FileExistsError(f"{given} exists and is not empty; choose another path or replace it with --force")
+        raise FileExistsError(f"{given} exists and is not empty; choose another path, or replace it with --force")
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{given} is a file, not a folder; choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
