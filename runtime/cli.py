@@ -261,7 +261,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
               json_out, plot, sheet, sheet_clips, progress) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
-    from vgpt.evaluation import EvalConfig, horizon_table
+    from vgpt.evaluation import EvalConfig, horizon_table, miss_table
     from vgpt.runtime.evaluate import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -300,6 +300,8 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
         f"frames, {result['steps']} steps, guidance {result['guidance']}, shift {result['shift']}, {result['source']})"
     )
     click.echo(horizon_table(result))
+    if result.get("objects") is not None:
+        click.echo(miss_table(result))
     if json_out:
         with atomic_file(json_out, "w") as f:
             f.write(json.dumps(result, indent=2))
