@@ -363,9 +363,10 @@ def plot_misses(axes, misses: dict, horizons: list[int]) -> None:
         ax.set_xlabel("horizon (frames after the last observed)")
         ax.set_ylabel(ylabel)
         ax.set_xticks(horizons, [f"+{h}" for h in horizons])
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.3)  # room above 1 for the legend
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.grid(alpha=0.3, axis="y")
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="upper left", ncols=3)
 
 
 def _references(result: dict) -> dict[str, dict]:
