@@ -73,9 +73,12 @@ def miss_causes(predicted: np.ndarray, truth: np.ndarray, scene: SceneObjects, f
     n = len(scene.radius)
     xs, ys = _pixel_grid(*predicted.shape[1:3])
     codes = np.where(model.present, PRESENT, NOT_SCORED)
+    labelled = {}  # frame -> its labels, for the frames with a miss
     for f, i in zip(*np.nonzero(model.scored & ~model.present), strict=True):
         needed = PRESENT_FRACTION * scene.visible[first + f, i].sum()
-        labels = palette.labels(predicted[f])
+        if f not in labelled:
+            labelled[f] = palette.labels(predicted[f])
+        labels = labelled[f]
         cx, cy = scene.centre[first + f, i]
         others = np.delete(scene.visible[first + f], i, axis=0).any(axis=0)
         place = (np.hypot(xs - cx, ys - cy) <= SEARCH_RADII * scene.radius[i]) & ~others
