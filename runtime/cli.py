@@ -354,7 +354,7 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
 
 
 def _echo_eval(result: dict) -> None:
-    from vgpt.evaluation import horizon_table
+    from vgpt.evaluation import horizon_table, miss_table
 
     click.echo(
         f"model_mse {result['model_mse']:.6f}  baseline_mse {result['baseline_mse']:.6f}  ratio {result['ratio']:.3f}"
@@ -362,3 +362,5 @@ def _echo_eval(result: dict) -> None:
         f"frames, {result['steps']} steps, guidance {result['guidance']}, shift {result['shift']}, {result['source']})"
     )
     click.echo(horizon_table(result))
+    if result.get("objects") is not None:
+        click.echo(miss_table(result))

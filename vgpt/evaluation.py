@@ -33,6 +33,7 @@ from vgpt.codecs import LatentCodec, check_codec_fits, load_codec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
 from vgpt.layout import Layout
+from vgpt.misses import miss_causes, summarise_misses
 from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor
 from vgpt.progress import progress_bar
@@ -239,7 +240,7 @@ def horizon_scores(frames: dict[str, np.ndarray], scenes: list[SceneObjects] | N
     if round_trip is not None:
         result[ROUND_TRIP] = {**round_trip.pop("objects", {}), **round_trip}
     if scenes is None:
-        result["objects_skipped"] = "object scores need synthetic scenes (their ground truth); not for --videos"
+        result["scoresskipped"] = "object scores need synthetic scenes (their ground truth); not for --videos"
     else:
         result["objects"]["criteria"] = {
             "scored_fraction": objects.SCORED_FRACTION, "min_scored_px": objects.MIN_SCORED_PX,
@@ -292,9 +293,12 @@ def write_plot(result: dict, path: str | Path) -> Path:
     styles = {"model": ("C0", "o", "-"), "copy_last": ("C1", "s", "--"), "constant_velocity": ("C2", "^", ":"),
               ROUND_TRIP: ("0.45", "D", "-.")}  # fmt: skip
     horizons = result["horizons"]
-    rows = len(panels) // 2
+    misses = (result.get("objects") or {}).get("misses")
+    rows = len(panels) // 2 + (misses is not None)
     fig, axes = plt.subplots(rows, 2, figsize=(10, 3.8 * rows + 0.4), squeeze=False)
-    for ax, (key, title, ylabel) in zip(axes.flat, panels, strict=True):
+    if misses is not None:
+        plot_misses(axes[-1], misses, horizons)
+    for ax, (key, title, ylabel) in zip(axes.flat[: len(panels)], panels, strict=True):
         for name, figures in series.items():
             values = [math.nan if v is None else v for v in figures.get(key) or []]
             if values:
@@ -318,6 +322,62 @@ def write_plot(result: dict, path: str | Path) -> Path:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+# Why the model misses balls (`vgpt.misses`): the report's figures, a table and two plot panels.
+
+_CAUSE_LABELS = {"codec": "codec loss", "place": "wrong place", "colour": "colour drift", "faded": "faded / blurred",
+                 "vanished": "vanished"}  # fmt: skip
+
+
+def miss_diagnosis(frames: dict[str, np.ndarray], scenes: list[SceneObjects], history: int) -> dict:
+    """Each missed ball of the model's rollouts put down to one cause, by horizon; the codec cause
+    where the frames have the codec round trip."""
+    round_trips = frames.get(ROUND_TRIP, [None] * len(scenes))
+    clips = zip(frames["model"], frames["truth"], scenes, round_trips, strict=True)
+    return summarise_misses([miss_causes(p, t, s, history, r) for p, t, s, r in clips])
+
+
+def miss_table(result: dict) -> str:
+    """The miss causes by horizon as a short text table: each cause's share of the scored balls (with
+    presence they add up to 1) and the cause of most misses."""
+    scores, misses = result["objects"], result["objects"]["misses"]
+    causes = misses["causes"]
+    cell = 9
+    lines = ["missed balls by cause, as shares of the scored balls (present + causes = 1):",
+             "horizon " + "".join(n.rjust(cell) for n in ("present", *causes)) + "  most misses"]  # fmt: skip
+
+    def row(name: str, shares: list, dominant: str | None) -> str:
+        return f"{name:<7} " + "".join(_fmt(v, ".2f").rjust(cell) for v in shares) + f"  {dominant or '-'}"
+
+    for j, h in enumerate(result["horizons"]):
+        shares = [scores["presence_by_horizon"][j], *(misses["by_horizon"][c][j] for c in causes)]
+        lines.append(row(f"+{h}", shares, misses["dominant_by_horizon"][j]))
+    lines.append(row("all", [scores["presence"], *(misses["overall"][c] for c in causes)], misses["dominant"]))
+    return "\n".join(lines)
+
+
+def plot_misses(axes, misses: dict, horizons: list[int]) -> None:
+    """Two panels: each cause's share of the scored balls, and of the missed ones, by horizon (stacked)."""
+    causes = misses["causes"]
+    shares = np.array([[math.nan if v is None else v for v in misses["by_horizon"][c]] for c in causes])  # [causes, F]
+    missed = np.nansum(shares, axis=0)  # [F]
+    of_misses = np.divide(shares, missed, out=np.zeros_like(shares), where=missed > 0)
+    panels = [(shares, "missed balls by cause", "fraction of scored balls"),
+              (of_misses, "what the misses are", "fraction of missed balls")]  # fmt: skip
+    for ax, (values, title, ylabel) in zip(axes, panels, strict=True):
+        bottom = np.zeros(len(horizons))
+        for k, cause in enumerate(causes):
+            ax.bar(horizons, np.nan_to_num(values[k]), bottom=bottom, color=f"C{k + 3}", label=_CAUSE_LABELS[cause])
+            bottom += np.nan_to_num(values[k])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("horizon (frames after the last observed)")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(horizons, [f"+{h}" for h in horizons])
+        ax.set_ylim(0, 1.3)  # room above 1 for the legend
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8, loc="upper left", ncols=3)
 
 
 def _references(result: dict) -> dict[str, dict]:
@@ -358,7 +418,7 @@ def horizon_table(result: dict) -> str:
         centroid = " ".join(_fmt(object_series[n]["centroid_error_px"], ".1f").rjust(cell) for n in names)
         lines.append(f"{'all':<7} {overall} | {centroid}")
     else:
-        lines.append(f"object scores skipped: {result['objects_skipped']}")
+        lines.append(f"object scores skipped: {result['scoresskipped']}")
     return "\n".join(lines)
 
 
@@ -377,6 +437,8 @@ def report(config: EvalConfig, rollouts: Rollouts) -> dict:
         **info,
         **horizon_scores(frames, scenes, M),
     }
+    if scenes is not None:
+        result["objects"]["misses"] = miss_diagnosis(frames, scenes, M)
     if config.plot:  # the command says what it wrote
         write_plot(result, config.plot)
     if config.sheet:

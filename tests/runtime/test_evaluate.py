@@ -11,11 +11,11 @@ from vgpt.checkpoint import save_checkpoint
 from vgpt.codecs import LightCodec
 from vgpt.config import ConfigError, get_preset
 from vgpt.default_model import default_model
-from vgpt.evaluation import EvalConfig
+from vgpt.evaluation import EvalConfig, Rollouts, miss_table, report
 from vgpt.frames import fit_frames
 from vgpt.metrics import psnr
 from vgpt.runtime.cli import eval_main
-from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
+from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, scene_objects
 from vgpt.training.cli import synth_main
 
 
@@ -95,6 +95,7 @@ def test_vgpt_eval_rolls_out_clips_and_scores_objects(tmp_path, caplog):
     assert header.split()[:4] == ["model", "copy", "c.vel", "codec"]  # a column of the table
     assert len(report["psnr_by_horizon"]) == len(report["ssim_by_horizon"]) == 4
     assert "presence" in result.output and "+4" in result.output  # the table by horizon
+    assert "most misses" in result.output and len(objects["misses"]["dominant_by_horizon"]) == 4  # vgpt.misses
     # The plot and the sheet: 2 scenes x 5 rows (observed, truth, predicted, 2 baselines) of 64 px frames x 3.
     assert plot.stat().st_size > 10_000
     for path in (out, plot, sheet):  # said once (the library logged it and the command printed it)
@@ -136,3 +137,23 @@ def test_vgpt_eval_defaults_to_the_default_model(tmp_path):
     # The bundled codec keeps the balls of this scene: its round trip scores 0.93 presence over 64
     # held-out scenes (docs/bundled-model.md); one scene's 8 frames and 1-3 balls are coarser, hence 0.8.
     assert report["codec_round_trip"]["presence"] >= 0.8
+
+
+def test_report_puts_every_miss_down_to_a_cause(tmp_path):
+    # Held-out scenes predicted as the bare background: every scored ball has vanished; the round trip
+    # is the truth itself, so none is codec loss. The table's last row and the plot say so.
+    M, G = 2, 2
+    scenes = [scene_objects(EVAL_SEED_START + i, SceneConfig(frames=M + 2 * G)) for i in range(2)]
+    truth = np.stack([render_video(EVAL_SEED_START + i, SceneConfig(frames=M + 2 * G)) for i in range(2)])
+    truth = np.moveaxis(truth, -1, 2) / 127.5 - 1  # [N, F, 3, H, W] in [-1, 1]
+    bare = np.stack([np.broadcast_to(s.background[:, None, None] * 2 - 1, truth.shape[1:]) for s in scenes])
+    info = {"clips": 2, "history": M, "clip": G, "num_clips": 2, "steps": 1, "guidance": 1.0, "shift": 1.0,
+            "source": "synthetic seeds 1000000..1000001"}  # fmt: skip
+    rollouts = Rollouts(bare[:, M:], truth, info, truth[:, M:])
+    result = report(EvalConfig(checkpoint="m", codec="c", count=2, plot=str(tmp_path / "plot.png")), rollouts)
+    misses = result["objects"]["misses"]
+    assert result["objects"]["presence"] == 0 and misses["overall"]["vanished"] == 1.0
+    assert misses["dominant_by_horizon"] == ["vanished"] * 4 and misses["missed"] == result["objects"]["scored"]
+    assert miss_table(result).splitlines()[-1].split() == ["all", "0.00", "0.00", "0.00", "0.00", "0.00", "1.00",
+                                                           "vanished"]  # fmt: skip
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
