@@ -142,7 +142,8 @@ def export_main(check_only, new_signing_key, out, **options) -> None:
             public = new_signing_key_files(new_signing_key)
             click.echo(f"wrote the signing key {new_signing_key} (keep it secret) and its public key {public} "
                        "(give it to the runtimes: vgpt-run --trusted-key)")  # fmt: skip
-        elif check_only:
+            return
+        if check_only:
             _check_only(check_only)
             return
         try:
@@ -171,13 +172,14 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     # torch loads here, not for --help
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.calibration.quantizer import ModelOptQuantizer
-    from vgpt.checkpoint import load_checkpoint
+    from vgpt.checkpoint import load_checkpoint, refuse_student
     from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     opset = int(opset)
     signing_key = load_signing_key(sign_key) if sign_key else None  # a bad key fails before the export
     checkpoint, codec_path, defaults = resolve_checkpoint(checkpoint, codec)
+    refuse_student(checkpoint, "vgpt-export")
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
     check_codec_fits(codec, loaded, codec_path)

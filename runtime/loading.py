@@ -54,11 +54,12 @@ def cached_export(
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder.
     `trust_cache`: reuse the remembered verdicts on its graph files (vgpt.integrity). A warm start reads the
     checkpoint's manifest only: the weights load on a cache miss."""
-    from vgpt.checkpoint import load_checkpoint, recorded_identity
+    from vgpt.checkpoint import load_checkpoint, recorded_identity, refuse_student
     from vgpt.codecs import check_codec_fits, codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
+    refuse_student(checkpoint, "the runtime (vgpt-run, load_model)")
     loaded = None
     identity = recorded_identity(checkpoint)
     if identity is None:  # the released format: its hash needs the weights
@@ -202,11 +203,12 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
 
 
 def _torch_backend(source, threads, steps, guidance, codec_source):
-    from vgpt.checkpoint import load_checkpoint
+    from vgpt.checkpoint import load_checkpoint, refuse_student
     from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
+    refuse_student(checkpoint, "the runtime (vgpt-run, load_model)")
     loaded = load_checkpoint(checkpoint)
     model = loaded.model
     layout, sampler = defaults.layout(model.config), defaults.sampler(steps, guidance)

@@ -204,8 +204,13 @@ def test_signed_exports_load_only_with_their_key(tiny_files, tmp_path):
         load_model(unsigned, trusted_keys=[public])
     with pytest.raises(BundleError, match="not a PEM public key"):
         load_model(out, trusted_keys=[key])  # the private key is not a trusted key
-    run = CliRunner().invoke(run_main, ["--input", "x.mp4", "--engine", str(unsigned), "--trusted-key", public])
+    from vgpt.synthetic import SceneConfig, render_video
+    from vgpt.video import write_video
+
+    video = str(tmp_path / "x.mp4")  # the input is opened before the model loads: it must be real
+    write_video(video, render_video(0, SceneConfig(height=32, width=32, frames=8)))
+    run = CliRunner().invoke(run_main, ["--input", video, "--engine", str(unsigned), "--trusted-key", public])
     assert run.exit_code == 1 and run.output.startswith("Error: ") and "is not signed" in run.output, run.output
-    run = CliRunner().invoke(run_main, ["--input", "x.mp4", "--engine", str(tiny_files / "model"),
+    run = CliRunner().invoke(run_main, ["--input", video, "--engine", str(tiny_files / "model"),
                                         "--trusted-key", public])  # fmt: skip
     assert run.exit_code == 1 and "is a checkpoint" in run.output, run.output
