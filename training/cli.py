@@ -14,8 +14,11 @@ from vgpt.progress import console_logging
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, write_dataset
 
 _SCENE = SceneConfig()
-# The stage files of training/stages/, named without importing torch (the help must stay fast).
-SHIPPED_STAGES = sorted(p.stem for p in (Path(__file__).parent / "stages").glob("*.json"))
+# The stage files of training/stages/, named without importing torch (the help must stay fast): vgpt-distill's
+# are the distill-*.json ones, vgpt-train's the others.
+_STAGE_NAMES = sorted(p.stem for p in (Path(__file__).parent / "stages").glob("*.json"))
+DISTILL_STAGES = [name for name in _STAGE_NAMES if name.startswith("distill-")]
+SHIPPED_STAGES = [name for name in _STAGE_NAMES if name not in DISTILL_STAGES]
 
 
 def _logging() -> None:
@@ -97,7 +100,7 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
     "--config",
     "config_path",
     required=True,
-    help="A JSON distillation config, or a shipped stage: distill-consistency, distill-self-forcing.",
+    help=f"A JSON distillation config, or a shipped stage: {', '.join(DISTILL_STAGES)}.",
 )
 @click.option("--teacher", default=None, help="The guided teacher checkpoint (default: the config's, else the "
               "bundled default model).")  # fmt: skip

@@ -297,7 +297,11 @@ def test_rolling_mode_on_a_bundle_without_append_is_one_clear_error(model_folder
     manifest[MANIFEST_HASH] = canonical_sha256(manifest, MANIFEST_HASH)
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert load_predictor(copy).ready is False  # the exact mode still loads
-    result = CliRunner().invoke(run_main, ["--input", "never-read.mp4", "--engine", str(copy), "--kv-cache", "rolling",
+    from vgpt.video import write_video
+
+    video = str(tmp_path / "in.mp4")  # the input is opened before the model loads: it must be real
+    write_video(video, render_video(0, SceneConfig(height=32, width=32, frames=8)))
+    result = CliRunner().invoke(run_main, ["--input", video, "--engine", str(copy), "--kv-cache", "rolling",
                                            "--output", str(tmp_path / "o.mp4")])  # fmt: skip
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "has none: re-export the bundle" in result.output and "--kv-cache exact" in result.output
