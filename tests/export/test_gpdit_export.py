@@ -1,6 +1,8 @@
 """GPDiT bundles: the frame and ring graphs (export/gpdit_graphs.py) and the exact rolling mode of the
 ONNX Runtime and PyTorch backends."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -62,6 +64,14 @@ def test_the_manifest_records_verified_frame_and_ring_graphs(gpdit_bundle):
     for name in (FRAME, RING):
         assert graphs[name].verification and all(v["passed"] for v in graphs[name].verification)
         assert (gpdit_bundle / bundle.manifest.layouts[0].name / f"{name}.onnx").exists()
+
+
+def test_a_gpdit_manifest_is_valid_against_the_schema(gpdit_bundle):
+    from tests.export.test_contract import _validator
+
+    document = json.loads((gpdit_bundle / "manifest.json").read_text())
+    _validator().validate(document)
+    assert {FRAME, RING} <= set(document["layouts"][0]["graphs"])
 
 
 def _backend(kind, gpdit_bundle, gpdit_parts):
