@@ -113,8 +113,9 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
     show_default=True,
     help="exact: each prediction re-runs the newest M frames through prefill. rolling (for long live "
     "streams): the cache slides by one frame per observed frame without re-running the kept "
-    "frames; APPROXIMATE, since kept frames still carry what they saw of dropped ones (measured drift: "
-    "docs/benchmarks.md).",
+    "frames; APPROXIMATE for Video-GPT, since kept frames still carry what they saw of dropped ones (measured "
+    "drift: docs/benchmarks.md); EXACT for GPDiT's lightweight mask, whose frames see only themselves "
+    "(docs/gpdit.md).",
 )
 @click.option(
     "--trust-cache",
