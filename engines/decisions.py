@@ -21,12 +21,13 @@ from vgpt.export.contract import (
     EngineManifest,
     GpuRecord,
 )
-from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
+from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, FRAME, PREFILL, RING, GraphSpec
 from vgpt.untrusted import read_json_object
 
 # The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
+# GPDiT bundles' frame and ring graphs are built too (the TensorRT backends do not run them yet).
 PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan",
-              APPEND: "append.plan"}  # fmt: skip
+              APPEND: "append.plan", FRAME: "frame.plan", RING: "ring.plan"}  # fmt: skip
 ENGINE_PRECISIONS = ("fp16", "bf16", "fp8", "int8", "fp32")  # what vgpt-build can build
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
 

@@ -3,7 +3,8 @@
 BUNDLE/
   manifest.json                   written last: a folder without it is an incomplete export
   m{M}-g{G}-{h}x{w}/              one folder per layout
-    encoder.onnx prefill.onnx denoise.onnx decoder.onnx append.onnx (rolling mode)
+    encoder.onnx prefill.onnx denoise.onnx decoder.onnx, and for the rolling mode append.onnx
+    (approximate) or, for GPDiT's lightweight mask, frame.onnx and ring.onnx (exact: export/gpdit_graphs.py)
 """
 
 from __future__ import annotations
@@ -40,12 +41,25 @@ from vgpt.export.contract import (
     SamplerRecord,
     TensorRTReadiness,
 )
+from vgpt.export.gpdit_graphs import FrameGraph, RingGraph
 from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
 from vgpt.export.onnx_export import SUPPORTED_OPSETS, export_onnx
 from vgpt.export.quantizer import TRANSFORMER_GRAPHS, Quantizer
 from vgpt.export.readiness import check_graph
 from vgpt.export.signing import sign_bundle
-from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
+from vgpt.export.spec import (
+    APPEND,
+    DECODER,
+    DENOISE,
+    ENCODER,
+    FRAME,
+    PREFILL,
+    RING,
+    GraphSpec,
+    exact_rolling,
+    graph_specs,
+    layout_name,
+)
 from vgpt.export.verify import VerificationError, check_dtypes, check_model, compare_with_eager
 from vgpt.integrity import sha256_file
 from vgpt.layout import Layout
@@ -116,6 +130,8 @@ TOLERANCES = {
         DENOISE: (1e-3, 1e-3),
         DECODER: (1e-4, 1e-3),
         APPEND: (1e-4, 1e-3),
+        FRAME: (1e-4, 1e-3),
+        RING: (1e-5, 1e-5),  # a rotation and a gather: one multiply-add of round-off
     },
     "float16": {
         ENCODER: (1e-4, 1e-3),
@@ -123,6 +139,8 @@ TOLERANCES = {
         DENOISE: (5e-2, 5e-2),
         DECODER: (1e-4, 1e-3),
         APPEND: (5e-2, 5e-2),
+        FRAME: (5e-2, 5e-2),
+        RING: (5e-3, 5e-3),  # the rotation in fp16 arithmetic: ~1e-3 relative
     },
     # Quantized graphs are verified code by code (vgpt.calibration.verify): the eager model is fed the
     # graph's own FP8/INT8 codes, so only fp32 round-off remains and the float32 tolerances apply.
@@ -148,11 +166,15 @@ def sample_inputs(spec: GraphSpec, layout: Layout, sampler: SamplerConfig, kv: t
     gen = torch.Generator().manual_seed(seed)
     feeds = []
     steps = (0, sampler.steps - 1) if spec.name == DENOISE else (None,)
+    # The ring graph: the oldest frame in the first slot and in the last (its Gather wraps around).
+    steps = (0, layout.history_frames - 1) if spec.name == RING else steps
     for step in steps:
         feed = {}
         for t in spec.inputs:
-            if t.name == "step":
+            if t.name in ("step", "oldest"):
                 feed[t.name] = np.array([step], np.int64)
+            elif t.name == "ring":
+                feed[t.name] = to_numpy(torch.randn(t.shape, generator=gen).to(DTYPES[t.dtype]))
             elif t.name == "kv_cache":
                 feed[t.name] = to_numpy(kv)
             elif t.name == "frames":
@@ -183,6 +205,10 @@ def export_bundle(
     import onnxruntime
 
     _check_quantizer(config, quantizer)
+    if quantizer is not None and exact_rolling(model.config):
+        raise ValueError(f"export_bundle: {config.precision} quantization of a model with the lightweight mask "
+                         "(GPDiT's frame and ring graphs) is not supported yet; export it at fp32 or --dtype "
+                         "float16")  # fmt: skip
     out = Path(out)
     model = model.to(DTYPES[config.dtype]).eval()
     weights_hash = content_hash(model.state_dict())
@@ -269,13 +295,16 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
     folder = root / layout_name(layout)
     folder.mkdir()
     prefill = PrefillGraph(model, layout, config.sampler)
-    modules = {
-        ENCODER: EncoderGraph(codec),
-        PREFILL: prefill,
-        DENOISE: DenoiseGraph(model, layout, config.sampler, two_part=config.kv_attention == "two_part"),
-        DECODER: DecoderGraph(codec),
-        APPEND: AppendGraph(model, layout, config.sampler),
+    makers = {
+        ENCODER: lambda: EncoderGraph(codec),
+        PREFILL: lambda: prefill,
+        DENOISE: lambda: DenoiseGraph(model, layout, config.sampler, two_part=config.kv_attention == "two_part"),
+        DECODER: lambda: DecoderGraph(codec),
+        APPEND: lambda: AppendGraph(model, layout, config.sampler),
+        FRAME: lambda: FrameGraph(model, layout),
+        RING: lambda: RingGraph(model, layout),
     }
+    modules = {name: makers[name]() for name in specs}  # the graphs of this model's rolling mode only
     history = torch.randn(specs[PREFILL].inputs[0].shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         kv = prefill(history)

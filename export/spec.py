@@ -19,7 +19,9 @@ SUPPORTED_OPSETS = (18, 23)
 
 # Graph names, in the order a bundle holds them.
 ENCODER, PREFILL, DENOISE, DECODER, APPEND = "encoder", "prefill", "denoise", "decoder", "append"
-GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER, APPEND)
+# GPDiT's exact rolling window (lightweight mask): one frame's keys/values, and the ring read as a KV cache.
+FRAME, RING = "frame", "ring"
+GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER, APPEND, FRAME, RING)
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,35 @@ def kv_cache_shape(config: ModelConfig, layout: Layout) -> tuple[int, ...]:
     return (c.num_hidden_layers, 2, 1, c.num_key_value_heads, layout.history_frames * layout.block, c.head_dim)
 
 
+def exact_rolling(config: ModelConfig) -> bool:
+    """Whether the model's clean keys/values depend on their own frame only (GPDiT's lightweight mask): its
+    bundles slide the window exactly with the frame and ring graphs instead of the approximate append."""
+    return config.attention_mask == "lightweight"
+
+
+def ring_specs(config: ModelConfig, layout: Layout, dtype: str, kv: TensorSpec) -> dict[str, GraphSpec]:
+    """The frame graph (one frame's keys/values at the canonical place) and the ring graph (the ring of M
+    slots read as the KV cache `kv`); export/gpdit_graphs.py."""
+    c = config
+    C, h, w = c.latent_channels, layout.latent_height, layout.latent_width
+    slot = (c.num_hidden_layers, 2, 1, c.num_key_value_heads, layout.block, c.head_dim)
+    return {
+        FRAME: GraphSpec(FRAME, (TensorSpec("latents", (1, 1, C, h, w), "float32"),),
+                         (TensorSpec("frame_kv", slot, dtype),)),
+        RING: GraphSpec(RING, (TensorSpec("ring", (layout.history_frames, *slot), dtype),
+                               TensorSpec("oldest", (1,), "int64")), (kv,)),
+    }  # fmt: skip
+
+
 def graph_specs(config: ModelConfig, layout: Layout, dtype: str = "float32") -> dict[str, GraphSpec]:
     """The graphs of one layout. Latents and z stay fp32 (the sampler computes in fp32); the KV
-    cache is in the model's dtype."""
+    cache is in the model's dtype. The rolling mode's graphs: `append` (approximate), or for a model
+    whose clean frames see only themselves, `frame` and `ring` (exact)."""
     M, G = layout.history_frames, layout.clip_frames
     C, h, w = config.latent_channels, layout.latent_height, layout.latent_width
     H, W = layout.pixel_size
     kv = TensorSpec("kv_cache", kv_cache_shape(config, layout), dtype)
-    return {
+    specs = {
         ENCODER: GraphSpec(ENCODER, (TensorSpec("frames", (1, 3, H, W), "float32"),),
                            (TensorSpec("latents", (1, C, h, w), "float32"),)),
         PREFILL: GraphSpec(PREFILL, (TensorSpec("history", (1, M, C, h, w), "float32"),), (kv,)),
@@ -97,9 +120,12 @@ def graph_specs(config: ModelConfig, layout: Layout, dtype: str = "float32") -> 
         ),
         DECODER: GraphSpec(DECODER, (TensorSpec("latents", (G, C, h, w), "float32"),),
                            (TensorSpec("frames", (G, 3, H, W), "float32"),)),
-        APPEND: GraphSpec(APPEND, (TensorSpec("latents", (1, 1, C, h, w), "float32"), kv),
-                          (TensorSpec("kv_next", kv.shape, dtype),)),
     }  # fmt: skip
+    if exact_rolling(config):
+        return {**specs, **ring_specs(config, layout, dtype, kv)}
+    append = GraphSpec(APPEND, (TensorSpec("latents", (1, 1, C, h, w), "float32"), kv),
+                       (TensorSpec("kv_next", kv.shape, dtype),))  # fmt: skip
+    return {**specs, APPEND: append}
 
 
 def layout_name(layout: Layout) -> str:

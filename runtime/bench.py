@@ -75,6 +75,10 @@ class BenchConfig:
     thread_settings: bool = False  # also time each bundle at 1 .. cores intra-op threads, spinning on and off
     drift: bool = False  # also measure the rolling cache's drift from the exact one (bundled/checkpoint)
     profile: bool = False  # also profile each bundle's denoising step: the share of its time per op type
+    # Only the live-stream costs per observed frame and per prediction by KV cache (vgpt.runtime.live_bench):
+    # `model` as Video-GPT against `gpdit_model`, at the bundled layout and at each layout of this config.
+    live: bool = False
+    gpdit_model: str = "preset:gpdit-small"
     seed: int = 0
 
 
@@ -388,7 +392,39 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
     return out
 
 
+def run_live(config: BenchConfig) -> dict[str, Any]:
+    """`vgpt-bench --live`: the live-stream section alone (vgpt.runtime.live_bench)."""
+    from vgpt.config import ConfigError
+    from vgpt.export.spec import exact_rolling
+    from vgpt.runtime.live_bench import BUNDLED_LAYOUT, live_costs
+
+    torch_threads(config.threads)
+    videogpt, gpdit = bench_network(config.model), bench_network(config.gpdit_model)
+    if exact_rolling(videogpt.config) or not exact_rolling(gpdit.config):
+        v, g = videogpt.config, gpdit.config
+        raise ConfigError(f"vgpt-bench --live compares a Video-GPT model (--model; {v.name} has the "
+                          f"{v.attention_mask} mask) with a GPDiT one of the lightweight mask (--gpdit-model; "
+                          f"{g.name} has the {g.attention_mask} mask)")  # fmt: skip
+    layouts = [BUNDLED_LAYOUT, (config.history, config.clip, config.latent)]
+    layouts += [(M, G, config.latent) for M, G in config.extra_layouts]
+    layouts = list(dict.fromkeys(layouts))
+    sampler = SamplerConfig(steps=config.steps, guidance=config.guidance)
+    report: dict[str, Any] = {
+        "settings": {**asdict(config), "model_name": videogpt.config.name,
+                     "parameters": videogpt.config.num_parameters(), "gpdit_parameters": gpdit.config.num_parameters()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": torch.get_num_threads(), "python": platform.python_version()},
+        "versions": _versions(),
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="vgpt-bench-live-") as tmp:
+        report["live"] = live_costs(videogpt, gpdit, layouts, sampler, config, Path(tmp))
+    report["memory"] = {"peak_rss_mib": peak_rss_mib(), "current_rss_mib": current_rss_mib()}
+    return report
+
+
 def run_bench(config: BenchConfig) -> dict[str, Any]:
+    if config.live:
+        return run_live(config)
     if config.onnx and not config.bundles and {"int8", "fp8"} & set(config.precisions):
         require_modelopt()  # before minutes of timing: INT8/FP8 exports need ModelOpt
     torch_threads(config.threads)
@@ -461,6 +497,10 @@ def to_jsonable(obj):
 
 def table(report: dict[str, Any]) -> str:
     """The terminal / markdown table."""
+    if "live" in report:
+        from vgpt.runtime.live_bench import live_table
+
+        return "\n".join([*live_table(report["live"]), "", f"peak RSS {report['memory']['peak_rss_mib']:.0f} MiB"])
     rows = ["| measure | value |", "|---|---|"]
     for entry in report["per_clip"]:
         rows.append(f"| per clip, history {entry['history']}, clip {entry['clip']}: full | "

@@ -113,8 +113,9 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
     show_default=True,
     help="exact: each prediction re-runs the newest M frames through prefill. rolling (for long live "
     "streams): the cache slides by one frame per observed frame without re-running the kept "
-    "frames; APPROXIMATE, since kept frames still carry what they saw of dropped ones (measured drift: "
-    "docs/benchmarks.md).",
+    "frames; APPROXIMATE for Video-GPT, since kept frames still carry what they saw of dropped ones (measured "
+    "drift: docs/benchmarks.md); EXACT for GPDiT's lightweight mask, whose frames see only themselves "
+    "(docs/gpdit.md).",
 )
 @click.option(
     "--trust-cache",
@@ -195,6 +196,13 @@ def run_main(input_, engine, codec, output, frames_dir, force, sheet, latents, s
 )
 @click.option("--drift", is_flag=True, help="Also measure the rolling KV cache's drift from the exact cache.")
 @click.option("--profile", is_flag=True, help="Also profile each bundle's denoising step: time share per op type.")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Only a live stream's costs per observed frame and per prediction: Video-GPT exact (re-prefill) and "
+    "rolling (approximate) against GPDiT's exact rolling window, at the bundled layout and at each --layout.",
+)
+@click.option("--gpdit-model", default="preset:gpdit-small", show_default=True, help="--live: the GPDiT model.")
 @click.option("--json", "json_out", default=None, help="Write every figure, the machine and versions here.")
 @click.option("--markdown", default=None, help="Write the table as markdown here.")
 @click.option("--plot", default=None, help="Write a PNG of the scaling curves here (matplotlib).")
@@ -212,6 +220,8 @@ def bench_main(layouts, scaling, no_onnx, precisions, bundles, json_out, markdow
         raise click.BadParameter(f"cannot parse sizes: {err}") from None
     if min(histories) < 1:
         raise click.BadParameter("history lengths must be positive")
+    if settings["live"] and plot:
+        raise click.BadParameter("--plot draws the scaling series, which --live does not run", param_hint="--plot")
     from vgpt.runtime.bench import BenchConfig
 
     # The other options (model, steps, guidance, repeats, warmup, threads, cpp, thread_settings, drift,

@@ -60,7 +60,10 @@ MODES = ("exact", "rolling")
 class VideoPredictor:
     """mode "exact" (default): every prediction runs prefill on the newest M frames. mode "rolling": the
     cache is filled once and then slid by one frame per observed frame (`Backend.append`), so a
-    prediction starts without prefill; approximate, because kept frames remember dropped ones.
+    prediction starts without prefill; approximate, because kept frames remember dropped ones. For a
+    model with GPDiT's lightweight mask (`Backend.exact_rolling`), rolling is exact: each observed frame
+    runs alone into the ring slot of the oldest (`Backend.push`) and a prediction reads the ring
+    (`Backend.read_window`), equal to prefill of the same window to fp32 round-off.
 
     `seed`: the stream's own noise generator, so the same seed and the same frames give the same
     predictions in any process and in any stream (as the C API's `vgpt_stream_create(model, seed, ...)`;
@@ -127,7 +130,11 @@ class VideoPredictor:
                 )
             history = np.stack(list(self._history))[None]
             pending, self._pending = self._pending, []
-        if self.mode == "rolling":
+        if self.mode == "rolling" and self.backend.exact_rolling:
+            for latent in pending:  # the newest M at most: older ones would be overwritten
+                self.backend.push(latent[None, None])
+            self.backend.read_window()
+        elif self.mode == "rolling":
             if self._warm and len(pending) < M:
                 for latent in pending:
                     self.backend.append(latent[None, None])

@@ -152,6 +152,18 @@ VGPT_API vgpt_status* vgpt_stream_reset(vgpt_stream* stream, uint64_t seed) {
     });
 }
 
+VGPT_API vgpt_status* vgpt_stream_set_kv_mode(vgpt_stream* stream, vgpt_kv_mode mode) {
+    return guarded([&] {
+        require(stream, "stream");
+        const int m = vgpt::enum_value(mode);
+        if (m != VGPT_KV_EXACT && m != VGPT_KV_ROLLING) {
+            throw vgpt::Error(VGPT_INVALID_ARGUMENT,
+                              "mode " + std::to_string(m) + ": use VGPT_KV_EXACT or VGPT_KV_ROLLING");
+        }
+        stream->stream->set_rolling(m == VGPT_KV_ROLLING);
+    });
+}
+
 VGPT_API vgpt_status* vgpt_stream_observe(vgpt_stream* stream, const vgpt_image* image) {
     return guarded([&] {
         require(stream, "stream");

@@ -53,6 +53,9 @@ inline constexpr const char* kEncoder = "encoder";
 inline constexpr const char* kPrefill = "prefill";
 inline constexpr const char* kDenoise = "denoise";
 inline constexpr const char* kDecoder = "decoder";
+// GPDiT's exact rolling window (export/gpdit_graphs.py): one frame's keys/values, and the ring read as a KV cache.
+inline constexpr const char* kFrame = "frame";
+inline constexpr const char* kRing = "ring";
 
 // The bundle folder for a bundle folder, a layout folder or a file inside one (export/manifest.py's
 // find_manifest). Throws VGPT_NOT_FOUND.

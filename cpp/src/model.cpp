@@ -50,6 +50,16 @@ void check_layout(const Manifest& m, const Dims& d) {
 
 }  // namespace
 
+namespace {
+[[noreturn]] void no_ring() {
+    throw Error(VGPT_UNSUPPORTED, "this backend or bundle has no exact rolling window (frame.onnx and ring.onnx, "
+                                  "exported for GPDiT's lightweight mask)");
+}
+}  // namespace
+
+void Engine::push(const float*) { no_ring(); }
+void Engine::read_window() { no_ring(); }
+
 std::string shape_text(const std::vector<int64_t>& shape) {
     std::ostringstream s;
     s << '[';

@@ -53,6 +53,12 @@ public:
     virtual void prefill(const float* history) = 0;        // [1, M, C, h, w] -> the KV cache
     virtual const float* denoise(const float* noise) = 0;  // [1, G, C, h, w] -> the clip after S steps
     virtual const float* decode(const float* clip) = 0;    // [G, C, h, w] -> frames [G, 3, H, W]
+    // GPDiT's exact rolling window (a bundle with frame.onnx and ring.onnx; ring.cpp): push runs one observed
+    // frame's latents [1, 1, C, h, w] alone into the ring slot of the oldest, read_window writes the newest M
+    // frames, each at its window position, into the KV cache the denoising steps read.
+    virtual bool exact_rolling() const { return false; }
+    virtual void push(const float* latents);
+    virtual void read_window();
     double inside = 0;
 };
 

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <vector>
 
 #include "error.hpp"
 #include "model.hpp"
@@ -74,6 +76,38 @@ void check_io(const OrtApi* api, OrtSession* session, const GraphSpec& spec, con
     }
 }
 
+// The frame and ring graphs against the layout and each other (the manifest is not trusted to agree): the
+// frame's latents [1, 1, C, h, w], one ring slot per history frame, each slot exactly one frame graph's
+// output, and the ring read into the very KV cache prefill writes. Throws VGPT_BAD_BUNDLE.
+void check_ring(const Manifest& m, const Dims& d) {
+    const auto fail = [&](const std::string& what) {
+        throw Error(VGPT_BAD_BUNDLE, m.root + ": " + what + "; " + kRebuild);
+    };
+    if (!m.graphs.count(kFrame) || !m.graphs.count(kRing)) fail("the manifest lists only one of frame and ring");
+    const TensorSpec& latents = m.graphs.at(kFrame).tensor("latents");
+    const TensorSpec& slot = m.graphs.at(kFrame).tensor("frame_kv");
+    const TensorSpec& ring = m.graphs.at(kRing).tensor("ring");
+    const TensorSpec& oldest = m.graphs.at(kRing).tensor("oldest");
+    const TensorSpec& kv = m.graphs.at(kRing).tensor("kv_cache");
+    const TensorSpec& prefill = m.graphs.at(kPrefill).tensor("kv_cache");
+    if (latents.shape != std::vector<int64_t>{1, 1, d.C, d.h, d.w} || latents.dtype != "float32") {
+        fail("frame's 'latents' are " + latents.dtype + " " + shape_text(latents.shape) +
+             ", not float32 [1, 1, C, h, w]");
+    }
+    std::vector<int64_t> slots = {d.M};
+    slots.insert(slots.end(), slot.shape.begin(), slot.shape.end());
+    if (ring.shape != slots || ring.dtype != slot.dtype || slot.numel() * size_t(d.M) != prefill.numel()) {
+        fail("ring's 'ring' " + ring.dtype + " " + shape_text(ring.shape) + " is not " + std::to_string(d.M) +
+             " slots of frame's 'frame_kv' " + slot.dtype + " " + shape_text(slot.shape) +
+             " filling prefill's KV cache");
+    }
+    if (oldest.shape != std::vector<int64_t>{1} || oldest.dtype != "int64") fail("ring's 'oldest' is not int64 [1]");
+    if (kv.shape != prefill.shape || kv.dtype != prefill.dtype) {
+        fail("ring's 'kv_cache' " + kv.dtype + " " + shape_text(kv.shape) + " is not prefill's " + prefill.dtype + " " +
+             shape_text(prefill.shape));
+    }
+}
+
 // A loaded bundle over ONNX Runtime. ONNX Runtime sessions are safe to run concurrently.
 class OrtModel : public Model {
 public:
@@ -84,6 +118,7 @@ public:
     OrtSession* session(const std::string& graph) const { return sessions_.at(graph).get(); }
     const GraphSpec& spec(const std::string& graph) const { return manifest_.graphs.at(graph); }
     const OrtMemoryInfo* cpu() const { return cpu_.get(); }
+    bool has_ring() const { return sessions_.count(kRing) != 0; }
 
 private:
     // Declaration order is destruction order reversed: sessions go before the environment, and the
@@ -132,11 +167,17 @@ public:
     void prefill(const float* history) override;
     const float* denoise(const float* noise) override;
     const float* decode(const float* clip) override;
+    bool exact_rolling() const override { return model_.has_ring(); }
+    void push(const float* latents) override;
+    void read_window() override;
 
 private:
     using Binding = OrtOwner<OrtIoBinding>;
+    using Values = std::vector<std::pair<const char*, OrtValue*>>;
     Binding bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
                  std::initializer_list<std::pair<const char*, const Tensor*>> outputs);
+    Binding bind_values(const char* graph, const Values& inputs, const Values& outputs);
+    struct Ring;
     void run(const char* graph, const Binding& binding);
 
     const OrtModel& model_;  // outlived: the stream holds the model
@@ -145,6 +186,21 @@ private:
     Tensor frame_, latent_, history_, kv_, z_[2], step_[2], clip_, decoded_;  // before the bindings
     Binding encode_, prefill_, steps_bound_[2], decode_;
     OrtOwner<OrtRunOptions> run_options_;
+    std::unique_ptr<Ring> ring_;  // GPDiT's exact rolling window, made on the first push
+};
+
+// GPDiT's exact rolling window (export/gpdit_graphs.py): a ring of M slots, one frame's keys/values each,
+// slot-major so that each slot is one contiguous block. Each slot has its own binding of the frame graph,
+// its output an OrtValue over that slot's memory, so a pushed frame is written in place (no copy); the
+// ring graph reads the newest M frames, each rotated to its window place, into the stream's KV cache.
+struct OrtEngine::Ring {
+    Ring(const OrtModel& m) : latents(m, m.spec(kFrame).tensor("latents")), ring(m, m.spec(kRing).tensor("ring")),
+                              oldest(m, m.spec(kRing).tensor("oldest")) {}
+    Tensor latents, ring, oldest;
+    std::vector<OrtOwner<OrtValue>> slots;  // before the bindings that hold them
+    std::vector<Binding> pushes;
+    Binding read;
+    int64_t count = 0;  // frames pushed
 };
 
 OrtEngine::OrtEngine(const OrtModel& m)
@@ -173,16 +229,56 @@ OrtEngine::OrtEngine(const OrtModel& m)
 
 OrtEngine::Binding OrtEngine::bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
                                    std::initializer_list<std::pair<const char*, const Tensor*>> outputs) {
+    Values in, out;
+    for (const auto& [name, tensor] : inputs) in.emplace_back(name, tensor->value());
+    for (const auto& [name, tensor] : outputs) out.emplace_back(name, tensor->value());
+    return bind_values(graph, in, out);
+}
+
+OrtEngine::Binding OrtEngine::bind_values(const char* graph, const Values& inputs, const Values& outputs) {
     OrtIoBinding* raw = nullptr;
     check(api_, api_->CreateIoBinding(model_.session(graph), &raw), std::string("ONNX Runtime binding of ") + graph);
     Binding binding(api_, raw);
-    for (const auto& [name, tensor] : inputs) {
-        check(api_, api_->BindInput(raw, name, tensor->value()), std::string("binding ") + graph + " input " + name);
+    for (const auto& [name, value] : inputs) {
+        check(api_, api_->BindInput(raw, name, value), std::string("binding ") + graph + " input " + name);
     }
-    for (const auto& [name, tensor] : outputs) {
-        check(api_, api_->BindOutput(raw, name, tensor->value()), std::string("binding ") + graph + " output " + name);
+    for (const auto& [name, value] : outputs) {
+        check(api_, api_->BindOutput(raw, name, value), std::string("binding ") + graph + " output " + name);
     }
     return binding;
+}
+
+void OrtEngine::push(const float* latents) {
+    if (!model_.has_ring()) Engine::push(latents);
+    if (!ring_) {
+        auto r = std::make_unique<Ring>(model_);
+        const TensorSpec& slot = model_.spec(kFrame).tensor("frame_kv");
+        const int frames = model_.dims().M;
+        for (int s = 0; s < frames; ++s) {
+            OrtValue* view = nullptr;
+            char* at = reinterpret_cast<char*>(r->ring.f32()) + size_t(s) * slot.bytes();
+            check(api_, api_->CreateTensorWithDataAsOrtValue(model_.cpu(), at, slot.bytes(), slot.shape.data(),
+                                                             slot.shape.size(), element_type(slot), &view),
+                  "ONNX Runtime view of ring slot " + std::to_string(s));
+            r->slots.emplace_back(api_, view);
+            r->pushes.push_back(bind_values(kFrame, {{"latents", r->latents.value()}}, {{"frame_kv", view}}));
+        }
+        r->read = bind(kRing, {{"ring", &r->ring}, {"oldest", &r->oldest}}, {{"kv_cache", &kv_}});
+        ring_ = std::move(r);
+    }
+    std::memcpy(ring_->latents.f32(), latents, ring_->latents.bytes());
+    run(kFrame, ring_->pushes[size_t(ring_->count % model_.dims().M)]);
+    ++ring_->count;
+}
+
+void OrtEngine::read_window() {
+    const int frames = model_.dims().M;
+    if (!ring_ || ring_->count < frames) {
+        throw Error(VGPT_NOT_READY, "the rolling window holds " + std::to_string(ring_ ? ring_->count : 0) +
+                                        " of its " + std::to_string(frames) + " frames: observe the whole window first");
+    }
+    ring_->oldest.i64()[0] = ring_->count % frames;
+    run(kRing, ring_->read);
 }
 
 void OrtEngine::run(const char* graph, const Binding& binding) {
@@ -253,7 +349,12 @@ std::shared_ptr<const Model> OrtModel::load(const std::string& path, const Optio
     // calls would take cores from the rest of the process.
     check(api, api->AddSessionConfigEntry(so.get(), "session.intra_op.allow_spinning", options.allow_spinning ? "1" : "0"),
           "allow_spinning");
-    for (const char* graph : {kEncoder, kPrefill, kDenoise, kDecoder}) {
+    std::vector<const char*> graphs = {kEncoder, kPrefill, kDenoise, kDecoder};
+    if (man.graphs.count(kFrame) || man.graphs.count(kRing)) {
+        check_ring(man, m.dims_);
+        graphs.insert(graphs.end(), {kFrame, kRing});
+    }
+    for (const char* graph : graphs) {
         const GraphSpec& spec = man.graphs.at(graph);
         const std::string file = man.path(spec);
         OrtSession* session = nullptr;

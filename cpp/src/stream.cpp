@@ -24,6 +24,19 @@ bool Stream::ready() {
     return count_ >= d_.M;
 }
 
+void Stream::set_rolling(bool rolling) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rolling && !engine_->exact_rolling()) {
+        throw Error(VGPT_UNSUPPORTED, "the rolling KV cache is the exact rolling window of GPDiT bundles (frame.onnx "
+                                      "and ring.onnx); this bundle has none: use the exact mode, or export a model "
+                                      "with the lightweight mask");
+    }
+    if (rolling && !rolling_) {
+        for (int i = 0; i < count_; ++i) engine_->push(window_.data() + size_t(i) * d_.latent());
+    }
+    rolling_ = rolling;
+}
+
 void Stream::observe(const vgpt_image& image) {
     std::lock_guard<std::mutex> lock(mu_);
     fit_frame(image, d_.H, d_.W, engine_->frame(), scratch_);
@@ -35,6 +48,7 @@ void Stream::observe(const vgpt_image& image) {
     }
     std::memcpy(window_.data() + count_ * L, latent, L * sizeof(float));
     ++count_;
+    if (rolling_) engine_->push(latent);  // the ring slot of the oldest frame: one frame's work
     last_timestamp_ns_ = image.timestamp_ns;
 }
 
@@ -77,7 +91,11 @@ PredictResult Stream::predict(int num_clips, const float* noise, size_t noise_co
     std::memcpy(work_.data(), window_.data(), size_t(d_.M) * L * sizeof(float));
     for (int k = 0; k < num_clips; ++k) {
         const double t0 = seconds_now();
-        engine_->prefill(work_.data());  // the first M latents: [1, M, C, h, w]
+        if (rolling_ && k == 0) {
+            engine_->read_window();  // the ring holds the observed window
+        } else {
+            engine_->prefill(work_.data());  // the first M latents: [1, M, C, h, w]
+        }
         const double t1 = seconds_now();
         const float* z = engine_->denoise(noise + k * clip);  // [1, G, C, h, w]
         std::memcpy(out_latents_.data() + k * clip, z, clip * sizeof(float));

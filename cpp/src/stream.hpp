@@ -3,6 +3,8 @@
 //
 // The exact mode of runtime/predictor.py: every predicted clip runs the history through prefill, then
 // the S denoising steps, then the decoder; each predicted clip joins a copy of the history for the next.
+// The rolling mode (GPDiT bundles only, equally exact): every observed frame runs alone into the engine's
+// ring of the newest M frames, and the first predicted clip reads the ring instead of running prefill.
 #pragma once
 
 #include <memory>
@@ -37,6 +39,9 @@ public:
     void reset(uint64_t seed);
     void observe(const vgpt_image& image);  // image already checked
     bool ready();
+    // Rolling: VGPT_UNSUPPORTED unless the engine has the exact rolling window; the frames already observed
+    // enter the ring at once.
+    void set_rolling(bool rolling);
     // noise: num_clips * G * C * h * w floats, or nullptr for the stream's generator.
     PredictResult predict(int num_clips, const float* noise, size_t noise_count);
     // The last predict call's; read it on the thread that called predict, before the next call.
@@ -50,6 +55,7 @@ private:
 
     std::vector<float> window_;  // the newest `count_` (<= M) observed latents, oldest first: [M, C, h, w]
     int count_ = 0;
+    bool rolling_ = false;
     int64_t last_timestamp_ns_ = 0;
     std::vector<float> work_;    // a prediction's history: [M + G, C, h, w], the first M in use
     std::vector<float> noise_;   // the generator's draws for one predict call

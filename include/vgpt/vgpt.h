@@ -135,6 +135,17 @@ typedef struct vgpt_image {
     int64_t timestamp_ns;    /* the caller's clock; reported back with the prediction */
 } vgpt_image;
 
+/* How a stream keeps the KV cache of its history. */
+typedef enum vgpt_kv_mode {
+    VGPT_KV_EXACT = 0,  /* default: every prediction runs the newest M frames through prefill */
+    VGPT_KV_ROLLING = 1 /* GPDiT bundles (frame.onnx, ring.onnx) only, else VGPT_UNSUPPORTED: each observed frame
+                           runs alone into a ring of the newest M frames' keys/values and a prediction reads the
+                           ring instead of running prefill; as exact (fp32 round-off), one frame of work per frame */
+} vgpt_kv_mode;
+
+/* Switches the stream's mode; the frames it has observed enter the ring at once. */
+VGPT_API vgpt_status* vgpt_stream_set_kv_mode(vgpt_stream* stream, vgpt_kv_mode mode);
+
 /* Copies and encodes the frame into the stream's history (the newest M frames). */
 VGPT_API vgpt_status* vgpt_stream_observe(vgpt_stream* stream, const vgpt_image* image);
 /* 1 once M frames were observed since creation or reset, else 0 (also for NULL). */

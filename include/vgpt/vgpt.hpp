@@ -71,6 +71,7 @@ public:
         observe(image);
     }
     bool ready() const { return vgpt_stream_ready(stream_.get()) != 0; }
+    void set_kv_mode(vgpt_kv_mode mode) { check(vgpt_stream_set_kv_mode(stream_.get(), mode)); }
     // The views in the result stay valid until the next call on this stream.
     vgpt_prediction predict(int num_clips = 1) {
         vgpt_prediction p{};

@@ -35,6 +35,22 @@ class Backend(ABC):
         without re-running the kept frames (approximate)."""
         raise NotImplementedError(f"the {self.name} backend has no rolling mode")
 
+    # GPDiT's lightweight mask: the window slides exactly, one frame computed alone per observed frame.
+    exact_rolling: bool = False
+
+    def push(self, latents: np.ndarray) -> None:
+        """Exact rolling: compute this observed frame's keys/values alone [1, 1, C, h, w] into the ring slot
+        of the oldest frame (the window's other frames are not touched)."""
+        raise NotImplementedError(f"the {self.name} backend has no exact rolling window for this model")
+
+    def read_window(self) -> None:
+        """Exact rolling: the ring's newest M frames, each at its window position, as the KV cache."""
+        raise NotImplementedError(f"the {self.name} backend has no exact rolling window for this model")
+
+    def cache(self) -> np.ndarray:
+        """A copy of the KV cache the next denoising steps read [layers, 2, 1, nkv, M * block, hd]."""
+        raise NotImplementedError(f"the {self.name} backend does not expose its KV cache")
+
     @abstractmethod
     def denoise(self, z: np.ndarray) -> np.ndarray:
         """Noise [1, G, C, h, w] -> the denoised clip after all S steps, against the current cache."""

@@ -26,7 +26,7 @@ import numpy as np
 from vgpt.engines.decisions import device_buffers
 from vgpt.errors import VgptError
 from vgpt.export.manifest import Bundle, BundleError
-from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
+from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, FRAME, PREFILL, RING, GraphSpec
 from vgpt.runtime.backends.base import Backend
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class OrtModel:
                               "export --dtype float32 or float16 for ONNX Runtime")  # fmt: skip
         self.placement = Placement.for_providers(self.providers)
         self.sessions, self.specs = {}, {}
-        graphs = [ENCODER, PREFILL, DENOISE, DECODER] + ([APPEND] if APPEND in entry.graphs else [])
+        graphs = [ENCODER, PREFILL, DENOISE, DECODER] + [g for g in (APPEND, FRAME, RING) if g in entry.graphs]
         for graph in graphs:
             path = entry.path(graph)
             try:
@@ -239,8 +239,13 @@ class OrtBackend(Backend):
         }  # fmt: skip
         self._steps = [self._step_bindings(0)]
         self._step_zero = np.zeros(self.step[0].shape, np.int64)
-        if self.supports_rolling:
+        if APPEND in self._sessions:
             self.latent_in = self._buffer(self._specs[APPEND], "latents")
+        self._ring: _Ring | None = None
+
+    @property
+    def exact_rolling(self) -> bool:
+        return RING in self._sessions
 
     def _step_bindings(self, kv: int) -> list:
         """The two alternating step bindings of the device buffers, reading KV cache `kv`."""
@@ -250,7 +255,18 @@ class OrtBackend(Backend):
 
     @property
     def supports_rolling(self) -> bool:
-        return APPEND in self._sessions
+        return APPEND in self._sessions or self.exact_rolling
+
+    def push(self, latents: np.ndarray) -> None:
+        if self._ring is None:
+            self._ring = _Ring(self)
+        self._ring.push(latents)
+
+    def read_window(self) -> None:
+        if self._ring is None:
+            raise RuntimeError("read_window() before push(): the ring holds no frame")
+        self._ring.read()
+        self._kv_index = 0
 
     def _run(self, graph: str, binding) -> None:
         self._sessions[graph].run_with_iobinding(binding)
@@ -278,6 +294,9 @@ class OrtBackend(Backend):
         self.latent_in.write(latents)
         self._run(APPEND, self._appends[self._kv_index])
         self._kv_index = 1 - self._kv_index
+
+    def cache(self) -> np.ndarray:
+        return self.kv[self._kv_index].read()
 
     def _start_loop(self, z: np.ndarray) -> None:
         self.z[0].write(z)
@@ -312,3 +331,40 @@ class OrtBackend(Backend):
             inside += time.perf_counter() - t0
         out = self.z[self.steps & 1].read()
         return out, inside, time.perf_counter() - start
+
+
+class _Ring:
+    """GPDiT's exact rolling window over a stream's buffers (export/gpdit_graphs.py): a ring of M slots, one
+    frame's keys/values each, slot-major so that each slot is one contiguous block. The frame graph writes a
+    new frame's straight into the slot of the oldest (one binding per slot, its output bound at that slot's
+    address: no copy), and the ring graph reads the window into the KV cache that the denoising steps read."""
+
+    def __init__(self, backend: OrtBackend) -> None:
+        spec = backend._specs[RING].tensor("ring")
+        self.backend, self.frames = backend, spec.shape[0]
+        self.ring = backend._buffer(backend._specs[RING], "ring")
+        self.latents = backend._buffer(backend._specs[FRAME], "latents")
+        self.oldest = backend._buffer(backend._specs[RING], "oldest")
+        self.count = 0  # frames pushed
+        slot = backend._specs[FRAME].tensor("frame_kv")
+        base, size = self.ring.value.data_ptr(), slot.nbytes
+        element = _NP[slot.dtype]
+        self._pushes = []
+        for s in range(self.frames):
+            binding = backend._sessions[FRAME].io_binding()
+            binding.bind_ortvalue_input("latents", self.latents.value)
+            binding.bind_output("frame_kv", backend.placement.device, backend.placement.device_id, element,
+                                list(slot.shape), base + s * size)  # fmt: skip
+            self._pushes.append(binding)
+        self._read = backend._bind(RING, {"ring": self.ring, "oldest": self.oldest, "kv_cache": backend.kv[0]})
+
+    def push(self, latents: np.ndarray) -> None:
+        self.latents.write(latents)
+        self.backend._run(FRAME, self._pushes[self.count % self.frames])
+        self.count += 1
+
+    def read(self) -> None:
+        if self.count < self.frames:
+            raise RuntimeError(f"the ring holds {self.count} of its {self.frames} frames: push the whole window first")
+        self.oldest.write(np.array([self.count % self.frames], np.int64))
+        self.backend._run(RING, self._read)

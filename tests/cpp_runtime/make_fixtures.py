@@ -9,6 +9,8 @@ Writes `fixtures.json` and raw little-endian `.bin` arrays (described by dtype a
 - `tiny`: the same for a freshly exported `tiny`-preset bundle (random weights, 4 steps): the C++
   concurrency and error tests run on it because it is fast, and scripts/gpu_check.sh builds TensorRT
   engines of it, so it is exported at the opset the installed TensorRT parses (`fixture_opset`);
+- `gpdit`: the same for a `gpdit-tiny`-preset bundle (GPDiT's lightweight mask: frame.onnx and ring.onnx)
+  in the exact rolling mode, after the window has slid past several observed frames;
 - `preprocess`: `fit_frames` of frames of several sizes (up- and downsampling, identity, odd sizes);
 - `to_uint8`: `to_uint8` of values around every rounding boundary;
 - `tamper`: altered copies of the tiny bundle that both runtimes must refuse, a signed copy and its key
@@ -70,8 +72,8 @@ def fixture_opset() -> int:
     return export_opset(parse_tensorrt_version(tensorrt.__version__))
 
 
-def tiny_bundle(out: Path) -> Path:
-    model = random_model(get_preset("tiny"))
+def tiny_bundle(out: Path, preset: str = "tiny") -> Path:
+    model = random_model(get_preset(preset))
     torch.manual_seed(0)
     codec = LightCodec().eval()
     layout = Layout.for_model(model.config, 3, 2, 4, 4)
@@ -81,10 +83,11 @@ def tiny_bundle(out: Path) -> Path:
     return out
 
 
-def prediction_case(bundle: Path, frames: np.ndarray, write: Writer, recorded: Path | None = None) -> dict:
+def prediction_case(bundle: Path, frames: np.ndarray, write: Writer, recorded: Path | None = None,
+                    mode: str = "exact") -> dict:  # fmt: skip
     """What the Python runtime predicts from `frames` with noise drawn by a seeded torch generator; the
     same noise is drawn again clip by clip (the predictor's own calls) and stored for the C++ side."""
-    predictor = VideoPredictor(OrtBackend(load_bundle(bundle)))
+    predictor = VideoPredictor(OrtBackend(load_bundle(bundle)), mode=mode)
     layout = predictor.layout
     shape = (1, layout.clip_frames, predictor.backend.latent.shape[1], layout.latent_height, layout.latent_width)
     replay = torch.Generator().manual_seed(SEED)
@@ -94,6 +97,7 @@ def prediction_case(bundle: Path, frames: np.ndarray, write: Writer, recorded: P
     return {
         "bundle": str((recorded or bundle).resolve()),
         "num_clips": NUM_CLIPS,
+        "mode": mode,
         "observe": write(frames),
         "noise": write(noise),
         "latents": write(prediction.latents),
@@ -131,10 +135,14 @@ def main() -> None:
     tmp.mkdir(parents=True)
     write = Writer(tmp)
     tiny = tiny_bundle(tmp / "tiny-bundle")
+    gpdit = tiny_bundle(tmp / "gpdit-bundle", "gpdit-tiny")
     fixtures = {
         "bundled": prediction_case(cached_export(None, None, None), render_video(3, SceneConfig(80, 96, 6)), write),
         # the tiny bundle is recorded at the place it has once the folder is renamed
         "tiny": prediction_case(tiny, render_video(5, SceneConfig(40, 30, 4)), write, out / tiny.name),
+        # 10 frames for a window of 3: the C++ stream pushes each observed frame into its ring at once, so its
+        # ring has slid by 7 when the prediction reads it; the Python one pushes the newest 3 at predict time
+        "gpdit": prediction_case(gpdit, render_video(6, SceneConfig(40, 30, 10)), write, out / gpdit.name, "rolling"),
         "preprocess": preprocess_cases(write),
         "to_uint8": to_uint8_case(write),
         "tamper": {**write_cases(tiny, tmp / "tamper"), "folder": "tamper"},

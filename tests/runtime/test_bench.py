@@ -152,3 +152,27 @@ def test_repeated_runs_that_disagree_wildly_are_named_with_a_way_out(caplog):
 
     measure(run, repeats=3, warmup=2, name="PyTorch step")
     assert "vgpt-bench: PyTorch step: runs disagree" in caplog.text
+
+
+def test_the_live_stream_costs_by_kv_cache(tmp_path, monkeypatch):
+    from vgpt.runtime import live_bench
+
+    # The two models must be the two families (refused before anything is exported).
+    bad = CliRunner().invoke(bench_main, ["--live", "--model", "preset:gpdit-tiny", "--layout", "2,2,4x4"])
+    assert bad.exit_code != 0 and "compares a Video-GPT model" in bad.output
+    monkeypatch.setattr(live_bench, "BUNDLED_LAYOUT", (6, 2, (4, 4)))  # the tiny presets' stand-in: one layout
+    out = tmp_path / "live.json"
+    args = ["--live", "--model", "preset:tiny", "--gpdit-model", "preset:gpdit-tiny", "--layout", "6,2,4x4",
+            "--steps", "2", "--repeats", "1", "--warmup", "0", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(bench_main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    (r,) = report["live"]["layouts"]
+    assert (r["history"], r["clip"], r["latent"]) == (6, 2, [4, 4])
+    assert not r["videogpt_rolling"]["exact"] and r["gpdit_rolling"]["exact"]
+    # The work per observed frame in tokens: the whole window against one frame (block = 4 + 2).
+    assert r["videogpt_exact"]["tokens_per_frame"] == 6 * 6 == r["gpdit_exact"]["tokens_per_frame"]
+    assert r["gpdit_rolling"]["tokens_per_frame"] == 6
+    ratio = r["videogpt_exact"]["per_frame"]["median"] / r["gpdit_rolling"]["per_frame"]["median"]
+    assert r["exact_per_frame_ratio"] == pytest.approx(ratio)
+    assert "GPDiT rolling (exact: one frame alone)" in result.output and "over GPDiT rolling" in result.output
