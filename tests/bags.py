@@ -30,32 +30,33 @@ def _raw(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
     return rgb, 3 * w  # any other name: RGB bytes under a label a reader must refuse
 
 
-def write_bag(folder: Path, frames: np.ndarray, topic: str = "/camera/image_raw", storage: str = "mcap",
+def write_bag(folder: Path, frames: np.ndarray, topic: str | None = "/camera/image_raw", storage: str = "mcap",
               encoding: str = "rgb8", compressed: str | None = None, stamps: list[int] | None = None,
-              extra: dict[str, str] | None = None, fps: float = 10.0) -> Path:  # fmt: skip
+              extra: dict[str, str] | None = None, fps: float = 10.0,
+              log_times: list[int] | None = None) -> Path:  # fmt: skip
     """A bag folder: `frames` (uint8 RGB [F, H, W, 3]) on `topic` as Images in `encoding`, or as
     CompressedImages (`compressed` "jpeg" or "png"); header stamps `stamps` (ns; default every 1/fps s
-    from START), logged at those times; `extra` topics: name -> "string" (std_msgs/String messages) or
-    "image" (another camera, rgb8)."""
+    from START), logged at those times (or at `log_times`); `extra` topics: name -> "string" (std_msgs/String
+    messages) or "image" (another camera, rgb8). `topic` None: no camera topic (the frames only time the extras)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     ts = typestore()
     types = ts.types
     stamps = stamps if stamps is not None else [START + round(i * NS / fps) for i in range(len(frames))]
+    log_times = log_times if log_times is not None else stamps
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     with Writer(folder, version=9, storage_plugin=plugin) as writer:
         kind = COMPRESSED if compressed else IMAGE
-        camera = writer.add_connection(topic, kind, typestore=ts)
+        camera = writer.add_connection(topic, kind, typestore=ts) if topic else None
         others = {name: writer.add_connection(name, "std_msgs/msg/String" if what == "string" else IMAGE, typestore=ts)
                   for name, what in (extra or {}).items()}  # fmt: skip
-        for i, (frame, stamp) in enumerate(zip(frames, stamps, strict=True)):
+        for i, (frame, stamp, logged) in enumerate(zip(frames, stamps, log_times, strict=True)):
             msg = image_message(frame, stamp, "camera")
             if compressed:
                 import cv2
 
-                ok, data = cv2.imencode(
-                    "." + compressed.replace("jpeg", "jpg"), np.ascontiguousarray(frame[:, :, ::-1])
-                )
+                suffix = {"jpeg": ".jpg", "png": ".png"}.get(compressed, ".png")  # other names label PNG bytes
+                ok, data = cv2.imencode(suffix, np.ascontiguousarray(frame[:, :, ::-1]))
                 assert ok
                 msg = types[COMPRESSED](header=msg.header, format=compressed, data=data.reshape(-1))
             elif encoding != "rgb8":
@@ -63,13 +64,14 @@ def write_bag(folder: Path, frames: np.ndarray, topic: str = "/camera/image_raw"
                 h, w, _ = frame.shape
                 msg = types[IMAGE](header=msg.header, height=h, width=w, encoding=encoding, is_bigendian=0, step=step,
                                    data=np.ascontiguousarray(pixels).reshape(-1))  # fmt: skip
-            writer.write(camera, stamp, ts.serialize_cdr(msg, kind))
+            if camera is not None:
+                writer.write(camera, logged, ts.serialize_cdr(msg, kind))
             for connection in others.values():
                 if connection.msgtype == IMAGE:
                     other = image_message(255 - frame, stamp, "other")
                 else:
                     other = types["std_msgs/msg/String"](data=f"tick {i}")
-                writer.write(connection, stamp + 1, ts.serialize_cdr(other, connection.msgtype))
+                writer.write(connection, logged + 1, ts.serialize_cdr(other, connection.msgtype))
     return folder
 
 
