@@ -49,7 +49,7 @@ class FoxgloveView(VgptTopics):
         self._channels = {topic: foxglove.Channel(topic, schema=schemas[name], message_encoding=encoding,
                                                   context=self._context)
                           for topic, name, _, encoding in TOPICS}  # fmt: skip
-        self.port = self._server.port()
+        self.port = self._server.port
         log.info("live view: open Foxglove and connect to ws://%s:%d (Open connection > Foxglove WebSocket)",
                  VIEW_HOST, self.port)  # fmt: skip
 
@@ -92,7 +92,7 @@ class Window:
             raise ViewError(f"--show cannot open a window on {os.environ.get('DISPLAY')}: {err}") from None
         self._root.title(title)
         self._root.protocol("WM_DELETE_WINDOW", self.close)
-        self._label = tkinter.Label(self._root)
+        self._label = tkinter.Label(self._root, borderwidth=0, highlightthickness=0)
         self._label.pack()
         self._tk = tkinter
         self._photo = None
