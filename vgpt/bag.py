@@ -77,8 +77,11 @@ def open_bag(path: str | Path):
         reader = AnyReader([path], default_typestore=typestore())
         reader.open()
     except Exception as err:  # rosbags raises its own error types for every broken bag
-        fix = ("`mcap recover` rescues a truncated .mcap" if path.suffix.lower() == ".mcap"
-               else "`ros2 bag reindex` rebuilds a bag folder's metadata.yaml")  # fmt: skip
+        files = [path] if path.is_file() else sorted(path.iterdir())
+        if any(p.suffix.lower() == ".mcap" for p in files):
+            fix = "`mcap recover` rescues a truncated .mcap"
+        else:
+            fix = "sqlite3's .recover rescues a damaged .db3; `ros2 bag reindex` rebuilds a lost metadata.yaml"
         raise BagError(f"cannot read the bag {path}: {err} (a truncated or corrupt recording; {fix})") from None
     try:
         yield reader

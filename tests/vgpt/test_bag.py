@@ -81,8 +81,8 @@ def test_a_bag_without_image_topics_is_refused_with_its_topics(frames, tmp_path)
 def test_a_truncated_bag_is_one_clear_error(storage, frames, tmp_path):
     file = storage_file(write_bag(tmp_path / "bag", frames, storage=storage))
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
-    fix = "mcap recover" if storage == "mcap" else "ros2 bag reindex"
-    with pytest.raises(BagError, match=f"cannot read the bag .*a truncated or corrupt recording; `{fix}`"):
+    fix = "`mcap recover` rescues" if storage == "mcap" else "sqlite3's .recover rescues"
+    with pytest.raises(BagError, match=f"cannot read the bag .*a truncated or corrupt recording; {fix}"):
         probe_bag(file, None, 10.0)
 
 
