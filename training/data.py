@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save
 from torch.utils.data import Dataset, Sampler
 
 from vgpt.atomic import atomic_file
-from vgpt.bag import TopicError
+from vgpt.bag import AmbiguousTopicError, TopicError
 from vgpt.codecs.base import LatentCodec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
@@ -93,6 +93,8 @@ class VideoClipDataset(Dataset):
         c = self.config
         try:
             info = probe_recording(path, c.topic, c.fps)
+        except AmbiguousTopicError:
+            raise  # not the bag's fault: --topic is missing
         except TopicError as err:
             log.warning("%s", err)
             return "no image topic"

@@ -42,7 +42,11 @@ class BagError(VideoError):
 
 
 class TopicError(BagError):
-    """A bag without the image topic asked for (or without any, or with several and none chosen)."""
+    """A bag without the image topic asked for, or without any."""
+
+
+class AmbiguousTopicError(TopicError):
+    """A bag with several image topics and none chosen: the user must choose, whatever the bag's use."""
 
 
 def is_bag(path: str | Path) -> bool:
@@ -113,7 +117,7 @@ def pick_topic(reader, path: str | Path, topic: str | None) -> str:
         others = ", ".join(f"{t} ({kind})" for t, kind in found.items()) or "none"
         raise TopicError(f"bag {path} has no image topic ({' or '.join(IMAGE_TYPES)}); its topics: {others}")
     if len(images) > 1:
-        raise TopicError(f"bag {path} has {len(images)} image topics: {listed}; choose one with --topic")
+        raise AmbiguousTopicError(f"bag {path} has {len(images)} image topics: {listed}; choose one with --topic")
     return images[0]
 
 

@@ -275,3 +275,53 @@ def test_show_without_a_display_is_refused_before_the_model_loads(bag, tmp_path,
     result = _run("--input", str(bag), "--topic", "/front/image_raw", "--live", "--show", "--output", "x.mcap")
     assert result.exit_code == 1 and "--show opens a window and no display is set" in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_vgpt_eval_on_bags_of_the_held_out_scenes_reports_what_the_scenes_give(tmp_path):
+    import torch
+
+    from tests.conftest import random_model
+    from vgpt.checkpoint import save_checkpoint
+    from vgpt.codecs import LightCodec
+    from vgpt.config import get_preset
+    from vgpt.runtime.cli import eval_main
+    from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
+
+    save_checkpoint(random_model(get_preset("tiny")), tmp_path / "model")
+    torch.manual_seed(0)
+    LightCodec().eval().save(tmp_path / "codec")
+    args = ["--checkpoint", str(tmp_path / "model"), "--codec", str(tmp_path / "codec"), "--count", "2", "--layout",
+            "2,2", "--steps", "2", "--num-clips", "1", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(eval_main, [*args, "--json", str(tmp_path / "scenes.json")])
+    assert result.exit_code == 0, result.output
+    for i in range(2):
+        write_bag(tmp_path / "bags" / f"scene{i}", render_video(EVAL_SEED_START + i, SceneConfig(frames=4)))
+    bags = [*args, "--videos", str(tmp_path / "bags"), "--topic", "/camera/image_raw"]
+    result = CliRunner().invoke(eval_main, [*bags, "--json", str(tmp_path / "bags.json")])
+    assert result.exit_code == 0, result.output
+    scenes, from_bags = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("scenes", "bags"))
+    # rgb8 bags hold the scenes' pixels exactly, and the noise is the same: the same figures.
+    for key in ("model_mse", "baseline_mse", "ratio"):
+        assert from_bags[key] == scenes[key], key
+    result = CliRunner().invoke(eval_main, [*bags[:-4], "--videos", str(tmp_path / "bags"), "--num-clips", "2"])
+    assert result.exit_code == 1 and "has no topic" not in result.output
+    assert "need 6 frames per video: use longer videos or fewer clips" in result.output
+
+
+def test_vgpt_train_codec_takes_bags(tmp_path):
+    from vgpt.synthetic import SceneConfig, render_video
+    from vgpt.training.cli import train_codec_main
+
+    for i in range(2):
+        write_bag(tmp_path / "bags" / f"run{i}", render_video(i, SceneConfig(height=32, width=32, frames=10)),
+                  topic="/front/image_raw", extra={"/rear/image_raw": "image"})  # fmt: skip
+    args = ["--data", str(tmp_path / "bags"), "--out", str(tmp_path / "codec"), "--steps", "2", "--batch-size", "2",
+            "--size", "32", "--eval-count", "2", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(train_codec_main, args)
+    assert result.exit_code == 1 and "choose one with --topic" in result.output
+    # 10 frames at 10 fps span 0.9 s: 5 frames at 5 fps, enough for samples of --frames 4; at 2 fps 2 are not.
+    result = CliRunner().invoke(train_codec_main, [*args, "--topic", "/front/image_raw", "--fps", "2"])
+    assert result.exit_code == 1 and "2 of 2 videos rejected (2 too short)" in result.output
+    result = CliRunner().invoke(train_codec_main, [*args, "--topic", "/front/image_raw", "--fps", "5"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "codec" / "codec.safetensors").is_file()
