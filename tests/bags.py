@@ -79,3 +79,26 @@ def storage_file(folder: Path) -> Path:
     """The bag's one storage file (.mcap or .db3)."""
     (found,) = [p for p in folder.iterdir() if p.suffix in (".mcap", ".db3")]
     return found
+
+
+def main() -> None:
+    """`python -m tests.bags OUT`: the README's demo bag, a synthetic scene on /front/image_raw at 10 fps
+    beside a rear camera and a status topic."""
+    import argparse
+
+    from vgpt.synthetic import SceneConfig, render_video
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", type=Path, help="the bag folder to write (must not exist)")
+    parser.add_argument("--seed", type=int, default=1_000_000, help="synthetic scene seed (held-out by default)")
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    args = parser.parse_args()
+    frames = render_video(args.seed, SceneConfig(frames=args.frames))
+    write_bag(args.out, frames, topic="/front/image_raw", storage=args.storage,
+              extra={"/rear/image_raw": "image", "/status": "string"})  # fmt: skip
+    print(f"wrote {args.out}: {args.frames} frames on /front/image_raw, /rear/image_raw, /status")
+
+
+if __name__ == "__main__":
+    main()
