@@ -16,6 +16,7 @@ START = 1_700_000_000 * NS  # a stamp of the epoch's kind, as a robot's clock gi
 def _raw(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
     """The pixels of a uint8 RGB frame in `encoding` (its bytes, one row's step)."""
     h, w, _ = rgb.shape
+    encoding = {"8UC1": "mono8", "8UC3": "rgb8", "16UC1": "mono16"}.get(encoding, encoding)  # OpenCV-style aliases
     if encoding == "rgb8":
         return rgb, 3 * w
     if encoding == "bgr8":

@@ -325,3 +325,59 @@ def test_vgpt_train_codec_takes_bags(tmp_path):
     result = CliRunner().invoke(train_codec_main, [*args, "--topic", "/front/image_raw", "--fps", "5"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "codec" / "codec.safetensors").is_file()
+
+
+def test_a_live_run_with_view_serves_its_predictions_to_a_client(model_folder, frames, tmp_path):
+    pytest.importorskip("foxglove")
+    pytest.importorskip("websockets")
+    import socket
+    import threading
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    long = write_bag(tmp_path / "long", np.concatenate([frames, frames[::-1], frames]))  # 36 frames: 3.5 s
+    with socket.socket() as s:  # a free port for the run's server
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = RunConfig(input=str(long), engine=str(model_folder), output=None, live=True, realtime=True, view=True,
+                       view_port=port, progress=False)  # fmt: skip
+    done = {}
+    thread = threading.Thread(target=lambda: done.setdefault("summary", run(config)))
+    thread.start()
+    received = []
+    try:
+        ws = None
+        deadline = time.monotonic() + 300  # the server starts once the model is loaded (exported on first use)
+        while ws is None and thread.is_alive() and time.monotonic() < deadline:
+            try:
+                ws = connect(f"ws://127.0.0.1:{port}", subprotocols=list(SUBPROTOCOLS), open_timeout=1)
+            except OSError:
+                time.sleep(0.02)
+        assert ws is not None, "the run's server never accepted a connection"
+        with ws:
+            channels = _advertised(ws)
+            ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": i, "channelId": channels[t]["id"]}
+                                                                     for i, t in enumerate(channels)]}))  # fmt: skip
+            topics = list(channels)
+            while thread.is_alive() or len(received) < 3:
+                try:
+                    data = ws.recv(timeout=1)
+                except ConnectionClosed:  # the run ended and stopped its server
+                    break
+                except TimeoutError:
+                    if not thread.is_alive():
+                        break
+                    continue
+                if isinstance(data, str):  # a status or advertise message, not a message frame
+                    continue
+                _, subscription, log_time = struct.unpack_from("<BIQ", data)
+                received.append((topics[subscription], log_time))
+    finally:
+        thread.join(30)
+    summary = done["summary"]
+    predicted = [t for topic, t in received if topic == "/vgpt/predicted"]
+    assert summary.clips >= 2 and len(predicted) >= 2
+    # Each served prediction is stamped on the recording's 10 fps grid, after the frames it was predicted from.
+    assert all((t - START) % (NS // 10) == 0 and t > START for t in predicted)
+    assert any(topic == "/vgpt/observed" for topic, _ in received)

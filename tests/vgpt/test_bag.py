@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.bags import NS, START, storage_file, write_bag
-from vgpt.bag import BagError, iter_bag_frames, probe_bag, sample_stamps
+from vgpt.bag import IMAGE, BagError, decode_image, image_message, iter_bag_frames, probe_bag, sample_stamps, typestore
 from vgpt.synthetic import SceneConfig, render_video
 
 pytest.importorskip("rosbags")
@@ -44,12 +44,28 @@ def test_both_storage_formats_raw_and_compressed_as_a_folder_and_as_its_file(sto
         np.testing.assert_array_equal(got, _jpeg_round_trip(frames) if compressed == "jpeg" else frames)
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"])
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "16UC1"])
 def test_every_raw_encoding_decodes_to_the_same_rgb(encoding, frames, tmp_path):
     _, got = _read(write_bag(tmp_path / "bag", frames, encoding=encoding))
     # mono: every channel is the first channel; mono16 holds it x 257 and keeps the high byte (exactly it).
-    want = np.repeat(frames[..., :1], 3, axis=3) if encoding.startswith("mono") else frames
+    mono = encoding.startswith("mono") or encoding.endswith("C1")
+    want = np.repeat(frames[..., :1], 3, axis=3) if mono else frames
     np.testing.assert_array_equal(got, want)
+
+
+def test_big_endian_16_bit_and_padded_rows_decode():
+    types = typestore().types
+    pixels = np.array([[0x1234, 0xABCD], [0x00FF, 0xFF00]], ">u2")  # [h=2, w=2], big endian
+    rows = np.zeros((2, 6), np.uint8)  # step 6: 4 bytes of pixels and 2 of padding per row
+    rows[:, :4] = pixels.view(np.uint8).reshape(2, 4)
+    msg = types[IMAGE](header=image_message(np.zeros((1, 1, 3), np.uint8), 0, "").header, height=2, width=2,
+                       encoding="mono16", is_bigendian=1, step=6, data=rows.reshape(-1))  # fmt: skip
+    got = decode_image(msg, IMAGE, "test")
+    np.testing.assert_array_equal(got[..., 0], [[0x12, 0xAB], [0x00, 0xFF]])  # the high bytes
+    msg.data = rows.reshape(-1)[:-1]
+    with pytest.raises(BagError, match="a 2x2 mono16 image needs 2 rows of at least 4 bytes, the message has step 6 "
+                       "and 11 bytes"):  # fmt: skip
+        decode_image(msg, IMAGE, "test")
 
 
 def test_a_bag_with_several_image_topics_needs_a_topic_and_lists_them(frames, tmp_path):
