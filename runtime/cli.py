@@ -17,6 +17,7 @@ from vgpt.commands import (
     SEED,
     THREADS,
     THREADS_HELP,
+    bag_options,
     command,
     sigterm_as_interrupt,
     torch_threads,
@@ -33,8 +34,13 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
 
 @command
 @click.option(
-    "--input", "input_", required=True, help="A video file, a camera index (0), a stream URL or a folder of images."
+    "--input",
+    "input_",
+    required=True,
+    help="A video file, a camera index (0), a stream URL, a folder of images or a ROS 2 bag (.mcap, .db3, a bag "
+    "folder with metadata.yaml).",
 )
+@bag_options
 @click.option(
     "--engine",
     default=None,
@@ -51,7 +57,14 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
     "--output",
     default=_RUN.output,
     show_default=True,
-    help="Side-by-side video (observed | predicted), H.264 through PyAV (mp4v through OpenCV otherwise).",
+    help="Side-by-side video (observed | predicted), H.264 through PyAV (mp4v through OpenCV otherwise); or NAME.mcap: "
+    "the observed and predicted frames as ROS 2 image topics (/vgpt/observed, /vgpt/predicted, stamped with the "
+    "time they show or predict) and per-clip stats (/vgpt/stats, JSON) for Foxglove.",
+)
+@click.option(
+    "--copy-topics",
+    is_flag=True,
+    help="With a bag input and an .mcap --output: copy every topic of the input bag in too, as recorded.",
 )
 @click.option(
     "--frames-dir",
@@ -104,6 +117,31 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
     "drops the oldest frame when full; a clip is predicted every G observed frames. Outputs are written as "
     "they come (the video as a fragmented MP4) and kept on every way out, a full disk included.",
 )
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="Live mode: read a recording (bag, video file, image folder) at its recorded pace, as a camera would "
+    "deliver it (frames drop when prediction lags). Without it a recording is read as fast as it is consumed, "
+    "every frame observed.",
+)
+@click.option(
+    "--view",
+    is_flag=True,
+    help="Live mode: serve the observed and predicted frames and the stats to Foxglove (a WebSocket server on "
+    "127.0.0.1, Foxglove's protocol; open Foxglove and connect to ws://127.0.0.1:PORT).",
+)
+@click.option(
+    "--view-port",
+    type=click.IntRange(0, 65535),
+    default=_RUN.view_port,
+    show_default=True,
+    help="The --view server's port (0: any free port; the log says which).",
+)
+@click.option(
+    "--show",
+    is_flag=True,
+    help="Live mode: a local window with the newest observed frame beside the frame predicted for that time.",
+)
 @click.option("--max-frames", type=POSITIVE, default=None, help="Live mode: stop after this many frames.")
 @click.option("--queue-size", type=NON_NEGATIVE, default=_RUN.queue_size, help="Live mode: frames buffered (0: 2 x G).")
 @click.option(
@@ -131,9 +169,9 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
     help="Load only an export bundle signed by this Ed25519 public key (vgpt-export --sign); repeat for several.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
-def run_main(input_, engine, codec, output, frames_dir, force, sheet, latents, stats, clips, steps, guidance, seed,
-             backend, threads, provider, live, max_frames, queue_size, kv_cache, trust_cache, trusted_keys,
-             progress) -> None:  # fmt: skip
+def run_main(input_, topic, fps, engine, codec, output, copy_topics, frames_dir, force, sheet, latents, stats, clips,
+             steps, guidance, seed, backend, threads, provider, live, realtime, view, view_port, show, max_frames,
+             queue_size, kv_cache, trust_cache, trusted_keys, progress) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -147,7 +185,8 @@ def run_main(input_, engine, codec, output, frames_dir, force, sheet, latents, s
                            sheet=sheet, latents=latents, stats=stats, clips=clips, steps=steps, guidance=guidance,
                            seed=seed, backend=backend, threads=threads, provider=provider, live=live,
                            max_frames=max_frames, queue_size=queue_size, kv_cache=kv_cache, trust_cache=trust_cache,
-                           trusted_keys=trusted_keys, progress=progress)  # fmt: skip
+                           trusted_keys=trusted_keys, progress=progress, topic=topic, fps=fps, realtime=realtime,
+                           view=view, view_port=view_port, show=show, copy_topics=copy_topics)  # fmt: skip
         with sigterm_as_interrupt():
             summary = run(config)
     click.echo(summary.line())
@@ -263,7 +302,10 @@ def _in_user_errors(fn, *args):
     help="An export bundle (fp32/fp16/FP8/INT8) to evaluate through ONNX Runtime, "
     "with its own layout and sampler, instead of a checkpoint.",
 )
-@click.option("--videos", default=None, help="Videos to evaluate on (default: held-out synthetic scenes).")
+@click.option(
+    "--videos", default=None, help="Videos or ROS 2 bags to evaluate on (default: held-out synthetic scenes)."
+)
+@bag_options
 @click.option("--count", type=POSITIVE, default=64, show_default=True, help="Clips to evaluate.")
 @click.option("--seed-start", type=SEED, default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
 @click.option(
@@ -301,8 +343,8 @@ def _in_user_errors(fn, *args):
     "to the student's K steps and each student side by side on the same scenes and noise.",
 )
 @click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
-def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, steps, guidance, shift, seed, num_clips,
-              json_out, plot, sheet, sheet_clips, progress, students, threads) -> None:  # fmt: skip
+def eval_main(checkpoint, codec, bundle, videos, topic, fps, count, seed_start, layout, steps, guidance, shift, seed,
+              num_clips, json_out, plot, sheet, sheet_clips, progress, students, threads) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
     from vgpt.checkpoint import read_student
@@ -340,7 +382,8 @@ def eval_main(checkpoint, codec, bundle, videos, count, seed_start, layout, step
     # Options left out keep EvalConfig's defaults.
     given = {"num_clips": num_clips, "sheet_clips": sheet_clips}
     config = _in_user_errors(lambda: EvalConfig(
-        checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, count=count, seed_start=seed_start, seed=seed,
+        checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, topic=topic, fps=fps, count=count,
+        seed_start=seed_start, seed=seed,
         plot=plot, sheet=sheet, progress=progress, **settings, **{k: v for k, v in given.items() if v is not None}
     ))  # fmt: skip
     if students:

@@ -36,6 +36,13 @@ class RunConfig:
     trust_cache: bool = False  # reuse verdicts on files remembered since their last write (vgpt.integrity)
     trusted_keys: tuple[str, ...] = ()  # PEM public keys: load only a bundle signed by one (vgpt.export.signing)
     progress: bool = True
+    topic: str | None = None  # a bag's image topic (None: its only one)
+    fps: float | None = None  # a bag's frames are sampled at this rate from their stamps (None: the model's)
+    realtime: bool = False  # live: a recording (bag, file, folder) is read at its recorded pace
+    view: bool = False  # live: serve the frames to Foxglove over a WebSocket on the loopback address
+    view_port: int = 8765  # Foxglove's default; 0: any free port
+    show: bool = False  # live: a local window
+    copy_topics: bool = False  # an .mcap output also gets every topic of the input bag
 
     def __post_init__(self) -> None:
         for name in ("clips", "steps", "max_frames", "threads"):
@@ -53,5 +60,16 @@ class RunConfig:
             raise ConfigError(f"RunConfig.queue_size={self.queue_size}: must be >= 0 (0: twice the clip length)")
         if not 0 <= self.seed < 2**64:
             raise ConfigError(f"RunConfig.seed={self.seed}: must be in 0 .. 2**64 - 1")
+        for flag in ("realtime", "view", "show"):
+            if getattr(self, flag) and not self.live:
+                raise ConfigError(f"--{flag.replace('_', '-')} is for a live run: add --live")
+        if self.copy_topics and not (self.output or "").lower().endswith(".mcap"):
+            raise ConfigError(
+                "--copy-topics copies the input bag's topics into an MCAP output: give --output NAME.mcap"
+            )
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"RunConfig.fps={self.fps}: must be positive")
+        if not 0 <= self.view_port <= 65535:
+            raise ConfigError(f"RunConfig.view_port={self.view_port}: must be a TCP port, 0 .. 65535 (0: any free one)")
         if self.guidance is not None and self.guidance < 1:
             raise ConfigError(f"RunConfig.guidance={self.guidance}: must be >= 1 (1: no guidance)")

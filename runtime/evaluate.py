@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vgpt.evaluation import EvalConfig, Rollouts, layout_clips, noise_generators, progress, report, rollout_checkpoint
+from vgpt.evaluation import EvalConfig, Rollouts, config_clips, noise_generators, progress, report, rollout_checkpoint
 from vgpt.frames import fit_frames
 from vgpt.runtime.predictor import rollout
 
@@ -54,7 +54,7 @@ def rollout_bundle(config: EvalConfig) -> Rollouts:
     backend = open_backend(config.bundle)
     try:
         layout = backend.layout
-        clips, source = layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips)
+        clips, source = config_clips(config, layout)
         with progress(config, len(clips)) as bar:
             _, predicted, truth = predict_clips(backend, clips, config.seed, config.num_clips, on_scene=bar.update)
         round_trip = round_trip_clips(backend, truth)

@@ -1,4 +1,5 @@
-"""What vgpt-run writes: a side-by-side video, optional PNG frames and latents, all atomically.
+"""What vgpt-run writes: a side-by-side video, optional PNG frames and latents, all atomically; and the
+stamped streams (the MCAP output, the live view, the window) that take observed and predicted frames.
 
 `Outputs` streams them as frames come (a live run of any length holds one clip at a time): each goes
 to a temporary sibling of its path and is moved into place by `close()`; `abort()` leaves nothing.
@@ -221,14 +222,26 @@ class Outputs(StagedWriter):
     keeps what reached the disk when the disk fills up (`VideoWriter(fragmented=True)`)."""
 
     def __init__(self, video: str | None, frames_dir: str | None, latents: str | None, fps: float,
-                 recording: bool = False) -> None:  # fmt: skip
+                 recording: bool = False, streams: Iterable = ()) -> None:  # fmt: skip
         self.video = VideoWriter(video, fps, fragmented=recording) if video else None
         self.pngs = PngWriter(frames_dir) if frames_dir else None
         self.latents = LatentWriter(latents) if latents else None
+        # Stamped sinks (McapOutput, FoxgloveView, Window): observed(stamp, frame), predicted(stamps, frames),
+        # stats(stamp, fields), close() and abort().
+        self.streams = list(streams)
         self.written: list[Path] = []
 
     def _sinks(self) -> list:
-        return [s for s in (self.video, self.pngs, self.latents) if s is not None]
+        return [s for s in (self.video, self.pngs, self.latents, *self.streams) if s is not None]
+
+    def observed(self, stamp: int, frame: np.ndarray) -> None:
+        """An observed frame (at the layout's size) and its stamp (ns)."""
+        for stream in self.streams:
+            stream.observed(stamp, frame)
+
+    def stats(self, stamp: int, fields: dict) -> None:
+        for stream in self.streams:
+            stream.stats(stamp, fields)
 
     def show(self, frames: Iterable[np.ndarray]) -> None:
         """Frames of the side-by-side video."""
@@ -236,7 +249,10 @@ class Outputs(StagedWriter):
             for frame in frames:
                 self.video.write(frame)
 
-    def predicted(self, frames: np.ndarray, latents: np.ndarray | None) -> None:
+    def predicted(self, frames: np.ndarray, latents: np.ndarray | None, stamps: list[int] | None = None) -> None:
+        """Predicted frames, their latents and the times (ns) they predict."""
+        for stream in self.streams if stamps is not None else ():
+            stream.predicted(stamps, frames)
         if self.pngs is not None:
             for frame in frames:
                 self.pngs.write(frame)

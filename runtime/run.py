@@ -15,17 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
+from vgpt.bag import is_bag
 from vgpt.commands import plural
 from vgpt.default_model import bundled_model_note
 from vgpt.errors import STORAGE_ERRNOS, VgptError, is_storage_error
 from vgpt.frames import fit_for_display
 from vgpt.layout import Layout
 from vgpt.progress import progress_bar
+from vgpt.recordings import sampling_rate
 from vgpt.runtime.config import RunConfig
 from vgpt.runtime.loading import history_frames
+from vgpt.runtime.mcap_output import McapOutput
 from vgpt.runtime.output import Outputs, compose, side_by_side
 from vgpt.runtime.predictor import load_predictor
-from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_source
+from vgpt.runtime.sources import DropOldestQueue, SourceDisconnected, SourceError, open_bag_source, open_source, paced
+from vgpt.runtime.view import FoxgloveView, Window, check_display
 from vgpt.sheet import SheetRow, contact_sheet, write_png
 
 log = logging.getLogger(__name__)
@@ -81,14 +85,16 @@ def check_outputs(config: RunConfig) -> None:
     inputs = [Path(p) for p in (config.input, config.engine, config.codec) if p and Path(p).exists()]
     files = {option: Path(value) for option, value in (("--output", config.output), ("--sheet", config.sheet),
              ("--latents", config.latents), ("--stats", config.stats)) if value}  # fmt: skip
-    suffixes = {"--output": (".mp4", "vgpt-run writes H.264 in an MP4 container"),
+    suffixes = {"--output": ((".mp4", ".mcap"), "vgpt-run writes H.264 in an MP4 container, or ROS 2 image topics "
+                             "in an MCAP file (Foxglove)"),
                 "--sheet": (".png", "the contact sheet is a PNG image"),
                 "--latents": (".npz", "the latents are a NumPy archive (np.load reads it)")}  # fmt: skip
     for option, path in files.items():
         if path.is_dir():
             raise OutputPathError(f"{option} {path} is a folder; name a file in it")
-        if option in suffixes and path.suffix.lower() != suffixes[option][0]:
+        if option in suffixes and path.suffix.lower() not in suffixes[option][0]:
             wanted, why = suffixes[option]
+            wanted = " or ".join(wanted) if isinstance(wanted, tuple) else wanted
             raise OutputPathError(f"{option} {path}: {why}; name a {wanted} file")
         _check_not_an_input(path, option, inputs)
         _check_parent(path, option)
@@ -153,7 +159,7 @@ def _check_parent(path: Path, option: str) -> None:
 
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
-    source = open_source(config.input)
+    source = _open(config)
     needed = history_frames(config.engine)
     if not config.live and needed is not None and source.frames is not None and source.frames < needed:
         raise _too_short(source, source.frames, needed)  # before the model loads (or exports)
@@ -173,6 +179,51 @@ def run(config: RunConfig) -> RunSummary:
     return _run_offline(config, predictor, source)
 
 
+def _open(config: RunConfig):
+    """The input: a bag's image topic sampled at --fps, or what `open_source` opens; and, before the model
+    loads, the checks of the options that depend on it (--topic, --copy-topics, --realtime, --show)."""
+    if is_bag(config.input):
+        source = open_bag_source(config.input, config.topic, sampling_rate(config.fps))
+    else:
+        for option, value in (("--topic", config.topic), ("--fps", config.fps), ("--copy-topics", config.copy_topics)):
+            if value:
+                raise InputError(f"{option} is for a ROS 2 bag input (.mcap, .db3, a bag folder); {config.input} "
+                                 "is not one")  # fmt: skip
+        source = open_source(config.input)
+    if config.realtime and source.live:
+        raise InputError(f"--realtime paces a recording; {source.description} already arrives in real time")
+    if config.show:
+        check_display()
+    return source
+
+
+def _streams(config: RunConfig, source) -> list:
+    """The stamped sinks a run writes to: the MCAP output, the live view, the window."""
+    frame_id = source.bag.frame_id if source.bag is not None and source.bag.frame_id else "vgpt"
+    streams = []
+    if config.output and config.output.lower().endswith(".mcap"):
+        streams.append(McapOutput(config.output, frame_id, config.input if config.copy_topics else None))
+    try:
+        if config.view:
+            streams.append(FoxgloveView(config.view_port, frame_id))
+        if config.show:
+            streams.append(Window(f"vgpt-run: {source.description}"))
+    except BaseException:
+        for stream in streams:
+            stream.abort()
+        raise
+    return streams
+
+
+def _ahead(stamp: int, frames: int, fps: float) -> list[int]:
+    """The stamps (ns) of the `frames` frames after one stamped `stamp`, at `fps`."""
+    return [stamp + round((k + 1) * 1e9 / fps) for k in range(frames)]
+
+
+def _clip_stats(outputs: Outputs, clip: int, stamps: list[int], **fields) -> None:
+    outputs.stats(stamps[0], {"clip": clip, "first_stamp": stamps[0], "frames": len(stamps), **fields})
+
+
 def _too_short(source, frames: int, M: int) -> InputError:
     return InputError(f"{source.description} gave {plural(frames, 'frame')}, fewer than the {M} history frames "
                       "the layout needs")  # fmt: skip
@@ -190,9 +241,11 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     # resolution; every frame is kept for display at the layout's size (uint8, fitted without a float
     # copy), and the side-by-side video is composed and written frame by frame.
     shown: list[np.ndarray] = []
+    stamps: list[int] = []  # ns, of each frame in `shown`
     disconnected = None
     try:
-        for frame in source:
+        for stamp, frame in source.timed():
+            stamps.append(stamp)
             if not shown:
                 check_input_size(frame.shape[0], frame.shape[1], layout)
             if len(shown) < M:
@@ -208,9 +261,15 @@ def _run_offline(config: RunConfig, predictor, source) -> RunSummary:
     with progress_bar(config.clips, "predict", "clip", config.progress) as bar:
         prediction = predictor.predict(config.clips, return_latents=config.latents is not None,
                                        on_clip=lambda _: bar.update(1))  # fmt: skip
-    with _outputs(config, source.fps) as outputs:
+    with _outputs(config, source) as outputs:
         outputs.show(compose(shown, M, prediction.frames))
-        outputs.predicted(prediction.frames, prediction.latents)
+        ahead = _ahead(stamps[M - 1], len(prediction.frames), source.fps)
+        outputs.predicted(prediction.frames, prediction.latents, ahead)
+        for stamp, frame in zip(stamps, shown, strict=True):
+            outputs.observed(stamp, frame)
+        for k in range(config.clips):
+            _clip_stats(outputs, k + 1, ahead[k * G : (k + 1) * G], observed=M,
+                        clip_seconds=prediction.seconds_per_clip, step_seconds=prediction.seconds_per_step)  # fmt: skip
     for path in outputs.written:
         log.info("wrote %s", path)
     if config.sheet:
@@ -229,8 +288,12 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     disconnect, Ctrl-C and SIGTERM. Only an unexpected error leaves nothing."""
     layout = predictor.layout
     M, G = layout.history_frames, layout.clip_frames
-    frames = DropOldestQueue(source, config.queue_size or 2 * G)
+    timed = paced(source.timed()) if config.realtime else source.timed()
+    # A camera, or a recording paced as one, drops the oldest frames when prediction lags; a recording read
+    # as fast as it is consumed waits instead, and every frame is observed.
+    frames = DropOldestQueue(timed, config.queue_size or 2 * G, drop=source.live or config.realtime)
     recent: list[np.ndarray] = []
+    newest_stamp = [0]  # ns, of the newest observed frame
     last: tuple[list[np.ndarray], np.ndarray] | None = None  # the newest observed frames (as they came), prediction
     predicted = clips = 0
     per_clip = per_step = 0.0
@@ -238,16 +301,19 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
     error, interrupted = None, False
 
     def watched():
-        for i, frame in enumerate(frames):
+        for i, (stamp, frame) in enumerate(frames):
             if config.max_frames is not None and i >= config.max_frames:
                 return
             if i == 0:
                 check_input_size(frame.shape[0], frame.shape[1], layout)
             recent.append(frame)
             del recent[:-M]
+            newest_stamp[0] = stamp
+            if outputs.streams:
+                outputs.observed(stamp, _fit([frame], layout)[0])
             yield frame
 
-    outputs = _outputs(config, source.fps)
+    outputs = _outputs(config, source)
     stats = _StatsLog(config.stats) if config.stats else None
     try:
         for _, prediction in predictor.stream(watched(), every=G, return_latents=config.latents is not None):
@@ -258,7 +324,10 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             newest = _fit(recent[-1:], layout)[0]  # only the frame shown; the sheet fits the rest once, at the end
             outputs.show([side_by_side(newest, f, "latest observed", f"predicted +{k + 1}")
                           for k, f in enumerate(prediction.frames)])  # fmt: skip
-            outputs.predicted(prediction.frames, prediction.latents)
+            ahead = _ahead(newest_stamp[0], len(prediction.frames), source.fps)
+            outputs.predicted(prediction.frames, prediction.latents, ahead)
+            _clip_stats(outputs, clips, ahead, observed=predictor.observed, dropped=frames.dropped,
+                        clip_seconds=prediction.seconds_per_clip, step_seconds=prediction.seconds_per_step)  # fmt: skip
             last = list(recent), prediction.frames
             if stats is not None:
                 stats.write(clips=clips, observed=predictor.observed, dropped=frames.dropped,
@@ -333,5 +402,7 @@ class _StatsLog:
         self._file.close()
 
 
-def _outputs(config: RunConfig, fps: float) -> Outputs:
-    return Outputs(config.output, config.frames_dir, config.latents, fps, recording=config.live)
+def _outputs(config: RunConfig, source) -> Outputs:
+    streams = _streams(config, source)
+    video = None if config.output and config.output.lower().endswith(".mcap") else config.output
+    return Outputs(video, config.frames_dir, config.latents, source.fps, recording=config.live, streams=streams)

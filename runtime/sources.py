@@ -1,4 +1,5 @@
-"""Frame sources for vgpt-run: a video file, a camera index, a stream URL or a folder of images."""
+"""Frame sources for vgpt-run: a video file, a camera index, a stream URL, a folder of images or a ROS 2 bag's
+image topic (vgpt.bag)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vgpt.bag import BagVideo, iter_bag_frames, probe_bag
 from vgpt.video import VideoError, iter_frames, opencv, probe
 
 log = logging.getLogger(__name__)
@@ -34,9 +37,45 @@ class FrameSource:
     live: bool  # a camera or stream: it ends only by disconnecting
     _frames: Iterator[np.ndarray]
     frames: int | None = None  # how many it holds, where known before reading (files, image folders)
+    stamps: np.ndarray | None = None  # int64 ns of each frame, where recorded (bags); else from the rate or clock
+    bag: BagVideo | None = None  # the bag topic it reads
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self._frames
+
+    def timed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(stamp in ns, frame): a bag's sampled stamps; a file's or folder's frame times from 0 at its
+        rate; a camera's or stream's wall-clock time at capture."""
+        try:
+            for i, frame in enumerate(self._frames):
+                if self.stamps is not None:
+                    stamp = int(self.stamps[i])
+                else:
+                    stamp = time.time_ns() if self.live else round(i * 1e9 / self.fps)
+                yield stamp, frame
+        finally:
+            with contextlib.suppress(AttributeError, ValueError, RuntimeError):
+                self._frames.close()  # a generator source releases its camera
+
+
+def open_bag_source(path: str, topic: str | None, fps: float) -> FrameSource:
+    """A bag's image topic sampled at `fps` from its header stamps (vgpt.bag.probe_bag)."""
+    video = probe_bag(path, topic, fps)
+    return FrameSource(video.description, fps, False, iter_bag_frames(video), video.frames, video.timeline.times,
+                       video)  # fmt: skip
+
+
+def paced(frames: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+    """Stamped frames handed on at their recorded pace (`--realtime`): each when as much wall-clock time
+    has passed since the first as its stamp is after the first's."""
+    start = first = None
+    for stamp, frame in frames:
+        if first is None:
+            start, first = time.monotonic(), stamp
+        wait = start + (stamp - first) / 1e9 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        yield stamp, frame
 
 
 def open_source(spec: str) -> FrameSource:
@@ -98,12 +137,15 @@ def _capture(target, description: str) -> FrameSource:
 
 class DropOldestQueue:
     """A bounded hand-off from a capture thread to the predictor: when full, the oldest frame is
-    dropped, so the predictor always works on the newest frames and never stalls the camera."""
+    dropped, so the predictor always works on the newest frames and never stalls the camera.
+    `drop=False` (a recording read as fast as it is consumed): the reader waits for room instead, and
+    every frame reaches the predictor."""
 
     _END = object()
 
-    def __init__(self, source, maxsize: int) -> None:
+    def __init__(self, source, maxsize: int, drop: bool = True) -> None:
         self._q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._drop = drop
         self.dropped = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -126,6 +168,10 @@ class DropOldestQueue:
         self.close()
 
     def _put(self, item) -> None:
+        while not self._drop and not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._q.put(item, timeout=0.1)
+                return
         while True:
             try:
                 self._q.put_nowait(item)

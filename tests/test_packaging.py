@@ -19,6 +19,16 @@ def test_importing_vgpt_pulls_no_heavy_deployment_libraries():
     assert out.strip() == "[]"
 
 
+def test_bag_and_viewer_libraries_are_imported_only_when_used():
+    code = (
+        "import sys, vgpt.runtime.run, vgpt.runtime.cli, vgpt.recordings, vgpt.evaluation; "
+        "print(sorted(m for m in ('rosbags', 'mcap', 'mcap_ros2', 'foxglove', 'websockets', 'tkinter') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_runtime_never_imports_training():
     code = "import sys, vgpt.runtime, vgpt.runtime.run, vgpt.runtime.cli; print('vgpt.training' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

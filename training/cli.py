@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from vgpt.commands import NON_NEGATIVE, POSITIVE, SEED, THREADS, THREADS_HELP, command, plural, torch_threads
+from vgpt.commands import (
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    THREADS,
+    THREADS_HELP,
+    bag_options,
+    command,
+    plural,
+    torch_threads,
+)
 from vgpt.default_model import default_model
 from vgpt.errors import user_errors
 from vgpt.progress import console_logging
@@ -56,7 +66,9 @@ def _choose_codec(config):
     required=True,
     help=f"A JSON training config, or a shipped stage: {', '.join(SHIPPED_STAGES)}.",
 )
-@click.option("--data", default=None, help="Videos: a folder, a glob pattern or a list file (overrides the config).")
+@click.option("--data", default=None, help="Videos or ROS 2 bags: a folder, a glob pattern or a list file (overrides "
+              "the config).")  # fmt: skip
+@bag_options
 @click.option("--out", default=None, help="Output folder (checkpoints, logs).")
 @click.option("--codec", default=None, help="Codec folder (light codec or diffusers AutoencoderKL).")
 @click.option("--init", default=None, help="Start from this checkpoint (e.g. the previous stage's model/).")
@@ -73,8 +85,8 @@ def _choose_codec(config):
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Log to OUT/tensorboard.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar.")
 @click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
-def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accum, lr, warmup_steps, workers,
-               checkpoint_every, resume, strategy, seed, tensorboard, progress, threads) -> None:  # fmt: skip
+def train_main(config_path, data, topic, fps, out, codec, init, steps, batch_size, grad_accum, lr, warmup_steps,
+               workers, checkpoint_every, resume, strategy, seed, tensorboard, progress, threads) -> None:  # fmt: skip
     """Train Video-GPT or GPDiT (the config's preset names the family) by next clip diffusion. Run under
     torchrun for several processes."""
     from vgpt.training.config import load_train_config
@@ -82,7 +94,8 @@ def train_main(config_path, data, out, codec, init, steps, batch_size, grad_accu
 
     _logging()
     overrides = {
-        "data.source": data, "out_dir": out, "codec": codec, "init": init, "steps": steps, "batch_size": batch_size,
+        "data.source": data, "data.topic": topic, "data.fps": fps,
+        "out_dir": out, "codec": codec, "init": init, "steps": steps, "batch_size": batch_size,
         "grad_accum": grad_accum, "lr": lr, "warmup_steps": warmup_steps, "workers": workers,
         "checkpoint_every": checkpoint_every, "resume": resume, "strategy": strategy, "seed": seed,
         "tensorboard": tensorboard, "progress": progress,
@@ -138,7 +151,8 @@ def distill_main(config_path, teacher, init, data, out, codec, student_steps, st
 
 
 @command
-@click.option("--data", required=True, help="Videos: a folder, a glob pattern or a list file.")
+@click.option("--data", required=True, help="Videos or ROS 2 bags: a folder, a glob pattern or a list file.")
+@bag_options
 @click.option("--out", required=True, help="Folder for the trained codec.")
 @click.option("--steps", type=POSITIVE, default=2000, show_default=True)
 @click.option("--batch-size", type=POSITIVE, default=8, show_default=True, help="Samples of --frames frames each.")
@@ -175,7 +189,7 @@ def distill_main(config_path, teacher, init, data, out, codec, student_steps, st
 )
 @click.option("--force", is_flag=True, help="Replace a codec already in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
-def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
+def train_codec_main(data, topic, fps, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
                      latent_channels, stop_after, decoder_only, foreground_weight, force,
                      progress) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 latent channels by default) and report its
@@ -189,7 +203,8 @@ def train_codec_main(data, out, steps, batch_size, frames, size, lr, seed, eval_
     if decoder_only and init is None:
         raise click.UsageError("--decoder-only trains the decoder of an existing codec: give it with --init")
     _logging()
-    config = CodecTrainConfig(data=DataConfig(source=data, num_frames=frames, height=size, width=size, seed=seed),
+    config = CodecTrainConfig(data=DataConfig(source=data, topic=topic, fps=fps, num_frames=frames, height=size,
+                                              width=size, seed=seed),
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                               save_every=save_every, init=init, latent_channels=latent_channels,
                               stop_after=stop_after, decoder_only=decoder_only, foreground_weight=foreground_weight,

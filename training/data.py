@@ -1,9 +1,9 @@
-"""Training data from real video files.
+"""Training data from real video files and ROS 2 bags (an image topic sampled at a frame rate: vgpt.recordings).
 
 `VideoClipDataset` samples n frames at a fixed or random stride from a random start, brought to one
 frame size (resize to cover, centre crop). Every random draw of a sample comes from (seed, sample
 code), so the data are the same whatever the worker count, and a run resumes at an exact position.
-Unusable videos (undecodable, too short, too small, extreme aspect) are rejected up front with a
+Unusable videos (undecodable, too short, too small, extreme aspect; a bag: no image topic) are rejected up front with a
 logged reason and a count; a video that fails later is replaced by the next one, never a crash.
 """
 
@@ -23,17 +23,21 @@ from safetensors.torch import load_file, save
 from torch.utils.data import Dataset, Sampler
 
 from vgpt.atomic import atomic_file
+from vgpt.bag import AmbiguousTopicError, TopicError
 from vgpt.codecs.base import LatentCodec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
-from vgpt.video import VideoError, list_videos, probe, read_frames
+from vgpt.recordings import list_recordings, probe_recording, read_recording, recording_key
+from vgpt.video import VideoError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str  # folder, glob pattern, or a text file listing videos
+    source: str  # folder, glob pattern, or a text file listing videos (or bags)
+    topic: str | None = None  # bags: the image topic (None: each bag's only image topic)
+    fps: float | None = None  # bags: frames per second sampled from the stamps (None: the bundled model's)
     num_frames: int = 8  # n frames per sample
     stride: tuple[int, int] = (1, 1)  # frame stride drawn uniformly from [lo, hi]
     height: int = 64
@@ -49,6 +53,8 @@ class DataConfig:
             raise ValueError(f"DataConfig.stride={self.stride}: need 1 <= lo <= hi")
         if self.num_frames < 1:
             raise ValueError(f"DataConfig.num_frames={self.num_frames}: must be positive")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"DataConfig.fps={self.fps}: must be positive")
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class VideoClipDataset(Dataset):
         self.videos: list[Path] = []
         self.lengths: list[int] = []
         counts: collections.Counter[str] = collections.Counter()
-        paths = list_videos(config.source)
+        paths = list_recordings(config.source)
         for path in paths:
             reason = self._reject_reason(path)
             if reason is None:
@@ -86,8 +92,14 @@ class VideoClipDataset(Dataset):
     def _reject_reason(self, path: Path) -> str | None:
         c = self.config
         try:
-            info = probe(path)
-        except VideoError:
+            info = probe_recording(path, c.topic, c.fps)
+        except AmbiguousTopicError:
+            raise  # not the bag's fault: --topic is missing
+        except TopicError as err:
+            log.warning("%s", err)
+            return "no image topic"
+        except VideoError as err:
+            log.warning("%s", err)
             return "undecodable"
         if info.frames < c.num_frames:
             return "too short"
@@ -120,7 +132,7 @@ class VideoClipDataset(Dataset):
             try:
                 if self.cache is not None:
                     return self.cache.latents(self.videos[video])[indices]
-                frames = read_frames(self.videos[video], indices)
+                frames = read_recording(self.videos[video], indices, self.config.topic, self.config.fps)
                 return fit_frames(frames, self.config.height, self.config.width)  # [n, 3, H, W]
             except VideoError as err:
                 log.warning("skipping %s: %s", self.videos[video], err)
@@ -173,6 +185,7 @@ class LatentCache:
         recorded = recorded_codec(self.root)
         self.key = {"codec": recorded if codec_id is None else codec_id, "height": data.height, "width": data.width,
                     "preprocessing": "fit_frames"}  # fmt: skip
+        self.topic, self.fps = data.topic, data.fps
         manifest = self.root / "manifest.json"
         if manifest.is_file():
             found = json.loads(manifest.read_text())
@@ -188,7 +201,7 @@ class LatentCache:
         self._memory: dict[Path, torch.Tensor] = {}
 
     def _file(self, video: Path) -> Path:
-        digest = hashlib.sha256(str(video.resolve()).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(recording_key(video, self.topic, self.fps).encode()).hexdigest()[:16]
         return self.root / f"{video.stem}-{digest}.safetensors"
 
     def latents(self, video: Path) -> torch.Tensor:
@@ -201,7 +214,9 @@ class LatentCache:
         else:
             if self.codec is None:
                 raise VideoError(f"{video} is not in the latent cache {self.root} and no codec was given")
-            frames = fit_frames(read_frames(video), self.key["height"], self.key["width"])
+            frames = fit_frames(
+                read_recording(video, None, self.topic, self.fps), self.key["height"], self.key["width"]
+            )
             with torch.no_grad():
                 lat = torch.cat([self.codec.encode(frames[i : i + 32]) for i in range(0, len(frames), 32)])
             self.root.mkdir(parents=True, exist_ok=True)

@@ -142,3 +142,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def bag_options(fn: Callable) -> Callable:
+    """`--topic` and `--fps`: how a command reads ROS 2 bags (vgpt.bag)."""
+    fn = click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+                      help="Bags: frames per second sampled from the header stamps (default: the rate the bundled "
+                      "model was trained at, 10).")(fn)  # fmt: skip
+    return click.option("--topic", default=None, help="Bags (.mcap, .db3, a bag folder): the image topic "
+                        "(sensor_msgs/msg/Image or CompressedImage; default: the bag's only one).")(fn)  # fmt: skip

@@ -50,11 +50,12 @@ class Defaults:
     steps: int = SamplerConfig.steps
     guidance: float = SamplerConfig.guidance
     shift: float = SamplerConfig.shift
+    fps: float = 10.0  # frames per second of the training videos (the synthetic scenes': SceneConfig.fps)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], source: str = SETTINGS) -> Defaults:
         """The fields of `defaults.json` this class knows; other keys (evaluation figures, notes) are ignored."""
-        known = {k: settings[k] for k in ("history", "clip", "height", "width", "steps", "guidance", "shift")
+        known = {k: settings[k] for k in ("history", "clip", "height", "width", "steps", "guidance", "shift", "fps")
                  if k in settings}  # fmt: skip
         for key in ("history", "clip", "height", "width", "steps"):
             if key in known and (not isinstance(known[key], int) or isinstance(known[key], bool)):

@@ -37,10 +37,11 @@ from vgpt.misses import miss_causes, summarise_misses
 from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor
 from vgpt.progress import progress_bar
+from vgpt.recordings import list_recordings, read_recording
 from vgpt.sampler import SamplerConfig
 from vgpt.sheet import SheetRow, contact_sheet, stack_sheets, write_png
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, SceneObjects, render_video, scene_objects
-from vgpt.video import VideoError, list_videos, read_frames
+from vgpt.video import VideoError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ class EvalConfig:
     steps: int = 50
     guidance: float = 1.5
     shift: float = 1.0
-    videos: str | None = None  # a folder/glob/list; None: synthetic scenes
+    videos: str | None = None  # a folder/glob/list of videos or bags; None: synthetic scenes
+    topic: str | None = None  # bags: the image topic (None: each bag's only one)
+    fps: float | None = None  # bags: frames per second sampled from the stamps (None: the bundled model's)
     seed_start: int = EVAL_SEED_START  # synthetic scenes: seeds training never uses
     count: int = 64
     batch: int = 16
@@ -84,29 +87,36 @@ class EvalConfig:
                               "evaluated; ask for fewer sheet clips or a larger count")  # fmt: skip
 
 
-def eval_clips(videos: str | None, count: int, seed_start: int, frames: int, height: int, width: int):
-    """The evaluation clips: uint8 [frames, H, W, 3] each, the first `frames` of each video (or of each
-    held-out synthetic scene)."""
+def eval_clips(videos: str | None, count: int, seed_start: int, frames: int, height: int, width: int,
+               topic: str | None = None, fps: float | None = None):  # fmt: skip
+    """The evaluation clips: uint8 [frames, H, W, 3] each, the first `frames` of each video or bag (a bag's
+    `topic` sampled at `fps`), or of each held-out synthetic scene."""
     if videos is None:
         scene = SceneConfig(height=height, width=width, frames=frames)
         return [render_video(s, scene) for s in range(seed_start, seed_start + count)]
-    paths = list_videos(videos)[:count]
-    return [read_frames(p, range(frames)) for p in paths]
+    paths = list_recordings(videos)[:count]
+    return [read_recording(p, range(frames), topic, fps) for p in paths]
 
 
 def layout_clips(layout: Layout, count: int, videos: str | None = None, seed_start: int = EVAL_SEED_START,
-                 num_clips: int = 1):  # fmt: skip
+                 num_clips: int = 1, topic: str | None = None, fps: float | None = None):  # fmt: skip
     """The evaluation clips of a layout (M + num_clips * G frames at its pixel size) and a description
     of them."""
     H, W = layout.pixel_size
     frames = layout.history_frames + num_clips * layout.clip_frames
     try:
-        clips = eval_clips(videos, count, seed_start, frames, H, W)
+        clips = eval_clips(videos, count, seed_start, frames, H, W, topic, fps)
     except VideoError as err:
         M, G = layout.history_frames, layout.clip_frames
         raise VideoError(f"{err}; {num_clips} clips of {G} frames after {M} observed ones need {frames} frames "
                          "per video: use longer videos or fewer clips (--num-clips)") from err  # fmt: skip
     return clips, videos or f"synthetic seeds {seed_start}..{seed_start + len(clips) - 1}"
+
+
+def config_clips(config: EvalConfig, layout: Layout):
+    """`layout_clips` of what an EvalConfig names."""
+    return layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips, config.topic,
+                        config.fps)  # fmt: skip
 
 
 def noise_generators(seed: int, num_clips: int) -> list[torch.Generator]:
@@ -152,7 +162,7 @@ def rollout_checkpoint(config: EvalConfig) -> Rollouts:
     sampler = loaded.sampler(SamplerConfig(steps=config.steps, guidance=config.guidance, shift=config.shift))
     predictor = CachedPredictor(model, sampler, window=config.history)
     gens = noise_generators(config.seed, config.num_clips)
-    clips, source = layout_clips(layout, config.count, config.videos, config.seed_start, config.num_clips)
+    clips, source = config_clips(config, layout)
     M = config.history
     predicted, truths, round_trips = [], [], []
     bar = progress(config, len(clips))
@@ -277,7 +287,7 @@ def sheet_image(frames: dict[str, np.ndarray], names: list[str], clip: int, coun
 def clip_names(config: EvalConfig, count: int) -> list[str]:
     if config.videos is None:
         return [f"synthetic scene, seed {config.seed_start + i}" for i in range(count)]
-    return [p.name for p in list_videos(config.videos)[:count]]
+    return [p.name for p in list_recordings(config.videos)[:count]]
 
 
 def write_plot(result: dict, path: str | Path) -> Path:

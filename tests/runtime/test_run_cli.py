@@ -314,7 +314,7 @@ def test_live_max_frames_below_the_history_is_refused(model_folder, clip_video, 
 
 @pytest.mark.parametrize(
     ("output", "message"),
-    [("folder", "is a folder"), ("file/o.mp4", "is a file, so no folder"), ("o.avi", "name a .mp4 file")],
+    [("folder", "is a folder"), ("file/o.mp4", "is a file, so no folder"), ("o.avi", "name a .mp4 or .mcap file")],
 )
 def test_output_paths_are_checked_before_the_model_loads(output, message, clip_video, tmp_path):
     (tmp_path / "folder").mkdir()

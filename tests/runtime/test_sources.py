@@ -1,9 +1,10 @@
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from vgpt.runtime.sources import DropOldestQueue, SourceError, open_source
+from vgpt.runtime.sources import DropOldestQueue, SourceError, open_source, paced
 
 
 def test_a_folder_of_images_of_different_sizes_is_refused_by_name(tmp_path):
@@ -54,3 +55,26 @@ def test_closing_the_live_queue_joins_a_capture_thread_that_is_still_reading():
     next(iter(queue))
     queue.close(timeout=10)
     assert not queue._thread.is_alive(), "a capture thread left running would abort the interpreter at exit"
+
+
+def test_a_recording_read_without_dropping_hands_over_every_frame_to_a_slow_consumer():
+    queue = DropOldestQueue(iter(range(10)), maxsize=2, drop=False)
+    got = []
+    for frame in queue:
+        got.append(frame)
+        time.sleep(0.01)  # slower than the reader
+    assert got == list(range(10)) and queue.dropped == 0
+    queue.close()
+
+
+def test_a_file_is_stamped_at_its_rate_and_paced_at_its_recorded_pace(tmp_path):
+    pytest.importorskip("av")
+    from vgpt.video import write_video
+
+    write_video(tmp_path / "v.mp4", np.zeros((4, 16, 16, 3), np.uint8), fps=20)
+    stamps = [stamp for stamp, _ in open_source(str(tmp_path / "v.mp4")).timed()]
+    assert stamps == [0, 50_000_000, 100_000_000, 150_000_000]  # frame i at i / 20 s
+    start = time.monotonic()
+    assert [s for s, _ in paced(iter([(s, None) for s in stamps]))] == stamps
+    # The last frame comes 0.15 s after the first; a sleep returns no earlier than asked.
+    assert time.monotonic() - start >= 0.15

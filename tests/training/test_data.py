@@ -1,4 +1,5 @@
 import itertools
+import shutil
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 
 from vgpt.codecs import LightCodec
 from vgpt.config import ConfigError
+from vgpt.frames import fit_frames
 from vgpt.synthetic import SceneConfig, render_video
 from vgpt.training.data import DataConfig, LatentCache, StreamSampler, VideoClipDataset
 from vgpt.video import VideoError, write_video
@@ -63,3 +65,33 @@ def test_latent_cache_encodes_once_and_checks_its_manifest(videos, tmp_path):
         LatentCache(tmp_path / "cache", codec, "codec-b", data)
     # No codec id (a run without a codec over cached latents) takes the one the cache records.
     assert LatentCache(tmp_path / "cache", None, None, data).key["codec"] == "codec-a"
+
+
+def test_bags_are_data_with_the_same_rejection_rules_and_counts(tmp_path, caplog):
+    pytest.importorskip("rosbags")
+    from tests.bags import storage_file, write_bag
+
+    scene = render_video(0, SceneConfig(frames=8))
+    write_bag(tmp_path / "good", scene)  # a bag folder (metadata.yaml and an .mcap): one recording
+    single = storage_file(write_bag(tmp_path / "sqlite", scene, storage="sqlite3"))
+    single.rename(tmp_path / "loose.db3")  # a bare .db3 file
+    shutil.rmtree(single.parent)
+    write_bag(tmp_path / "short", scene[:3])
+    write_bag(tmp_path / "small", np.zeros((8, 16, 16, 3), np.uint8))
+    write_bag(tmp_path / "other_topic", scene, topic="/rear/image_raw")
+    cut = storage_file(write_bag(tmp_path / "cut", scene))
+    cut.write_bytes(cut.read_bytes()[:300])
+    write_video(tmp_path / "video.mp4", scene)
+    dataset = VideoClipDataset(DataConfig(source=str(tmp_path), num_frames=6, topic="/camera/image_raw"))
+    assert sorted(p.name for p in dataset.videos) == ["good", "loose.db3", "video.mp4"]
+    assert dataset.rejections.reasons == {"too short": 1, "too small": 1, "no image topic": 1, "undecodable": 1}
+    assert str(dataset.rejections).startswith("4 of 7 videos rejected")
+    assert "has no topic /camera/image_raw; its image topics: /rear/image_raw" in caplog.text
+    assert "cannot read the bag" in caplog.text and "mcap recover" in caplog.text
+    # A bag's sample is its frames (lossless rgb8), fitted like a video's.
+    bag = dataset.videos.index(tmp_path / "good")
+    code = next(c for c in range(30) if dataset.window(c)[0] == bag)
+    _, indices = dataset.window(code)
+    assert torch.equal(dataset[code], fit_frames(scene[indices], 64, 64))
+    cache = LatentCache(tmp_path / "cache", LightCodec().eval(), "light", dataset.config)
+    assert cache.latents(tmp_path / "good").shape == (8, 4, 8, 8)
