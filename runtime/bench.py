@@ -75,6 +75,11 @@ class BenchConfig:
     thread_settings: bool = False  # also time each bundle at 1 .. cores intra-op threads, spinning on and off
     drift: bool = False  # also measure the rolling cache's drift from the exact one (bundled/checkpoint)
     profile: bool = False  # also profile each bundle's denoising step: the share of its time per op type
+    # Teacher against few-step students per clip (vgpt.runtime.student_bench): students of these K (random
+    # weights of the teacher's shape), or the trained `student` checkpoint; `students_only`: nothing else.
+    student_steps: tuple[int, ...] = ()
+    student: str | None = None
+    students_only: bool = False
     seed: int = 0
 
 
@@ -389,7 +394,7 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
-    if config.onnx and not config.bundles and {"int8", "fp8"} & set(config.precisions):
+    if config.onnx and not config.bundles and not config.students_only and {"int8", "fp8"} & set(config.precisions):
         require_modelopt()  # before minutes of timing: INT8/FP8 exports need ModelOpt
     torch_threads(config.threads)
     model = bench_network(config.model)
@@ -404,6 +409,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "versions": _versions(),
         "per_clip": [],
     }  # fmt: skip
+    if config.student_steps or config.student:
+        from vgpt.runtime.student_bench import student_vs_teacher
+
+        with tempfile.TemporaryDirectory(prefix="vgpt-bench-students-") as tmp:
+            report["students"] = student_vs_teacher(config, model, Path(tmp))
+        if config.students_only:
+            report["memory"] = {"peak_rss_mib": peak_rss_mib(), "current_rss_mib": current_rss_mib()}
+            return report
     for M, G in layouts:
         layout = Layout.for_model(mc, M, G, h, w)
         log.info("per clip: history %d, clip %d, %d steps", M, G, sampler.steps)
@@ -462,6 +475,13 @@ def to_jsonable(obj):
 def table(report: dict[str, Any]) -> str:
     """The terminal / markdown table."""
     rows = ["| measure | value |", "|---|---|"]
+    if "students" in report:
+        from vgpt.runtime.student_bench import student_table
+
+        rows += student_table(report["students"])
+    if "per_graph" not in report:  # --students-only
+        rows.append(f"| peak RSS | {report['memory']['peak_rss_mib']:.0f} MiB |")
+        return "\n".join(rows)
     for entry in report["per_clip"]:
         rows.append(f"| per clip, history {entry['history']}, clip {entry['clip']}: full | "
                     f"{entry['full'].median:.3f} s (spread {entry['full'].spread:.3f}) |")  # fmt: skip
