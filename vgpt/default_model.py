@@ -145,6 +145,7 @@ def meets_the_bar(comparison: dict[str, Any], student: dict[str, Any], teacher_s
     if student.get("distilled_from") != teacher_sha256:
         return f"the student was distilled from {str(student.get('distilled_from'))[:12]}..., not this teacher"
     rows = comparison.get("rows", {})
+    student = json.loads(json.dumps(student))  # as the JSON holds it (lists, not tuples)
     mine = [label for label, row in rows.items() if row.get("distilled") == student]
     teachers = [(row.get("network_evaluations", 0), label) for label, row in rows.items() if "distilled" not in row]
     if not mine or not teachers:

@@ -9,6 +9,8 @@ Writes `fixtures.json` and raw little-endian `.bin` arrays (described by dtype a
 - `tiny`: the same for a freshly exported `tiny`-preset bundle (random weights, 4 steps): the C++
   concurrency and error tests run on it because it is fast, and scripts/gpu_check.sh builds TensorRT
   engines of it, so it is exported at the opset the installed TensorRT parses (`fixture_opset`);
+- `student`: the same for a `tiny` student bundle (random weights with a distilled student's record: 2 steps
+  at its own table, one branch);
 - `preprocess`: `fit_frames` of frames of several sizes (up- and downsampling, identity, odd sizes);
 - `to_uint8`: `to_uint8` of values around every rounding boundary;
 - `tamper`: altered copies of the tiny bundle that both runtimes must refuse, a signed copy and its key
@@ -81,6 +83,24 @@ def tiny_bundle(out: Path) -> Path:
     return out
 
 
+def tiny_student_bundle(out: Path) -> Path:
+    """A student bundle: its denoising graph runs one branch at the K-step table it records."""
+    from vgpt.checkpoint import content_hash
+    from vgpt.sampler import schedule
+    from vgpt.student import StudentSampler, student_indices
+
+    model = random_model(get_preset("tiny"))
+    torch.manual_seed(0)
+    codec = LightCodec().eval()
+    layout = Layout.for_model(model.config, 3, 2, 4, 4)
+    table = schedule(5, 1.5)[student_indices(5, 2)].tolist()
+    record = StudentSampler(tuple(table), 2.0, 1.5, 5, content_hash(model.state_dict()), "self_forcing")
+    config = ExportConfig(layouts=(layout,), sampler=record.sampler(), opset=fixture_opset(), verify=False,
+                          student=record)  # fmt: skip
+    export_bundle(model, codec, out, config)
+    return out
+
+
 def prediction_case(bundle: Path, frames: np.ndarray, write: Writer, recorded: Path | None = None) -> dict:
     """What the Python runtime predicts from `frames` with noise drawn by a seeded torch generator; the
     same noise is drawn again clip by clip (the predictor's own calls) and stored for the C++ side."""
@@ -131,10 +151,12 @@ def main() -> None:
     tmp.mkdir(parents=True)
     write = Writer(tmp)
     tiny = tiny_bundle(tmp / "tiny-bundle")
+    student = tiny_student_bundle(tmp / "student-bundle")
     fixtures = {
         "bundled": prediction_case(cached_export(None, None, None), render_video(3, SceneConfig(80, 96, 6)), write),
         # the tiny bundle is recorded at the place it has once the folder is renamed
         "tiny": prediction_case(tiny, render_video(5, SceneConfig(40, 30, 4)), write, out / tiny.name),
+        "student": prediction_case(student, render_video(6, SceneConfig(40, 30, 4)), write, out / student.name),
         "preprocess": preprocess_cases(write),
         "to_uint8": to_uint8_case(write),
         "tamper": {**write_cases(tiny, tmp / "tamper"), "folder": "tamper"},

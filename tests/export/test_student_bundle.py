@@ -29,18 +29,33 @@ def student_record(model) -> StudentSampler:
 
 
 @pytest.fixture(scope="module")
-def student(tiny_parts, tmp_path_factory):
-    """A verified student bundle (ONNX Runtime against eager on every graph, as for teachers)."""
+def student_folder(tiny_parts, tmp_path_factory):
+    """A folder laid out like the bundled default that ships the teacher and a student."""
     model, codec = tiny_parts
-    record = student_record(model)
-    layout = Layout.for_model(model.config, 3, 2, 4, 4)
+    root = tmp_path_factory.mktemp("bundled")
+    save_checkpoint(model, root / "model")
+    save_checkpoint(model, root / "student", extra={"student": student_record(model).to_dict()})
+    codec.save(root / "codec")
+    settings = {"history": 3, "clip": 2, "height": 32, "width": 32, "steps": TEACHER_STEPS, "guidance": 2.0,
+                "shift": 1.5}  # fmt: skip
+    (root / "defaults.json").write_text(json.dumps(settings))
+    return root
+
+
+@pytest.fixture(scope="module")
+def student(student_folder, tmp_path_factory):
+    """The student exported by vgpt-export, verified (ONNX Runtime against eager on every graph, as for
+    teachers); returns its record, the bundle and the command's output."""
+    from vgpt.export.cli import export_main
+
     out = tmp_path_factory.mktemp("student") / "bundle"
-    export_bundle(model, codec, out, ExportConfig(layouts=(layout,), sampler=record.sampler(), student=record))
-    return record, out
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(student_folder / "student"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return load_bundle(out).manifest.sampler.student, out, result.output
 
 
 def test_the_manifest_records_the_table_the_distilled_guidance_and_the_teacher(student):
-    record, out = student
+    record, out, _ = student
     manifest = load_bundle(out).manifest
     sampler = manifest.sampler
     assert sampler.student == record and sampler.distilled
@@ -57,7 +72,7 @@ def test_the_manifest_records_the_table_the_distilled_guidance_and_the_teacher(s
 def test_the_denoising_graph_runs_one_branch(student, tiny_bundle):
     """The same network and layout: the guided teacher's step makes two network calls, the student's one,
     so it holds half the attention and matrix products."""
-    _, out = student
+    _, out, _ = student
     one, two = (load_bundle(p).manifest.layout("m3-g2-4x4").graphs for p in (out, tiny_bundle))
     for op in ("Attention", "MatMul"):
         assert 2 * one[DENOISE].ops[op] == two[DENOISE].ops[op] > 0, op
@@ -66,7 +81,7 @@ def test_the_denoising_graph_runs_one_branch(student, tiny_bundle):
 
 def test_the_student_bundle_reproduces_the_cached_predictor_at_its_table(tiny_parts, student):
     model, _ = tiny_parts
-    record, out = student
+    record, out, _ = student
     entry = load_bundle(out).layout()
     lay = entry.layout
     history = torch.randn(1, lay.history_frames, 4, lay.latent_height, lay.latent_width,
@@ -81,7 +96,7 @@ def test_the_student_bundle_reproduces_the_cached_predictor_at_its_table(tiny_pa
 
 
 def test_a_record_that_disagrees_with_the_graphs_is_refused(student):
-    record, out = student
+    record, out, _ = student
     good = load_bundle(out).manifest.sampler.to_dict()
     reader = _bundle_reader("manifest.json")
     assert SamplerRecord.from_dict(good, reader) == load_bundle(out).manifest.sampler
@@ -112,7 +127,7 @@ def test_vgpt_build_takes_a_student_bundle_and_its_engines_json_keeps_the_record
     from vgpt.engines.decisions import build_settings, engine_manifest
     from vgpt.export.contract import EngineFile, EngineManifest
 
-    record, out = student
+    record, out, _ = student
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     result = CliRunner().invoke(build_main, ["--bundle", str(out), "--out", str(tmp_path / "engines")])
     assert result.exit_code == 1 and "TensorRT is not installed" in result.output, result.output
@@ -123,28 +138,14 @@ def test_vgpt_build_takes_a_student_bundle_and_its_engines_json_keeps_the_record
     assert EngineManifest.from_dict(json.loads(json.dumps(engines.to_dict()))).sampler.student == record
 
 
-@pytest.fixture(scope="module")
-def student_folder(tiny_parts, tmp_path_factory):
-    """A folder laid out like the bundled default that ships the teacher and a student."""
-    model, codec = tiny_parts
-    root = tmp_path_factory.mktemp("bundled")
-    save_checkpoint(model, root / "model")
-    save_checkpoint(model, root / "student", extra={"student": student_record(model).to_dict()})
-    codec.save(root / "codec")
-    settings = {"history": 3, "clip": 2, "height": 32, "width": 32, "steps": TEACHER_STEPS, "guidance": 2.0,
-                "shift": 1.5}  # fmt: skip
-    (root / "defaults.json").write_text(json.dumps(settings))
-    return root
-
-
-def test_vgpt_export_writes_a_student_bundle_and_refuses_a_teachers_sampler(student_folder, tmp_path):
+def test_vgpt_export_writes_a_student_bundle_and_refuses_a_teachers_sampler(tiny_parts, student, student_folder,
+                                                                            tmp_path):  # fmt: skip
     from vgpt.export.cli import export_main
 
+    record, _, output = student
+    assert record == student_record(tiny_parts[0])
+    assert f"({K} steps, guidance 1.0 distilled from {record.distilled_from[:12]}..." in output
     ckpt = str(student_folder / "student")
-    result = CliRunner().invoke(export_main, ["--checkpoint", ckpt, "--out", str(tmp_path / "b"), "--no-verify"])
-    assert result.exit_code == 0, result.output
-    assert f"({K} steps, guidance 1.0 distilled from " in result.output
-    assert load_bundle(tmp_path / "b").manifest.sampler.student is not None
     result = CliRunner().invoke(export_main, ["--checkpoint", ckpt, "--out", str(tmp_path / "c"), "--steps", "5"])
     assert result.exit_code == 1 and "--steps 5: " in result.output and "is a student distilled to 2" in result.output
     assert not (tmp_path / "c").exists()
@@ -175,7 +176,7 @@ def test_the_runtime_runs_a_student_on_both_backends_and_the_bundled_choice(stud
 def test_vgpt_eval_runs_a_student_bundle(student, tmp_path):
     from vgpt.runtime.cli import eval_main
 
-    record, out = student
+    record, out, _ = student
     result = CliRunner().invoke(eval_main, ["--bundle", str(out), "--count", "2", "--num-clips", "2", "--json",
                                             str(tmp_path / "e.json"), "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
