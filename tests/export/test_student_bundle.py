@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from vgpt.checkpoint import content_hash, save_checkpoint
-from vgpt.export.bundle import ExportConfig, export_bundle
+from vgpt.export.bundle import ExportConfig
 from vgpt.export.contract import BundleError, SamplerRecord, _bundle_reader
 from vgpt.export.manifest import load_bundle
 from vgpt.export.spec import DENOISE, PREFILL
@@ -65,8 +65,12 @@ def test_the_manifest_records_the_table_the_distilled_guidance_and_the_teacher(s
     assert sampler.schedule != pytest.approx(schedule(K, 1.5).tolist())
     assert sampler.config == record.sampler()
     assert manifest.verified and all(e["passed"] for g in manifest.layout().graphs.values() for e in g.verification)
-    raw = json.loads((out / "manifest.json").read_text())["sampler"]["student"]
+    document = json.loads((out / "manifest.json").read_text())
+    raw = document["sampler"]["student"]
     assert raw["distilled_from"] == record.distilled_from and raw["teacher_steps"] == TEACHER_STEPS
+    from .test_contract import _validator
+
+    _validator().validate(document)  # docs/manifest.schema.json describes student bundles too
 
 
 def test_the_denoising_graph_runs_one_branch(student, tiny_bundle):
@@ -96,7 +100,7 @@ def test_the_student_bundle_reproduces_the_cached_predictor_at_its_table(tiny_pa
 
 
 def test_a_record_that_disagrees_with_the_graphs_is_refused(student):
-    record, out, _ = student
+    _, out, _ = student
     good = load_bundle(out).manifest.sampler.to_dict()
     reader = _bundle_reader("manifest.json")
     assert SamplerRecord.from_dict(good, reader) == load_bundle(out).manifest.sampler
@@ -114,7 +118,7 @@ def test_export_config_takes_the_students_own_sampler(tiny_parts):
     model, _ = tiny_parts
     record = student_record(model)
     layout = Layout.for_model(model.config, 3, 2, 4, 4)
-    with pytest.raises(ValueError, match="pass sampler=student.sampler()"):
+    with pytest.raises(ValueError, match=r"pass sampler=student\.sampler\(\)"):
         ExportConfig(layouts=(layout,), sampler=SAMPLER, student=record)
 
 
@@ -133,8 +137,9 @@ def test_vgpt_build_takes_a_student_bundle_and_its_engines_json_keeps_the_record
     assert result.exit_code == 1 and "TensorRT is not installed" in result.output, result.output
     manifest = load_bundle(out).manifest
     plans = {g: EngineFile(f"{g}.plan", 1, "0" * 64) for g in ("encoder", "prefill", "denoise", "decoder")}
-    engines = engine_manifest(manifest, out, manifest.layout().name, build_settings("fp32", "float32", "fp32", (10, 15)),
-                              "10.15.1", "NVIDIA H100", (9, 0), plans, {})  # fmt: skip
+    settings = build_settings("fp32", "float32", "fp32", (10, 15))
+    engines = engine_manifest(manifest, out, manifest.layout().name, settings, "10.15.1", "NVIDIA H100", (9, 0),
+                              plans, {})  # fmt: skip
     assert EngineManifest.from_dict(json.loads(json.dumps(engines.to_dict()))).sampler.student == record
 
 
@@ -169,7 +174,7 @@ def test_the_runtime_runs_a_student_on_both_backends_and_the_bundled_choice(stud
     assert teacher.backend.steps == TEACHER_STEPS
     # without a recorded comparison the teacher stays the default
     assert load_predictor(student_folder, backend="torch").backend.steps == TEACHER_STEPS
-    with pytest.raises(Exception, match="--steps 5: .* is a student distilled to 2 steps"):
+    with pytest.raises(Exception, match=r"--steps 5: .* is a student distilled to 2 steps"):
         load_predictor(student_folder / "student", backend="torch", steps=5)
 
 

@@ -165,7 +165,9 @@ def test_teacher_and_students_are_timed_per_clip_side_by_side(tmp_path):
     assert result.exit_code == 0, result.output
     students = json.loads(out.read_text())["students"]
     assert set(students["layouts"]) == {"bundled", "released"}
-    assert students["layouts"]["released"]["history_frames"] == 3 and students["layouts"]["bundled"]["history_frames"] == 4
+    assert (
+        students["layouts"]["released"]["history_frames"] == 3 and students["layouts"]["bundled"]["history_frames"] == 4
+    )
     for layout in ("bundled", "released"):
         assert students["per_clip"][layout]["onnxruntime"] == {}
         for backend in ("torch",):
