@@ -65,7 +65,8 @@ from vgpt.integrity import sha256_file
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.rope import select_factor_set
-from vgpt.sampler import SamplerConfig, schedule
+from vgpt.sampler import SamplerConfig, sigma_table
+from vgpt.student import StudentSampler
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class ExportConfig:
     # and merged by one softmax (vgpt.kv_cache.two_part_attention: no copy, but decomposed attention).
     # Under ONNX Runtime's CPU provider "concat" is faster (docs/benchmarks.md: 146 against 193 ms a step).
     kv_attention: str = "concat"
+    # A distilled student (vgpt.student): `sampler` is then its own (K steps at its table, one branch), and
+    # the manifest records it (sampler.student: the table, the distilled guidance, `distilled_from`).
+    student: StudentSampler | None = None
 
     @property
     def quantized(self) -> bool:
@@ -106,6 +110,9 @@ class ExportConfig:
             raise ValueError(f"ExportConfig.kv_attention={self.kv_attention!r}: use 'concat' or 'two_part'")
         if self.precision not in BUNDLE_PRECISIONS:
             raise ValueError(f"ExportConfig.precision={self.precision!r}: use one of {BUNDLE_PRECISIONS}")
+        if self.student is not None and self.sampler != self.student.sampler():
+            raise ValueError(f"ExportConfig.sampler={self.sampler} for a student that samples "
+                             f"{self.student.sampler()}: pass sampler=student.sampler()")  # fmt: skip
         if self.quantized:
             if self.dtype != "float32":
                 raise ValueError(f"--{self.precision} quantizes fp32 weights; leave --dtype at float32")
@@ -225,7 +232,7 @@ def export_bundle(
             rope_factor_set={layout_name(lay): select_factor_set(
                 model.config, (lay.history_frames + lay.clip_frames) * lay.block - 1) for lay in config.layouts},
             sampler=SamplerRecord(config.sampler.steps, config.sampler.shift, config.sampler.guidance,
-                                  tuple(schedule(config.sampler.steps, config.sampler.shift).tolist())),
+                                  tuple(sigma_table(config.sampler).tolist()), config.student),
             codec=CodecRecord(type(codec).__name__, codec.latent_channels, codec.downsample, codec.scaling_factor,
                               content_hash(codec_state) if codec_state else None),
             dtype=config.dtype,

@@ -172,20 +172,25 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
     # torch loads here, not for --help
     from vgpt.calibration.data import CalibrationConfig
     from vgpt.calibration.quantizer import ModelOptQuantizer
-    from vgpt.checkpoint import load_checkpoint, refuse_student
+    from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
+    from vgpt.student import student_sampler
 
     opset = int(opset)
     signing_key = load_signing_key(sign_key) if sign_key else None  # a bad key fails before the export
     checkpoint, codec_path, defaults = resolve_checkpoint(checkpoint, codec)
-    refuse_student(checkpoint, "vgpt-export")
     loaded = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
     codec = load_codec(codec_path)
     check_codec_fits(codec, loaded, codec_path)
-    sampler = defaults.sampler(steps, guidance, shift)
+    student = loaded.student  # a distilled student exports its own table with one branch
+    if student is None:
+        sampler = defaults.sampler(steps, guidance, shift)
+    else:
+        sampler = student_sampler(student, steps, guidance, shift, str(checkpoint))
     config = ExportConfig(layouts=_layouts(layouts, loaded.model.config, defaults), sampler=sampler, opset=opset,
-                          dtype=dtype, kv_attention=kv_attention, verify=verify, precision=precision)  # fmt: skip
+                          dtype=dtype, kv_attention=kv_attention, verify=verify, precision=precision,
+                          student=student)  # fmt: skip
     quantizer = None
     if config.quantized:
         calibration = CalibrationConfig(count=calib_count, levels=calib_levels, seed=calib_seed, videos=calib_videos)
@@ -199,7 +204,8 @@ def _export(out, checkpoint, codec, layouts, steps, guidance, shift, opset, dtyp
             trt = graph.tensorrt
             verdict = f"TensorRT >= {trt.min_version}" if trt.ready else f"not TensorRT-ready {list(trt.unsupported)}"
             click.echo(f"{entry.name}/{name}.onnx: {size / 1e6:.1f} MB, {graph.nodes} nodes, {verdict}")
-    click.echo(f"wrote {out} ({manifest.sampler.steps} steps, guidance {sampler.guidance}, "
+    distilled = f" distilled from {student.distilled_from[:12]}..." if student else ""
+    click.echo(f"wrote {out} ({manifest.sampler.steps} steps, guidance {sampler.guidance}{distilled}, "
                f"opset {opset}, {dtype}, {precision}{', signed' if signing_key else ''})")  # fmt: skip
     report_clips = report_clips if report_clips is not None else REPORT_CLIPS_PER_CALIBRATION_CLIP * calib_count
     if quantizer is not None and report_clips > 0:

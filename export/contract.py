@@ -21,6 +21,7 @@ from vgpt.errors import VgptError
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
 from vgpt.integrity import canonical_sha256, check_file
 from vgpt.layout import Layout
+from vgpt.student import StudentSampler
 from vgpt.untrusted import inside, plain_name
 
 MANIFEST = "manifest.json"
@@ -151,31 +152,60 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class SamplerRecord:
-    """The sampler baked into the graphs: its settings and the noise levels they give (steps + 1)."""
+    """The sampler baked into the graphs: its settings and the noise levels they give (steps + 1). A
+    distilled student's bundle also holds its `student` record (vgpt.student.StudentSampler): its graphs
+    run one branch (guidance 1, the teacher's guidance distilled in) at the K-step table `schedule`."""
 
     steps: int
     shift: float
     guidance: float
     schedule: tuple[float, ...]
+    student: StudentSampler | None = None
 
     @property
     def config(self) -> SamplerConfig:
+        if self.student is not None:
+            return self.student.sampler()
         return SamplerConfig(steps=self.steps, shift=self.shift, guidance=self.guidance)
 
+    @property
+    def distilled(self) -> bool:
+        return self.student is not None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "shift": self.shift, "guidance": self.guidance, "schedule": list(self.schedule)}
+        out = {"steps": self.steps, "shift": self.shift, "guidance": self.guidance, "schedule": list(self.schedule)}
+        if self.student is not None:  # a teacher's record stays as it always was
+            out["student"] = self.student.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Any, r: _Reader, path: str = "sampler") -> SamplerRecord:
         r.obj(d, path, ("steps", "shift", "guidance", "schedule"))
+        student = None
+        if d.get("student") is not None:
+            student = r.build(f"{path}.student", lambda: StudentSampler.from_dict(r.field(d, path, "student", dict)))
         record = cls(r.field(d, path, "steps", int), r.field(d, path, "shift", float),
                      r.field(d, path, "guidance", float),
-                     r.items(d["schedule"], f"{path}.schedule", float))  # fmt: skip
+                     r.items(d["schedule"], f"{path}.schedule", float), student)  # fmt: skip
         r.build(path, lambda: record.config)
         if len(record.schedule) != record.steps + 1:
             raise r.fail(f"{path}.schedule", f"has {len(record.schedule)} levels; {record.steps} steps need "
                                              f"{record.steps + 1}")  # fmt: skip
+        if student is not None:
+            record._check_student(r, path)
         return record
+
+    def _check_student(self, r: _Reader, path: str) -> None:
+        """A student's graphs bake in its own table and one branch: the record must say so."""
+        student = self.student
+        if self.steps != student.steps or self.guidance != 1.0 or self.shift != student.shift:
+            raise r.fail(path, f"records {self.steps} steps, guidance {self.guidance}, shift {self.shift}, but its "
+                               f"student samples {student.steps} steps with one branch (guidance 1.0), shift "
+                               f"{student.shift}")  # fmt: skip
+        # the table as float32 (the graph's constants) against the record's float64 values
+        if any(abs(a - b) > 1e-6 for a, b in zip(self.schedule, student.timesteps, strict=True)):
+            raise r.fail(f"{path}.schedule", f"is {list(self.schedule)}, but the student's table is "
+                                             f"{list(student.timesteps)}")  # fmt: skip
 
 
 # --- the export bundle ----------------------------------------------------------------------------------

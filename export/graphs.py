@@ -2,7 +2,8 @@
 
 - `PrefillGraph`: M clean history latents -> the KV cache of every layer.
 - `DenoiseGraph`: one Euler step of the G-frame noisy clip against that cache: both guidance
-  branches, x-prediction to velocity, guidance and the update. The schedule is a constant table
+  branches (one for a distilled student, or with guidance off), x-prediction to velocity, guidance and
+  the update. The schedule is a constant table
   indexed by the `step` input, and the graph outputs `step + 1`: the runtime's loop binds the
   outputs of one step as the inputs of the next and never writes to the device, which is what a
   CUDA graph of the whole loop needs.
@@ -24,7 +25,7 @@ from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.predictors import append_call, inference_calls
 from vgpt.rolling import roll_window
-from vgpt.sampler import SamplerConfig, euler_step, guide, schedule, velocity
+from vgpt.sampler import SamplerConfig, euler_step, guide, sigma_table, velocity
 
 
 class PrefillGraph(nn.Module):
@@ -53,8 +54,9 @@ class DenoiseGraph(nn.Module):
         self.two_part = two_part
         # Whether a clip token is masked from any cached key (not in Video-GPT's inference calls).
         self.past_masked = not bool(call.mask[:, : call.past_tokens].all())
-        # sigma_0 .. sigma_S, plus a repeat of the last so that step S (past the end) stays in range.
-        table = schedule(sampler.steps, sampler.shift)
+        # sigma_0 .. sigma_S (a student's own K-step table), plus a repeat of the last so that step S (past
+        # the end) stays in range.
+        table = sigma_table(sampler)
         self.register_buffer("sigmas", torch.cat([table, table[-1:]]), persistent=False)
 
     def forward(self, z: torch.Tensor, kv_cache: torch.Tensor, step: torch.Tensor):

@@ -79,6 +79,11 @@ class BenchConfig:
     # `model` as Video-GPT against `gpdit_model`, at the bundled layout and at each layout of this config.
     live: bool = False
     gpdit_model: str = "preset:gpdit-small"
+    # Teacher against few-step students per clip (vgpt.runtime.student_bench): students of these K (random
+    # weights of the teacher's shape), or the trained `student` checkpoint; `students_only`: nothing else.
+    student_steps: tuple[int, ...] = ()
+    student: str | None = None
+    students_only: bool = False
     seed: int = 0
 
 
@@ -425,7 +430,7 @@ def run_live(config: BenchConfig) -> dict[str, Any]:
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     if config.live:
         return run_live(config)
-    if config.onnx and not config.bundles and {"int8", "fp8"} & set(config.precisions):
+    if config.onnx and not config.bundles and not config.students_only and {"int8", "fp8"} & set(config.precisions):
         require_modelopt()  # before minutes of timing: INT8/FP8 exports need ModelOpt
     torch_threads(config.threads)
     model = bench_network(config.model)
@@ -440,6 +445,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "versions": _versions(),
         "per_clip": [],
     }  # fmt: skip
+    if config.student_steps or config.student:
+        from vgpt.runtime.student_bench import student_vs_teacher
+
+        with tempfile.TemporaryDirectory(prefix="vgpt-bench-students-") as tmp:
+            report["students"] = student_vs_teacher(config, model, Path(tmp))
+        if config.students_only:
+            report["memory"] = {"peak_rss_mib": peak_rss_mib(), "current_rss_mib": current_rss_mib()}
+            return report
     for M, G in layouts:
         layout = Layout.for_model(mc, M, G, h, w)
         log.info("per clip: history %d, clip %d, %d steps", M, G, sampler.steps)
@@ -502,6 +515,13 @@ def table(report: dict[str, Any]) -> str:
 
         return "\n".join([*live_table(report["live"]), "", f"peak RSS {report['memory']['peak_rss_mib']:.0f} MiB"])
     rows = ["| measure | value |", "|---|---|"]
+    if "students" in report:
+        from vgpt.runtime.student_bench import student_table
+
+        rows += student_table(report["students"])
+    if "per_graph" not in report:  # --students-only
+        rows.append(f"| peak RSS | {report['memory']['peak_rss_mib']:.0f} MiB |")
+        return "\n".join(rows)
     for entry in report["per_clip"]:
         rows.append(f"| per clip, history {entry['history']}, clip {entry['clip']}: full | "
                     f"{entry['full'].median:.3f} s (spread {entry['full'].spread:.3f}) |")  # fmt: skip

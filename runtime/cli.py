@@ -22,7 +22,15 @@ from vgpt.commands import (
     sigterm_as_interrupt,
     torch_threads,
 )
-from vgpt.default_model import DEFAULT_DIR, SETTINGS, Defaults, bundled_model_note, resolve_checkpoint
+from vgpt.default_model import (
+    BUNDLED_MODELS,
+    DEFAULT_DIR,
+    SETTINGS,
+    Defaults,
+    bundled_model_note,
+    named_model,
+    resolve_checkpoint,
+)
 from vgpt.errors import user_errors
 from vgpt.progress import console_logging
 from vgpt.runtime.config import PROVIDERS, RunConfig
@@ -30,6 +38,18 @@ from vgpt.synthetic import EVAL_SEED_START
 
 _RUN = RunConfig(input="")
 _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text()))  # for help texts
+
+
+def _model_option(what: str):
+    return click.option(
+        "--model",
+        "model_name",
+        type=click.Choice(list(BUNDLED_MODELS)),
+        default=None,
+        help=f"Which bundled model {what}: the teacher ({_BUNDLED.steps} steps x 2 branches) or its distilled "
+        "student (K steps x 1 branch), where shipped. Default: the student once its recorded figures at every "
+        "horizon are at least the teacher's, else the teacher.",
+    )
 
 
 @command
@@ -169,9 +189,10 @@ _BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text(
     help="Load only an export bundle signed by this Ed25519 public key (vgpt-export --sign); repeat for several.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
+@_model_option("to run (with no --engine, or an --engine folder laid out like the bundled one)")
 def run_main(input_, topic, fps, engine, codec, output, copy_topics, frames_dir, force, sheet, latents, stats, clips,
              steps, guidance, seed, backend, threads, provider, live, realtime, view, view_port, show, max_frames,
-             queue_size, kv_cache, trust_cache, trusted_keys, progress) -> None:  # fmt: skip
+             queue_size, kv_cache, trust_cache, trusted_keys, progress, model_name) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -181,6 +202,7 @@ def run_main(input_, topic, fps, engine, codec, output, copy_topics, frames_dir,
     with user_errors():
         from vgpt.runtime.run import run
 
+        engine = named_model(engine, model_name)
         config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, force=force,
                            sheet=sheet, latents=latents, stats=stats, clips=clips, steps=steps, guidance=guidance,
                            seed=seed, backend=backend, threads=threads, provider=provider, live=live,
@@ -242,10 +264,23 @@ def run_main(input_, topic, fps, engine, codec, output, copy_topics, frames_dir,
     "rolling (approximate) against GPDiT's exact rolling window, at the bundled layout and at each --layout.",
 )
 @click.option("--gpdit-model", default="preset:gpdit-small", show_default=True, help="--live: the GPDiT model.")
+@click.option(
+    "--students",
+    "student_steps",
+    default=None,
+    metavar="K,...",
+    help="Also time the teacher against few-step students with these K (from 1,2,4) per clip (prefill + steps + "
+    "decode), ONNX Runtime and PyTorch, at the bundled layout and at the first --layout: random weights of the "
+    "teacher's shape (speed does not depend on them), or --student's. The bundled model's teacher runs its own "
+    "sampler (defaults.json).",
+)
+@click.option("--student", default=None, help="A trained student checkpoint to time instead of random-weight ones.")
+@click.option("--students-only", is_flag=True, help="Time only the teacher against the students.")
 @click.option("--json", "json_out", default=None, help="Write every figure, the machine and versions here.")
 @click.option("--markdown", default=None, help="Write the table as markdown here.")
 @click.option("--plot", default=None, help="Write a PNG of the scaling curves here (matplotlib).")
-def bench_main(layouts, scaling, no_onnx, precisions, bundles, json_out, markdown, plot, **settings) -> None:
+def bench_main(layouts, scaling, no_onnx, precisions, bundles, json_out, markdown, plot, student_steps,
+               **settings) -> None:  # fmt: skip
     """Time the released-style full predictor against the cached one, PyTorch against ONNX Runtime,
     precisions (or --bundle bundles) side by side against this CPU's GEMM peak, the host overhead of the
     denoising loop and the scaling with history length."""
@@ -261,7 +296,20 @@ def bench_main(layouts, scaling, no_onnx, precisions, bundles, json_out, markdow
         raise click.BadParameter("history lengths must be positive")
     if settings["live"] and plot:
         raise click.BadParameter("--plot draws the scaling series, which --live does not run", param_hint="--plot")
+    if settings["live"] and (student_steps or settings["student"]):
+        raise click.UsageError("--live times the live stream's KV caches alone: time the students in another run")
+    if settings["students_only"] and not (student_steps or settings["student"]):
+        raise click.UsageError("--students-only times the students: give --students K,... or --student PATH")
+    if plot and settings["students_only"]:
+        raise click.UsageError("--plot draws the scaling series, which --students-only skips")
     from vgpt.runtime.bench import BenchConfig
+    from vgpt.runtime.student_bench import check_student_steps
+
+    if student_steps:
+        try:
+            settings["student_steps"] = check_student_steps(tuple(int(v) for v in student_steps.split(",")))
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--students") from None
 
     # The other options (model, steps, guidance, repeats, warmup, threads, cpp, thread_settings, drift,
     # profile, scaling_steps) are BenchConfig's fields by the same names.
@@ -343,8 +391,10 @@ def _in_user_errors(fn, *args):
     "to the student's K steps and each student side by side on the same scenes and noise.",
 )
 @click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
+@_model_option("to evaluate (with no --checkpoint, or one laid out like the bundled one)")
 def eval_main(checkpoint, codec, bundle, videos, topic, fps, count, seed_start, layout, steps, guidance, shift, seed,
-              num_clips, json_out, plot, sheet, sheet_clips, progress, students, threads) -> None:  # fmt: skip
+              num_clips, json_out, plot, sheet, sheet_clips, progress, students, threads,
+              model_name) -> None:  # fmt: skip
     """Prediction quality by pixels (MSE, PSNR, SSIM) and, on synthetic scenes, by objects (are the balls
     still there, and where), against copy-last-frame and constant-velocity baselines."""
     from vgpt.checkpoint import read_student
@@ -356,13 +406,15 @@ def eval_main(checkpoint, codec, bundle, videos, topic, fps, count, seed_start, 
     defaults = Defaults()
     if bundle is not None:
         fixed = {"--checkpoint": checkpoint, "--codec": codec, "--layout": layout, "--steps": steps,
-                 "--guidance": guidance, "--shift": shift}  # fmt: skip
+                 "--guidance": guidance, "--shift": shift, "--model": model_name}  # fmt: skip
         given = [k for k, v in fixed.items() if v is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
                                    "and sampler are baked into its graphs")  # fmt: skip
     else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
-        checkpoint, codec, defaults = _in_user_errors(resolve_checkpoint, checkpoint, codec)
+        if students and checkpoint is None and model_name is None:
+            model_name = "teacher"  # --student compares with the teacher, whichever model is the default
+        checkpoint, codec, defaults = _in_user_errors(resolve_checkpoint, checkpoint, codec, model_name)
         given = [k for k, v in {"--steps": steps, "--guidance": guidance, "--shift": shift}.items() if v is not None]
         if given and _in_user_errors(read_student, checkpoint) is not None:
             raise click.UsageError(f"{', '.join(given)}: {checkpoint} is a distilled student, which samples its own "

@@ -7,7 +7,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vgpt.evaluation import EvalConfig, Rollouts, config_clips, noise_generators, progress, report, rollout_checkpoint
+from vgpt.evaluation import (
+    EvalConfig,
+    Rollouts,
+    config_clips,
+    network_evaluations,
+    noise_generators,
+    progress,
+    report,
+    rollout_checkpoint,
+)
 from vgpt.frames import fit_frames
 from vgpt.runtime.predictor import rollout
 
@@ -64,7 +73,10 @@ def rollout_bundle(config: EvalConfig) -> Rollouts:
     info = {"clips": len(clips), "history": layout.history_frames, "clip": layout.clip_frames,
             "num_clips": config.num_clips, "steps": backend.steps, "guidance": manifest.sampler.guidance,
             "shift": manifest.sampler.shift, "precision": manifest.precision, "bundle": str(config.bundle),
-            "source": source}  # fmt: skip
+            "network_evaluations": network_evaluations(manifest.sampler.config), "source": source}  # fmt: skip
+    if manifest.sampler.student is not None:  # a student bundle: its table, and what it was distilled from
+        info["timesteps"] = list(manifest.sampler.schedule)
+        info["distilled"] = manifest.sampler.student.to_dict()
     return Rollouts(predicted, truth, info, round_trip)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import vgpt
 from vgpt.cache import LOCK_SUFFIX
-from vgpt.default_model import resolve_checkpoint
+from vgpt.config import SamplerConfig
+from vgpt.default_model import named_model, resolve_checkpoint
 from vgpt.errors import is_storage_error
 from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
 from vgpt.export.manifest import find_manifest, load_bundle
@@ -54,21 +55,23 @@ def cached_export(
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder.
     `trust_cache`: reuse the remembered verdicts on its graph files (vgpt.integrity). A warm start reads the
     checkpoint's manifest only: the weights load on a cache miss."""
-    from vgpt.checkpoint import load_checkpoint, recorded_identity, refuse_student
+    from vgpt.checkpoint import load_checkpoint, read_student, recorded_identity
     from vgpt.codecs import check_codec_fits, codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
-    refuse_student(checkpoint, "the runtime (vgpt-run, load_model)")
+    student = read_student(checkpoint)  # a distilled student exports its own table with one branch
     loaded = None
     identity = recorded_identity(checkpoint)
     if identity is None:  # the released format: its hash needs the weights
         loaded = load_checkpoint(checkpoint)
         identity = loaded.weights_sha256, loaded.model.config
     weights_sha256, config = identity
-    layout, sampler = defaults.layout(config), defaults.sampler(steps, guidance)
+    layout, sampler = defaults.layout(config), _sampler(student, defaults, steps, guidance, checkpoint)
     key_fields = {"weights": weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
+    if student is not None:  # a teacher's key stays as it was: its cached exports stay valid
+        key_fields["student"] = student.to_dict()
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     out = cache_root() / key
     with _cache_lock(out, checkpoint) as writable:  # concurrent first runs: one exports, the others wait and reuse it
@@ -93,7 +96,9 @@ def cached_export(
         codec = load_codec(codec_dir)
         check_codec_fits(codec, loaded, codec_dir)
         log.info("exporting %s into %s (first use)", checkpoint, out)
-        config = ExportConfig(layouts=(layout,), sampler=sampler)
+        if loaded.student != student:
+            raise BundleError(f"{checkpoint}: its manifest's student record changed while it loaded; run again")
+        config = ExportConfig(layouts=(layout,), sampler=sampler, student=student)
         export_bundle(loaded.model, codec, out, config, sources={"checkpoint": checkpoint, "key": key_fields},
                       overwrite=True)  # fmt: skip
     return out
@@ -165,10 +170,11 @@ def history_frames(source: str | Path | None) -> int | None:
 def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
                  steps: int | None = None, guidance: float | None = None,
                  codec: str | Path | None = None, providers: list[str] | None = None, *, trust_cache: bool = False,
-                 trusted_keys: Sequence[str | Path] = ()):  # fmt: skip
+                 trusted_keys: Sequence[str | Path] = (), model: str | None = None):  # fmt: skip
     """The backend for what the user names (see vgpt.runtime.predictor.load_model). `trust_cache`: reuse
     remembered verdicts on files (vgpt.integrity); `trusted_keys`: load only a bundle signed by one of
-    these public keys (vgpt.export.signing)."""
+    these public keys (vgpt.export.signing); `model`: which bundled model (vgpt.default_model.BUNDLED_MODELS)."""
+    source = named_model(source, model)
     if backend not in BACKENDS:
         raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
     if providers and backend != "onnxruntime":
@@ -194,6 +200,10 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
         return _torch_backend(source, threads, steps, guidance, codec)
     bundle_dir = source if is_bundle else cached_export(source, steps, guidance, codec, trust_cache)
     bundle = load_bundle(bundle_dir, trust_cache=trust_cache, trusted_keys=trusted_keys)
+    if bundle.manifest.sampler.student is not None:
+        from vgpt.student import student_sampler
+
+        student_sampler(bundle.manifest.sampler.student, steps, guidance, source=str(bundle.root))
     for name, value in (("steps", steps), ("guidance", guidance)):
         recorded = getattr(bundle.sampler, name)
         if value is not None and value != recorded:
@@ -203,15 +213,23 @@ def open_backend(source: str | Path | None, backend: str = "onnxruntime", thread
 
 
 def _torch_backend(source, threads, steps, guidance, codec_source):
-    from vgpt.checkpoint import load_checkpoint, refuse_student
+    from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
-    refuse_student(checkpoint, "the runtime (vgpt-run, load_model)")
     loaded = load_checkpoint(checkpoint)
     model = loaded.model
-    layout, sampler = defaults.layout(model.config), defaults.sampler(steps, guidance)
+    layout, sampler = defaults.layout(model.config), _sampler(loaded.student, defaults, steps, guidance, checkpoint)
     codec = load_codec(codec_dir)
     check_codec_fits(codec, loaded, codec_dir)
     return TorchBackend(model, codec, layout, sampler, threads)
+
+
+def _sampler(student, defaults, steps, guidance, checkpoint) -> SamplerConfig:
+    """A teacher's sampler from its defaults and the options given; a student's own (options must agree)."""
+    if student is None:
+        return defaults.sampler(steps, guidance)
+    from vgpt.student import student_sampler
+
+    return student_sampler(student, steps, guidance, source=str(checkpoint))

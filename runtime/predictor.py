@@ -255,6 +255,7 @@ def load_model(
     *,
     trust_cache: bool = False,
     trusted_keys: Sequence[str | Path] = (),
+    model: str | None = None,
 ) -> LoadedModel:
     """A model from a bundle (folder, or a graph file whose manifest sits above it), an engines folder, a
     checkpoint or training run folder (exported on first use; `codec` when none sits beside it), or the
@@ -263,9 +264,11 @@ def load_model(
 
     Every model file is hashed at every load; `trust_cache=True` reuses a verdict remembered since the
     file's last write (vgpt.integrity). `trusted_keys` (PEM public key files): load only an export bundle
-    signed by one of them with `vgpt-export --sign` (vgpt.export.signing)."""
+    signed by one of them with `vgpt-export --sign` (vgpt.export.signing). `model`: which of the bundled
+    models ("teacher", "student": vgpt.default_model.BUNDLED_MODELS) when `source` is None or a folder laid
+    out like the bundled one; without it, the student once its figures meet the teacher's at every horizon."""
     return LoadedModel(open_backend(source, backend, threads, steps, guidance, codec, providers,
-                                    trust_cache=trust_cache, trusted_keys=trusted_keys))  # fmt: skip
+                                    trust_cache=trust_cache, trusted_keys=trusted_keys, model=model))  # fmt: skip
 
 
 def load_predictor(
@@ -281,8 +284,9 @@ def load_predictor(
     *,
     trust_cache: bool = False,
     trusted_keys: Sequence[str | Path] = (),
+    model: str | None = None,
 ) -> VideoPredictor:
     """One stream of a model: `load_model(...).stream(mode, seed)` (see `load_model` for the sources and
     `VideoPredictor` for the seed)."""
     return load_model(source, backend, threads, steps, guidance, codec, providers, trust_cache=trust_cache,
-                      trusted_keys=trusted_keys).stream(mode, seed)  # fmt: skip
+                      trusted_keys=trusted_keys, model=model).stream(mode, seed)  # fmt: skip

@@ -314,7 +314,7 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             yield frame
 
     outputs = _outputs(config, source)
-    stats = _StatsLog(config.stats) if config.stats else None
+    stats = _StatsLog(config.stats, G, source.fps) if config.stats else None
     try:
         for _, prediction in predictor.stream(watched(), every=G, return_latents=config.latents is not None):
             clips += 1
@@ -346,6 +346,7 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
         bar.close()
         frames.close()  # join the capture thread on every way out
         if stats is not None:
+            log.info("%s", stats.verdict())
             with contextlib.suppress(OSError):  # what was logged stays; a full disk is reported once, above
                 stats.close()
     try:
@@ -387,16 +388,35 @@ def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.
 
 class _StatsLog:
     """`--stats`: one JSON object per line, flushed per clip, so a monitor (or scripts/soak.py) can follow
-    a live run while it goes and what was logged survives a kill."""
+    a live run while it goes and what was logged survives a kill. Each line also says whether the clip
+    was predicted faster than it lasts at the stream's fps (`clip_lasts`: G / fps seconds), the condition
+    for keeping up with the camera."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, clip_frames: int, fps: float) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a", buffering=1)  # line-buffered: each clip is on disk as it is logged
         self._start = time.monotonic()
+        self.fps, self.clip_lasts = fps, clip_frames / fps
+        self.clips = self.kept_up = 0
+        self.slowest = 0.0
 
     def write(self, **fields) -> None:
-        fields = {"seconds": round(time.monotonic() - self._start, 3), **fields}
+        keeps_up = fields["clip_seconds"] < self.clip_lasts
+        self.clips, self.kept_up = self.clips + 1, self.kept_up + keeps_up
+        self.slowest = max(self.slowest, fields["clip_seconds"])
+        fields = {"seconds": round(time.monotonic() - self._start, 3), **fields, "fps": self.fps,
+                  "clip_lasts": round(self.clip_lasts, 4), "keeps_up": keeps_up}  # fmt: skip
         self._file.write(json.dumps(fields) + "\n")
+
+    def verdict(self) -> str:
+        """One line for the end of the run: whether every clip was predicted faster than it lasts."""
+        if not self.clips:
+            return "no clip was predicted: nothing to say about keeping up"
+        word = "kept up with" if self.kept_up == self.clips else "did NOT keep up with"
+        return (
+            f"{word} the {self.fps:g} fps stream: {self.kept_up} of {self.clips} clips predicted faster than "
+            f"they last ({self.clip_lasts:.3f} s; slowest {self.slowest:.3f} s)"
+        )
 
     def close(self) -> None:
         self._file.close()

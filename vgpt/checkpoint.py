@@ -135,16 +135,6 @@ def read_student(path: str | Path) -> StudentSampler | None:
     return student_of(_read_json(manifest).get("extra", {})) if manifest.is_file() else None
 
 
-def refuse_student(path: str | Path, command: str) -> None:
-    """Student bundles (one branch, the K-step table as constants) are not exported yet: a student must not
-    be exported or run as if it were a teacher (50 guided steps on weights distilled for K unguided ones)."""
-    student = read_student(path)
-    if student is not None:
-        raise CheckpointError(f"{path} is a student distilled to {student.steps} steps with one branch; {command} "
-                              "does not take students yet (their ONNX bundles are not built): sample it with "
-                              f"vgpt-eval --checkpoint {path} or vgpt-predict --checkpoint {path}")  # fmt: skip
-
-
 def recorded_identity(path: str | Path) -> tuple[str, ModelConfig] | None:
     """The weights hash and model config a vgpt checkpoint's manifest records, read without loading
     the weights (what a cache keyed on them needs to find a hit); None for the released format, whose

@@ -68,3 +68,17 @@ def student_of(extra: dict[str, Any]) -> StudentSampler | None:
     """The student record of a checkpoint's manifest extra, or None for a teacher."""
     record = extra.get(KEY)
     return None if record is None else StudentSampler.from_dict(record)
+
+
+def student_sampler(student: StudentSampler, steps: int | None = None, guidance: float | None = None,
+                    shift: float | None = None, source: str = "the checkpoint") -> SamplerConfig:  # fmt: skip
+    """The sampler a student is exported and run with: its own. Sampler options a user gives must agree
+    with it (K steps, guidance 1, its shift): a student sampled otherwise is not what it was trained for."""
+    own = student.sampler()
+    given = {"steps": (steps, own.steps), "guidance": (guidance, own.guidance), "shift": (shift, own.shift)}
+    wrong = [f"--{name} {value:g}" for name, (value, want) in given.items() if value is not None and value != want]
+    if wrong:
+        raise ConfigError(f"{', '.join(wrong)}: {source} is a student distilled to {own.steps} steps with one branch "
+                          f"(guidance {student.guidance:g} distilled in, shift {own.shift:g}); it samples only its "
+                          "own table: leave these options out")  # fmt: skip
+    return own

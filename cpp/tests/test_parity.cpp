@@ -46,6 +46,9 @@ void parity(const char* name) {
 TEST(Parity, BundledDefaultModel) { parity("bundled"); }
 TEST(Parity, TinyModel) { parity("tiny"); }
 
+// A distilled student's bundle: one branch at its own K-step table, the same runtime loop.
+TEST(Parity, TinyStudent) { parity("student"); }
+
 TEST(Parity, GpditExactRollingWindow) { parity("gpdit"); }
 
 namespace {

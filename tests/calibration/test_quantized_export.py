@@ -231,3 +231,27 @@ def test_verification_ignores_a_rounding_flip_but_not_a_wrong_scale(quantized):
             quantizer.amax = saved
     failed = [e for e in wrong if not e.passed]
     assert failed and any(e.name.startswith("Q/DQ codes") for e in failed)
+
+
+def test_a_student_quantizes_to_int8_calibrated_at_its_own_table(codec, tmp_path):
+    """The calibration set records the student's own noise levels (its one-branch step at its table), and
+    the quantized graphs are verified code by code like a teacher's."""
+    from vgpt.checkpoint import content_hash
+    from vgpt.sampler import schedule
+    from vgpt.student import StudentSampler, student_indices
+
+    model = random_model(get_preset("tiny"))
+    table = schedule(5, 1.5)[student_indices(5, 2)].tolist()
+    record = StudentSampler(tuple(table), 2.0, 1.5, 5, content_hash(model.state_dict()), "consistency")
+    layout = Layout.from_pixels(model.config, 3, 2, 32, 32)
+    config = ExportConfig(layouts=(layout,), sampler=record.sampler(), precision="int8", student=record)
+    quantizer = ModelOptQuantizer("int8", calibration=CalibrationConfig(count=2, levels=2),
+                                  calibration_root=str(tmp_path / "calib"))  # fmt: skip
+    manifest = export_bundle(model, codec, tmp_path / "bundle", config, quantizer=quantizer)
+    assert manifest.sampler.student == record and manifest.quantized and manifest.sampler.guidance == 1.0
+    assert all(e["passed"] for g in manifest.layout().graphs.values() for e in g.verification)
+    backend = OrtBackend(load_bundle(tmp_path / "bundle"))
+    assert backend.steps == 2
+    history = np.random.default_rng(0).standard_normal((1, 3, 4, 4, 4)).astype(np.float32)
+    backend.prefill(history)
+    assert np.isfinite(backend.denoise(np.zeros((1, 2, 4, 4, 4), np.float32))).all()

@@ -11,6 +11,8 @@ Writes `fixtures.json` and raw little-endian `.bin` arrays (described by dtype a
   engines of it, so it is exported at the opset the installed TensorRT parses (`fixture_opset`);
 - `gpdit`: the same for a `gpdit-tiny`-preset bundle (GPDiT's lightweight mask: frame.onnx and ring.onnx)
   in the exact rolling mode, after the window has slid past several observed frames;
+- `student`: the same for a `tiny` student bundle (random weights with a distilled student's record: 2 steps
+  at its own table, one branch);
 - `preprocess`: `fit_frames` of frames of several sizes (up- and downsampling, identity, odd sizes);
 - `to_uint8`: `to_uint8` of values around every rounding boundary;
 - `tamper`: altered copies of the tiny bundle that both runtimes must refuse, a signed copy and its key
@@ -83,6 +85,24 @@ def tiny_bundle(out: Path, preset: str = "tiny") -> Path:
     return out
 
 
+def tiny_student_bundle(out: Path) -> Path:
+    """A student bundle: its denoising graph runs one branch at the K-step table it records."""
+    from vgpt.checkpoint import content_hash
+    from vgpt.sampler import schedule
+    from vgpt.student import StudentSampler, student_indices
+
+    model = random_model(get_preset("tiny"))
+    torch.manual_seed(0)
+    codec = LightCodec().eval()
+    layout = Layout.for_model(model.config, 3, 2, 4, 4)
+    table = schedule(5, 1.5)[student_indices(5, 2)].tolist()
+    record = StudentSampler(tuple(table), 2.0, 1.5, 5, content_hash(model.state_dict()), "self_forcing")
+    config = ExportConfig(layouts=(layout,), sampler=record.sampler(), opset=fixture_opset(), verify=False,
+                          student=record)  # fmt: skip
+    export_bundle(model, codec, out, config)
+    return out
+
+
 def prediction_case(bundle: Path, frames: np.ndarray, write: Writer, recorded: Path | None = None,
                     mode: str = "exact") -> dict:  # fmt: skip
     """What the Python runtime predicts from `frames` with noise drawn by a seeded torch generator; the
@@ -136,6 +156,7 @@ def main() -> None:
     write = Writer(tmp)
     tiny = tiny_bundle(tmp / "tiny-bundle")
     gpdit = tiny_bundle(tmp / "gpdit-bundle", "gpdit-tiny")
+    student = tiny_student_bundle(tmp / "student-bundle")
     fixtures = {
         "bundled": prediction_case(cached_export(None, None, None), render_video(3, SceneConfig(80, 96, 6)), write),
         # the tiny bundle is recorded at the place it has once the folder is renamed
@@ -143,6 +164,7 @@ def main() -> None:
         # 10 frames for a window of 3: the C++ stream pushes each observed frame into its ring at once, so its
         # ring has slid by 7 when the prediction reads it; the Python one pushes the newest 3 at predict time
         "gpdit": prediction_case(gpdit, render_video(6, SceneConfig(40, 30, 10)), write, out / gpdit.name, "rolling"),
+        "student": prediction_case(student, render_video(6, SceneConfig(40, 30, 4)), write, out / student.name),
         "preprocess": preprocess_cases(write),
         "to_uint8": to_uint8_case(write),
         "tamper": {**write_cases(tiny, tmp / "tamper"), "folder": "tamper"},

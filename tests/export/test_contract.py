@@ -27,6 +27,7 @@ from vgpt.export.contract import (
     TensorRTReadiness,
 )
 from vgpt.integrity import canonical_sha256
+from vgpt.student import StudentSampler
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -93,6 +94,7 @@ RECORDS = {
     BuildSettings: "build_settings",
     GpuRecord: "gpu",
     EngineFile: "engine_file",
+    StudentSampler: "student",
 }
 # Keys written beside the fields: the format name, and the manifest's own hash.
 WRITTEN_ONLY = {BundleManifest: {"format", MANIFEST_HASH}, EngineManifest: {"format"}}

@@ -176,3 +176,31 @@ def test_the_live_stream_costs_by_kv_cache(tmp_path, monkeypatch):
     ratio = r["videogpt_exact"]["per_frame"]["median"] / r["gpdit_rolling"]["per_frame"]["median"]
     assert r["exact_per_frame_ratio"] == pytest.approx(ratio)
     assert "GPDiT rolling (exact: one frame alone)" in result.output and "over GPDiT rolling" in result.output
+
+
+def test_teacher_and_students_are_timed_per_clip_side_by_side(tmp_path):
+    """--students: the teacher (2 steps x 2 branches here) and a K = 1 student (1 x 1) per clip at the bundled
+    layout and at the --layout proportions, with the ratio of their clip times. PyTorch only (--no-onnx):
+    ONNX Runtime runs the same student bundles as tests/export/test_student_bundle.py, and four exports
+    would cost minutes here."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(bench_main, [*TINY, "--students", "1", "--students-only", "--no-onnx", "--json",
+                                             str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    students = json.loads(out.read_text())["students"]
+    assert set(students["layouts"]) == {"bundled", "released"}
+    assert (
+        students["layouts"]["released"]["history_frames"] == 3 and students["layouts"]["bundled"]["history_frames"] == 4
+    )
+    for layout in ("bundled", "released"):
+        assert students["per_clip"][layout]["onnxruntime"] == {}
+        for backend in ("torch",):
+            rows = students["per_clip"][layout][backend]
+            assert {name: r["network_evaluations"] for name, r in rows.items()} == {"teacher": 4, "student K=1": 1}
+            ratio = students["student_vs_teacher_clip"][layout][backend]["student K=1"]
+            teacher, student = rows["teacher"]["per_clip"]["median"], rows["student K=1"]["per_clip"]["median"]
+            assert ratio == pytest.approx(teacher / student)
+    assert "torch: student K=1 (1 NFE) |" in result.output and "faster than the teacher" in result.output
+    assert "per clip, history" not in result.output  # --students-only: nothing else was timed
+    bad = CliRunner().invoke(bench_main, [*TINY, "--students", "3"])
+    assert bad.exit_code == 2 and "choose from [1, 2, 4]" in bad.output

@@ -252,7 +252,7 @@ def test_the_bundled_model_is_called_a_demonstration_in_help_and_the_readme():
     assert "vgpt-train --config bundled --data" in quick_start
 
 
-def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp_path, monkeypatch):
+def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp_path, monkeypatch, caplog):
     """Live outputs are written while the stream runs (memory stays at one clip however long it runs), and
     finished into complete files when the camera disconnects: video, PNG frames, latents and sheet."""
     import time
@@ -284,6 +284,11 @@ def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp
     stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert [s["clips"] for s in stats] == list(range(1, predicted // 2 + 1))  # G = 2 frames per clip
     assert all(s["clip_seconds"] > 0 and s["observed"] >= 3 for s in stats)
+    # a clip of G = 2 frames lasts 0.2 s at the camera's 10 fps: each line says whether it was faster
+    assert all(s["fps"] == 10.0 and s["clip_lasts"] == 0.2 for s in stats)
+    assert all(s["keeps_up"] == (s["clip_seconds"] < 0.2) for s in stats)
+    kept = sum(s["keeps_up"] for s in stats)
+    assert f"{kept} of {len(stats)} clips predicted faster than they last (0.200 s" in caplog.text
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 

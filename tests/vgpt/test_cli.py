@@ -1,7 +1,6 @@
 import re
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from vgpt.cli import predict_main
@@ -89,22 +88,3 @@ def test_help_texts_state_the_bundled_models_settings_from_defaults_json():
     shift = json.loads((DEFAULT_DIR / SETTINGS).read_text())["shift"]
     text = " ".join(CliRunner().invoke(eval_main, ["--help"]).output.split())
     assert f"{shift:g} for the bundled one" in text  # it said 1 while the model ran 3
-
-
-def test_a_student_is_refused_by_export_and_the_runtime_until_its_bundles_exist(tmp_path):
-    """Sampled like a teacher (50 guided steps) a student's weights give garbage without a word: refuse."""
-    from tests.conftest import random_model
-    from vgpt.checkpoint import CheckpointError, save_checkpoint
-    from vgpt.config import get_preset
-    from vgpt.export.cli import export_main
-    from vgpt.runtime import load_predictor
-    from vgpt.student import StudentSampler
-
-    record = StudentSampler((0.0, 0.5, 1.0), 2.0, 3.0, 8, "0" * 64, "consistency")
-    path = save_checkpoint(random_model(get_preset("tiny")), tmp_path / "student", extra={"student": record.to_dict()})
-    result = CliRunner().invoke(export_main, ["--checkpoint", str(path), "--out", str(tmp_path / "b")])
-    assert result.exit_code == 1 and "is a student distilled to 2 steps" in result.output, result.output
-    assert not (tmp_path / "b").exists()
-    for backend in ("onnxruntime", "torch"):
-        with pytest.raises(CheckpointError, match="does not take students yet"):
-            load_predictor(path, backend=backend)

@@ -47,3 +47,91 @@ def test_the_readmes_quantization_table_states_the_bundled_models_settings_and_f
     assert rows["fp32"] == f"{settings['eval']['ratio']:.4f}"
     int8 = re.search(r"\| INT8 \| ([0-9.]+) ", (root / "docs" / "benchmarks.md").read_text()).group(1)
     assert rows["int8"] == int8
+
+
+def _comparison(teacher_presence, student_presence, teacher_error, student_error, record, num_clips=2):
+    """A `vgpt-eval --student` JSON as vgpt.comparison writes it: the teacher, its K-step floor, the student."""
+    return {"num_clips": num_clips, "rows": {
+        "teacher 50x2": {"network_evaluations": 100, "presence_by_horizon": teacher_presence,
+                         "centroid_error_by_horizon": teacher_error},
+        "teacher 4x2": {"network_evaluations": 8, "presence_by_horizon": [0.0] * len(teacher_presence),
+                        "centroid_error_by_horizon": [9.0] * len(teacher_error)},
+        "self-forcing student 4x1": {"network_evaluations": 4, "distilled": record,
+                                     "presence_by_horizon": student_presence,
+                                     "centroid_error_by_horizon": student_error}}}  # fmt: skip
+
+
+def test_the_student_is_the_default_only_when_its_figures_meet_the_teachers_at_every_horizon():
+    from vgpt.default_model import meets_the_bar
+
+    record = {"distilled_from": "a" * 64, "stage": "self_forcing", "timesteps": [0.0, 0.5, 1.0]}
+    teacher = [0.9, 0.7, 0.5], [1.0, 2.0, 3.0]
+    assert meets_the_bar(_comparison(teacher[0], [0.9, 0.8, 0.5], teacher[1], [1.0, 1.5, 3.0], record), record,
+                         "a" * 64) is None  # fmt: skip
+    # the floor row (teacher 4x2) is worse everywhere: the bar is the full teacher's row, not it
+    worse_at_3 = meets_the_bar(_comparison(teacher[0], [0.95, 0.8, 0.49], teacher[1], [0.5, 1.0, 2.0], record),
+                               record, "a" * 64)  # fmt: skip
+    assert "presence_by_horizon at +3: the student's 0.490 against the teacher's 0.500 (teacher 50x2)" == worse_at_3
+    off_at_2 = meets_the_bar(_comparison(teacher[0], teacher[0], teacher[1], [1.0, 2.1, 3.0], record), record, "a" * 64)
+    assert off_at_2.startswith("centroid_error_by_horizon at +2")
+    same = _comparison(teacher[0], teacher[0], teacher[1], teacher[1], record)
+    assert meets_the_bar(same, record, "a" * 64) is None  # "at least the teacher's": equal is enough
+    assert "distilled from aaaaaaaaaaaa..., not this teacher" in meets_the_bar(same, record, "b" * 64)
+    assert "no row of this student" in meets_the_bar(same, {**record, "stage": "consistency"}, "a" * 64)
+    one_clip = _comparison(teacher[0], teacher[0], teacher[1], teacher[1], record, num_clips=1)
+    assert "at least 2" in meets_the_bar(one_clip, record, "a" * 64)
+    none = _comparison(teacher[0], [0.9, None, 0.5], teacher[1], teacher[1], record)
+    assert "no figure" in meets_the_bar(none, record, "a" * 64)
+
+
+def test_the_bundled_choice_reads_the_shipped_students_comparison(tmp_path):
+    """`--model` names a bundled model; without it the student is taken once its comparison meets the bar."""
+    import json
+
+    from tests.conftest import random_model
+    from vgpt.checkpoint import content_hash, save_checkpoint
+    from vgpt.default_model import COMPARISON, named_model, resolve_checkpoint
+    from vgpt.student import StudentSampler
+
+    model = random_model(get_preset("tiny"))
+    save_checkpoint(model, tmp_path / "model")
+    (tmp_path / "codec").mkdir()
+    (tmp_path / "defaults.json").write_text(json.dumps({"steps": 8, "guidance": 2.0, "shift": 1.5}))
+    default = default_model(tmp_path)
+    assert default.shipped() == ["teacher"] and default.preferred_model() == "teacher"
+    with pytest.raises(ConfigError, match="ships no student"):
+        default.model_path("student")
+    record = StudentSampler((0.0, 0.5, 1.0), 2.0, 1.5, 8, content_hash(model.state_dict()), "self_forcing")
+    save_checkpoint(model, tmp_path / "student", extra={"student": record.to_dict()})
+    assert default.preferred_model() == "teacher"  # no comparison recorded
+    good = _comparison([0.9, 0.5], [0.9, 0.6], [1.0, 2.0], [1.0, 2.0], record.to_dict())
+    (tmp_path / "student" / COMPARISON).write_text(json.dumps(good))
+    assert default.preferred_model() == "student"
+    assert resolve_checkpoint(tmp_path)[0] == str(tmp_path / "student")
+    assert resolve_checkpoint(tmp_path, model="teacher")[0] == str(tmp_path / "model")
+    # the student's folder itself takes the layout and codec of the folder it sits in
+    assert resolve_checkpoint(tmp_path / "student")[1:] == (str(tmp_path / "codec"), default.defaults)
+    bad = _comparison([0.9, 0.5], [0.9, 0.4], [1.0, 2.0], [1.0, 2.0], record.to_dict())
+    (tmp_path / "student" / COMPARISON).write_text(json.dumps(bad))
+    assert default.preferred_model() == "teacher"
+    assert named_model(tmp_path, "student") == str(tmp_path / "student")
+    with pytest.raises(ConfigError, match="is not a folder laid out like the bundled one"):
+        named_model(tmp_path / "model", "student")
+    with pytest.raises(ConfigError, match="is a checkpoint itself"):
+        resolve_checkpoint(tmp_path / "model", model="teacher")
+
+
+def test_the_bundled_default_is_the_teacher_until_a_student_is_shipped():
+    default = default_model()
+    if "student" not in default.shipped():
+        assert default.preferred_model() == "teacher"
+    assert resolve_checkpoint_name(default) in default.shipped()
+
+
+def resolve_checkpoint_name(default):
+    from pathlib import Path
+
+    from vgpt.default_model import BUNDLED_MODELS, resolve_checkpoint
+
+    folder = Path(resolve_checkpoint(None)[0]).name
+    return next(name for name, sub in BUNDLED_MODELS.items() if sub == folder)
