@@ -10,6 +10,7 @@ BUNDLE/
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -217,7 +218,10 @@ def export_bundle(
                          "(GPDiT's frame and ring graphs) is not supported yet; export it at fp32 or --dtype "
                          "float16")  # fmt: skip
     out = Path(out)
-    model = model.to(DTYPES[config.dtype]).eval()
+    dtype = DTYPES[config.dtype]
+    if any(p.dtype != dtype for p in model.parameters()):
+        model = copy.deepcopy(model).to(dtype)  # Module.to casts in place: the caller's model keeps its dtype
+    model = model.eval()
     weights_hash = content_hash(model.state_dict())
     quantization = None
     if quantizer is not None:

@@ -167,6 +167,8 @@ def test_bfloat16_bundle_holds_bf16_weights_and_is_verified_by_its_dtypes(tiny_p
     layout = Layout.for_model(model.config, 3, 2, 4, 4)
     out = tmp_path / "bf16"
     export_bundle(model, codec, out, ExportConfig(layouts=(layout,), sampler=SAMPLER, dtype="bfloat16"))
+    # the caller's model is not cast in place (it did: later tests on this session fixture ran in bf16)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
     bundle = load_bundle(out)
     assert bundle.manifest.dtype == "bfloat16"
     entry = bundle.layout()
