@@ -9,24 +9,20 @@ def test_subpackages_are_mapped():
         assert module.__file__.replace("\\", "/").endswith(f"/{name}/__init__.py")
 
 
+def _loaded_by(imports: str, libraries: tuple[str, ...]) -> str:
+    """Which of `libraries` a fresh interpreter has in sys.modules after `import sys, <imports>`."""
+    code = f"import sys, {imports}; print(sorted(m for m in {libraries!r} if m in sys.modules))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_importing_vgpt_pulls_no_heavy_deployment_libraries():
-    code = (
-        "import sys, vgpt, vgpt.checkpoint, vgpt.predictors, vgpt.codecs, vgpt.cli; "
-        "print(sorted(m for m in ('onnx', 'onnxruntime', 'tensorrt', 'modelopt', 'diffusers', 'transformers') "
-        "if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    heavy = ("onnx", "onnxruntime", "tensorrt", "modelopt", "diffusers", "transformers")
+    assert _loaded_by("vgpt, vgpt.checkpoint, vgpt.predictors, vgpt.codecs, vgpt.cli", heavy) == "[]"
 
 
 def test_bag_and_viewer_libraries_are_imported_only_when_used():
-    code = (
-        "import sys, vgpt.runtime.run, vgpt.runtime.cli, vgpt.recordings, vgpt.evaluation; "
-        "print(sorted(m for m in ('rosbags', 'mcap', 'mcap_ros2', 'foxglove', 'websockets', 'tkinter') "
-        "if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    robotics = ("rosbags", "mcap", "mcap_ros2", "foxglove", "websockets", "tkinter")
+    assert _loaded_by("vgpt.runtime.run, vgpt.runtime.cli, vgpt.recordings, vgpt.evaluation", robotics) == "[]"
 
 
 def test_runtime_never_imports_training():
