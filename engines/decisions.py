@@ -263,6 +263,22 @@ def check_engine_manifest(manifest: EngineManifest, tensorrt_version: str, gpu_n
                           f"{gpu_name} (sm {list(capability)}): rebuild them with vgpt-build on this GPU")  # fmt: skip
 
 
+def source_graph_hashes(entry, graphs) -> dict[str, str]:
+    """graph -> the sha256 that a bundle layout (vgpt.export.manifest.LayoutEntry) records for that graph's
+    ONNX file now: what vgpt-build hashed when it built the graph's engine from the same bundle."""
+    return {g: entry.graphs[g].files[entry.graphs[g].spec.file].sha256 for g in graphs}
+
+
+def check_source_graphs(manifest: EngineManifest, now: dict[str, str]) -> None:
+    """Refuse engines that were not built from the graphs the bundle holds now (`now`:
+    `source_graph_hashes`), as the C/C++ runtime refuses them: a re-exported bundle's engines are stale
+    even where their own files are whole."""
+    for graph, sha256 in now.items():
+        if manifest.source_graphs_sha256.get(graph) != sha256:
+            raise EngineError(f"the {graph} engine was not built from the {graph} graph that {manifest.bundle} holds "
+                              "now (re-exported?): rebuild the engines with vgpt-build on this machine")  # fmt: skip
+
+
 def check_plan_files(manifest: EngineManifest, folder: str | Path, verify_hash: bool = True) -> None:
     """Every engine present with its recorded size and sha256 (a truncated copy is refused before
     TensorRT sees it)."""

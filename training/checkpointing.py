@@ -138,8 +138,17 @@ def _load_trainer(path: Path) -> dict[str, Any]:
     return trainer
 
 
-def find_resume(resume: str, out_dir: str | Path) -> Path | None:
-    """'auto': the latest complete checkpoint in out_dir (None if there is none); else the folder."""
+def find_resume(resume: str | None, out_dir: str | Path) -> Path | None:
+    """'auto': the latest complete checkpoint in out_dir (None if there is none); else the folder. None
+    (a fresh run) is refused where out_dir already holds a run's checkpoints: its saves would overwrite
+    them step by step and prune the rest, so the user names the run to continue or another folder."""
+    if resume is None:
+        latest = checkpoint_root(out_dir) / "latest"
+        if latest.is_file():
+            raise CheckpointError(f"{out_dir} already holds a run (its latest checkpoint: "
+                                  f"{latest.read_text().strip()}); a fresh run would overwrite it: continue that run "
+                                  "with --resume auto, or give another --out")  # fmt: skip
+        return None
     if resume == "auto":
         latest = checkpoint_root(out_dir) / "latest"
         if not latest.is_file():

@@ -298,7 +298,7 @@ def _distill(config: DistillConfig, info: distributed.DistInfo) -> Path:
         critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr, betas=config.betas,
                                              eps=config.eps, weight_decay=0.0)  # fmt: skip
     state = TrainerState(step=0, data_position=0)
-    resume = find_resume(config.resume, out) if config.resume else None
+    resume = find_resume(config.resume, out)
     if resume is not None:
         _check_stage(resume, config)
         state = load_training_checkpoint(resume, student, optimizer, scheduler, info.device)

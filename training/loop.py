@@ -94,7 +94,7 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
     state = TrainerState(step=0, data_position=0)
     if info.rank == 0:  # what a run killed mid-checkpoint left (.step-*.tmp) goes before anything is written
         remove_stale_checkpoints(out)
-    resume = find_resume(config.resume, out) if config.resume else None
+    resume = find_resume(config.resume, out)
     if resume is not None:
         state = load_training_checkpoint(resume, optimizer_model, optimizer, scheduler, info.device, average)
         log.info("resumed from %s at step %d", resume, state.step)

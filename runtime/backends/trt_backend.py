@@ -31,10 +31,12 @@ from vgpt.engines.decisions import (
     aligned_bytes,
     check_engine_manifest,
     check_plan_files,
+    check_source_graphs,
     device_buffers,
     read_engine_manifest,
     result_buffer,
     shared_activation_bytes,
+    source_graph_hashes,
 )
 from vgpt.export.manifest import load_bundle
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
@@ -69,6 +71,7 @@ class TensorRTBackend(Backend):
         check_plan_files(manifest, folder)
         entry = load_bundle(bundle or manifest.bundle).layout(manifest.layout)
         specs = {g: entry.spec(g) for g in (ENCODER, PREFILL, DENOISE, DECODER)}
+        check_source_graphs(manifest, source_graph_hashes(entry, specs))
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
         engines = {}

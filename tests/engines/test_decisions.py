@@ -17,6 +17,7 @@ from vgpt.engines.decisions import (
     check_engine_manifest,
     check_plan_files,
     check_precision_supported,
+    check_source_graphs,
     device_buffers,
     export_opset,
     parse_tensorrt_version,
@@ -25,6 +26,7 @@ from vgpt.engines.decisions import (
     result_buffer,
     shared_activation_bytes,
     source_bundle,
+    source_graph_hashes,
 )
 from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest, GpuRecord, SamplerRecord
 from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
@@ -204,6 +206,29 @@ def test_engine_manifest_refuses_other_versions_other_gpus_and_truncated_plans(t
     (tmp_path / "model.plan").unlink()
     with pytest.raises(EngineError, match="missing"):
         check_plan_files(manifest, tmp_path)
+
+
+def test_engines_not_built_from_the_graphs_the_bundle_holds_now_are_refused(fp32_bundle, tmp_path):
+    """What the C/C++ runtime checks at load (cpp/src/engines.cpp, check_sources) the Python TensorRT
+    backend checks too: each engine's recorded source is the sha256 of the ONNX file the bundle holds now."""
+    import dataclasses
+
+    from vgpt.export.manifest import load_bundle
+    from vgpt.export.spec import DECODER, ENCODER
+    from vgpt.integrity import sha256_file
+
+    entry = load_bundle(fp32_bundle).layout()
+    graphs = (ENCODER, PREFILL, DENOISE, DECODER)
+    now = source_graph_hashes(entry, graphs)
+    assert now == {g: sha256_file(entry.path(g)) for g in graphs}, "what vgpt-build hashes when it builds"
+    built = dataclasses.replace(_manifest(tmp_path), source_graphs_sha256=now)
+    check_source_graphs(built, now)
+    stale = dataclasses.replace(built, source_graphs_sha256={**now, DENOISE: "0" * 64})  # built before a re-export
+    with pytest.raises(EngineError, match=r"the denoise engine was not built from the denoise graph.*re-exported"):
+        check_source_graphs(stale, now)
+    missing = dataclasses.replace(built, source_graphs_sha256={g: s for g, s in now.items() if g != PREFILL})
+    with pytest.raises(EngineError, match="the prefill engine was not built"):
+        check_source_graphs(missing, now)
 
 
 def test_tensorrt_code_imports_lazily_and_says_how_to_install(monkeypatch):

@@ -35,10 +35,13 @@ def test_training_into_the_same_run_again_and_resuming_it_work(videos, tmp_path)
     # the empty codec id, naming a --latent-cache option that does not exist.
     out = tmp_path / "run"
     args = ["--config", "bundled", "--data", str(videos), "--out", str(out), "--batch-size", "2"]
-    for extra in (["--steps", "1"], ["--steps", "1"], ["--steps", "2", "--resume", "auto"]):
+    # A fresh run into it again is refused before anything is written (it would overwrite the run's
+    # checkpoints); `--resume auto` continues it.
+    for extra, code in ((["--steps", "1"], 0), (["--steps", "1"], 1), (["--steps", "2", "--resume", "auto"], 0)):
         result = CliRunner().invoke(train_main, args + extra)
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == code, result.output
         assert "using the bundled codec" in result.output
+    assert "already holds a run" not in result.output
     assert "last checkpoint:" in result.output and (out / "checkpoints" / "step-0000002").is_dir()
 
 
@@ -47,6 +50,7 @@ def test_a_latent_cache_of_another_codec_is_one_error_naming_real_options(videos
     args = ["--config", "bundled", "--data", str(videos), "--out", str(out), "--batch-size", "2", "--steps", "1"]
     assert CliRunner().invoke(train_main, [*args, "--codec", str(codec_dir)]).exit_code == 0
     # Without --codec, the cache made by codec_dir is trained on as it is (no codec needed) ...
+    args += ["--resume", "auto"]
     result = CliRunner().invoke(train_main, args)
     assert result.exit_code == 0, result.output
     assert "training on the latents cached in" in result.output

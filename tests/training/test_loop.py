@@ -56,6 +56,17 @@ def test_resume_errors(tiny_train_config, tmp_path):
     assert find_resume("auto", tmp_path / "fresh") is None
 
 
+def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_and_leaves_it_whole(tiny_train_config, tmp_path):
+    """A second vgpt-train into the same --out without --resume would overwrite the run's checkpoints as
+    it saved its own: it is refused before anything is written, naming both ways on."""
+    first = train(tiny_train_config.replace(steps=3))
+    before = {p: p.read_bytes() for p in first.parent.rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError, match=r"already holds a run .*step-0000003.*--resume auto.*another --out"):
+        train(tiny_train_config.replace(steps=6))
+    assert {p: p.read_bytes() for p in first.parent.rglob("*") if p.is_file()} == before
+    assert train(tiny_train_config.replace(steps=6, resume="auto")).name == "step-0000006"
+
+
 def test_shipped_stage_configs_load():
     for name in ("stage1", "stage2", "stage3", "stage4"):
         config = load_train_config(name)
