@@ -9,14 +9,14 @@ vgpt-synth --out data/synthetic-train --count 600 --frames 32 --seed-start 0
 vgpt-train-codec --data data/synthetic-train --out runs/codec-warm --steps 8000 --lr 2e-3 --stop-after 1000
 vgpt-train-codec --data data/synthetic-train --out runs/codec --init runs/codec-warm --steps 3500 --lr 1e-3
 # Stage A: the small transformer from scratch on the 600 scenes (4000 steps, constant lr 1e-3).
-vgpt-train --config bundled --codec runs/codec
+vgpt-train --config bundled --codec runs/codec --resume auto
 # Stage B: from stage A on 3000 scenes, cosine decay and an average of the weights (5000 steps).
 vgpt-synth --out data/synthetic-train-3k --count 3000 --frames 32 --seed-start 0
-vgpt-train --config bundled-finetune --codec runs/codec
+vgpt-train --config bundled-finetune --codec runs/codec --resume auto
 # Stage C: from stage B's averaged weights, another cosine decay at a lower peak (4000 steps).
-vgpt-train --config bundled-refine --codec runs/codec
+vgpt-train --config bundled-refine --codec runs/codec --resume auto
 # Stage D: from stage C's averaged weights, every sample split at the bundled layout (4 + 4 frames).
-vgpt-train --config bundled-layout --codec runs/codec
+vgpt-train --config bundled-layout --codec runs/codec --resume auto
 latest=runs/bundled-layout/checkpoints/$(cat runs/bundled-layout/checkpoints/latest)
 # The sampler settings the model ships with (guidance 2, shift 3: docs/bundled-model.md has the sweep).
 vgpt-eval --checkpoint "$latest" --codec runs/codec --layout 4,4,64x64px --steps 50 --guidance 2 --shift 3 \
