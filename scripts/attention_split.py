@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 
 import vgpt.masks
+from vgpt.cli.bench.suite import _bench_inputs
+from vgpt.cli.bench.timing import bench_network
 from vgpt.codecs import LightCodec
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
@@ -27,7 +29,6 @@ from vgpt.export.manifest import load_bundle
 from vgpt.layout import Layout
 from vgpt.predictors import inference_calls
 from vgpt.runtime.backends.ort_backend import OrtBackend
-from vgpt.runtime.bench import _bench_inputs, bench_network
 from vgpt.sampler import SamplerConfig
 
 # name -> (the share of open rows at which a call is split, how the step attends the cache)

@@ -8,7 +8,7 @@ set -euo pipefail
 out="${1:-gpu-check}"
 python3 -c "import tensorrt, torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'; print('TensorRT', tensorrt.__version__)"
 python3 -m pytest -q tests/engines
-python3 -m vgpt.engines.gpu_check --out "$out"
+python3 -m vgpt.cli.gpu_check --out "$out"
 # The C++ TensorRT backend: configure with -DVGPT_WITH_TENSORRT=ON, build, ctest (which writes the parity
 # fixtures, the tiny bundle at the opset this TensorRT parses: 23 from 10.15, 18 before), then fp32 engines
 # of the tiny fixture bundle and the C++ TensorRT-vs-ONNX-Runtime test on them. The plans are built by the

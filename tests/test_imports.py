@@ -1,5 +1,7 @@
-"""Dependencies between the vgpt packages point one way: no import cycle between them, and deployment
-never depends on training. Read from the source with ast, so an import inside a function counts too."""
+"""Dependencies between the vgpt packages point one way, with no exemption: core < export < engines <
+runtime < calibration < training < cli (the commands), no import cycle between packages or between modules,
+and deployment never depends on training. Read from the source with ast, so an import inside a function
+counts too."""
 
 import ast
 import subprocess
@@ -12,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Package -> its folder (pyproject.toml maps the subpackages onto top-level folders).
 PACKAGES = {
     "vgpt": ROOT / "vgpt",
+    "vgpt.cli": ROOT / "vgpt" / "cli",
     "vgpt.export": ROOT / "export",
     "vgpt.engines": ROOT / "engines",
     "vgpt.runtime": ROOT / "runtime",
@@ -19,6 +22,15 @@ PACKAGES = {
     "vgpt.calibration": ROOT / "calibration",
 }
 DEPLOYMENT = ("vgpt.export", "vgpt.engines", "vgpt.runtime", "vgpt.calibration")
+ORDER = ["vgpt", "vgpt.export", "vgpt.engines", "vgpt.runtime", "vgpt.calibration", "vgpt.training", "vgpt.cli"]
+
+
+def files_of(package: str) -> list[Path]:
+    """The package's own .py files: the core's are vgpt/ less vgpt/cli/, a package of its own."""
+    paths = PACKAGES[package].rglob("*.py")
+    if package == "vgpt":
+        return sorted(p for p in paths if PACKAGES["vgpt.cli"] not in p.parents)
+    return sorted(paths)
 
 
 def package_of(module: str) -> str | None:
@@ -27,7 +39,7 @@ def package_of(module: str) -> str | None:
     if parts[0] != "vgpt":
         return None
     if len(parts) > 1 and f"vgpt.{parts[1]}" in PACKAGES:
-        return f"vgpt.{parts[1]}"
+        return f"vgpt.{parts[1]}"  # vgpt.cli too: the commands' layer
     return "vgpt"
 
 
@@ -47,13 +59,24 @@ def imported_modules(tree: ast.AST) -> set[str]:
 def import_graph() -> dict[str, dict[str, set[str]]]:
     """package -> imported package -> the files that import it."""
     graph: dict[str, dict[str, set[str]]] = {p: {} for p in PACKAGES}
-    for package, folder in PACKAGES.items():
-        for path in folder.rglob("*.py"):
+    for package in PACKAGES:
+        for path in files_of(package):
             for module in imported_modules(ast.parse(path.read_text(), str(path))):
                 target = package_of(module)
                 if target is not None and target != package:
                     graph[package].setdefault(target, set()).add(str(path.relative_to(ROOT)))
     return graph
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Every vgpt module -> the vgpt modules it imports (a package's __init__ stands for the package)."""
+    names = {}
+    for package in PACKAGES:
+        for path in files_of(package):
+            parts = [p for p in path.relative_to(PACKAGES[package]).with_suffix("").parts if p != "__init__"]
+            names[".".join([package, *parts])] = path
+    return {name: {m for m in imported_modules(ast.parse(path.read_text(), str(path))) if m in names and m != name}
+            for name, path in names.items()}  # fmt: skip
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -86,38 +109,35 @@ def test_find_cycle_finds_one_and_only_one():
     assert package_of("torch") is None
 
 
-# Commands are the roof of the house: a command module may import any package (vgpt-export's accuracy
-# report runs the runtime; vgpt-bench exports quantized bundles; the GPU check runs every backend).
-COMMANDS = {"cli.py", "bench.py", "cpp_bench.py", "gpu_check.py", "__main__.py"}
+def test_packages_stand_in_one_order():
+    """core < export < engines < runtime < calibration < training < cli, read from every import of every
+    file: export runs the quantization it is handed (vgpt.export.quantizer), it never imports
+    vgpt.calibration; the commands (vgpt.cli) import any package and no package imports them."""
+    graph = import_graph()
+    upward = {(p, q, f) for p in ORDER for q, files in graph[p].items() if ORDER.index(q) > ORDER.index(p)
+              for f in files}  # fmt: skip
+    assert upward == set(), sorted(upward)
 
 
-def library_graph() -> dict[str, set[str]]:
-    """package -> packages its library modules (not its commands) import."""
-    graph: dict[str, set[str]] = {p: set() for p in PACKAGES}
-    for package, folder in PACKAGES.items():
-        for path in folder.rglob("*.py"):
-            if path.name in COMMANDS:
-                continue
-            for module in imported_modules(ast.parse(path.read_text(), str(path))):
-                target = package_of(module)
-                if target is not None and target != package:
-                    graph[package].add(target)
-    return graph
-
-
-def test_library_packages_stand_in_one_order_below_the_commands():
-    """core < export < engines < runtime < calibration, read from every import outside a command module:
-    export runs the quantization it is handed (vgpt.export.quantizer), it never imports vgpt.calibration."""
-    order = ["vgpt", "vgpt.export", "vgpt.engines", "vgpt.runtime", "vgpt.calibration"]
-    graph = library_graph()
-    upward = {(p, q) for p in order for q in graph[p] if q in order and order.index(q) > order.index(p)}
-    assert upward == set(), upward
-
-
-def test_no_import_cycle_between_library_packages():
-    graph = library_graph()
+def test_no_import_cycle_between_packages():
+    graph = {p: set(targets) for p, targets in import_graph().items()}
     cycle = find_cycle(graph)
     assert cycle is None, f"import cycle between vgpt packages: {' -> '.join(cycle)}"
+
+
+def test_no_import_cycle_between_modules():
+    """Within a package too (vgpt-bench's sections share vgpt.cli.bench.timing, not each other)."""
+    cycle = find_cycle(module_graph())
+    assert cycle is None, f"import cycle between vgpt modules: {' -> '.join(cycle)}"
+
+
+def test_the_import_graph_sees_the_commands_layer():
+    """The order test reads something: the commands import the packages below them."""
+    graph = import_graph()
+    assert {"vgpt.export", "vgpt.engines", "vgpt.runtime", "vgpt.calibration", "vgpt.training"} <= set(
+        graph["vgpt.cli"]
+    )
+    assert "vgpt.cli.bench.timing" in module_graph()["vgpt.cli.bench.suite"]
 
 
 def test_deployment_never_imports_training():

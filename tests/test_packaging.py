@@ -17,32 +17,34 @@ def _loaded_by(imports: str, libraries: tuple[str, ...]) -> str:
 
 def test_importing_vgpt_pulls_no_heavy_deployment_libraries():
     heavy = ("onnx", "onnxruntime", "tensorrt", "modelopt", "diffusers", "transformers")
-    assert _loaded_by("vgpt, vgpt.checkpoint, vgpt.predictors, vgpt.codecs, vgpt.cli", heavy) == "[]"
+    assert _loaded_by("vgpt, vgpt.checkpoint, vgpt.predictors, vgpt.codecs, vgpt.cli, vgpt.cli.predict", heavy) == "[]"
 
 
 def test_bag_and_viewer_libraries_are_imported_only_when_used():
     robotics = ("rosbags", "mcap", "mcap_ros2", "foxglove", "websockets", "tkinter")
-    assert _loaded_by("vgpt.runtime.run, vgpt.runtime.cli, vgpt.recordings, vgpt.evaluation", robotics) == "[]"
+    assert (
+        _loaded_by("vgpt.runtime.run, vgpt.cli.run, vgpt.cli.eval, vgpt.recordings, vgpt.evaluation", robotics) == "[]"
+    )
 
 
-def test_runtime_never_imports_training():
-    code = "import sys, vgpt.runtime, vgpt.runtime.run, vgpt.runtime.cli; print('vgpt.training' in sys.modules)"
+def test_the_runtime_and_vgpt_run_never_import_training():
+    code = "import sys, vgpt.runtime, vgpt.runtime.run, vgpt.cli.run; print('vgpt.training' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 COMMANDS = {
-    "vgpt-run": "vgpt.runtime.cli:run_main",
-    "vgpt-bench": "vgpt.runtime.cli:bench_main",
-    "vgpt-export": "vgpt.export.cli:export_main",
-    "vgpt-build": "vgpt.engines.cli:build_main",
-    "vgpt-train": "vgpt.training.cli:train_main",
-    "vgpt-train-codec": "vgpt.training.cli:train_codec_main",
-    "vgpt-distill": "vgpt.training.cli:distill_main",
-    "vgpt-eval": "vgpt.runtime.cli:eval_main",
-    "vgpt-synth": "vgpt.training.cli:synth_main",
-    "vgpt-predict": "vgpt.cli:predict_main",
-    "vgpt-cache": "vgpt.cli:cache_main",
+    "vgpt-run": "vgpt.cli.run:run_main",
+    "vgpt-bench": "vgpt.cli.bench:bench_main",
+    "vgpt-export": "vgpt.cli.export:export_main",
+    "vgpt-build": "vgpt.cli.build:build_main",
+    "vgpt-train": "vgpt.cli.train:train_main",
+    "vgpt-train-codec": "vgpt.cli.train:train_codec_main",
+    "vgpt-distill": "vgpt.cli.train:distill_main",
+    "vgpt-eval": "vgpt.cli.eval:eval_main",
+    "vgpt-synth": "vgpt.cli.train:synth_main",
+    "vgpt-predict": "vgpt.cli.predict:predict_main",
+    "vgpt-cache": "vgpt.cli.cache:cache_main",
 }
 
 

@@ -4,7 +4,7 @@
 //
 // Loads the bundle, creates one stream, observes M frames (a fixed pseudo-random RGB8 pattern at the
 // model's size), predicts K clips to warm up, then times N predictions of one clip each and prints one
-// JSON object on stdout (vgpt.runtime.cpp_bench reads it; its docstring lists the keys). The host
+// JSON object on stdout (vgpt.cli.bench.cpp reads it; its docstring lists the keys). The host
 // overhead of a clip is the share of its wall time spent outside ONNX Runtime's run calls.
 #include <algorithm>
 #include <chrono>

@@ -131,8 +131,8 @@ def test_fp8_needs_opset_19_and_quantization_needs_fp32_weights():
 
 def test_cli_writes_the_accuracy_report_and_vgpt_eval_runs_the_bundle(tmp_path, monkeypatch):
     from vgpt.checkpoint import save_checkpoint
-    from vgpt.export.cli import export_main
-    from vgpt.runtime.cli import eval_main
+    from vgpt.cli.eval import eval_main
+    from vgpt.cli.export import export_main
 
     monkeypatch.setenv("VGPT_CACHE", str(tmp_path / "cache"))
     save_checkpoint(random_model(get_preset("tiny")), tmp_path / "model")

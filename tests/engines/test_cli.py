@@ -6,7 +6,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from vgpt.engines.cli import build_main
+from vgpt.cli.build import build_main
 
 pytest.importorskip("onnxruntime")
 

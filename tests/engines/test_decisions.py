@@ -251,7 +251,7 @@ def test_tensorrt_code_imports_lazily_and_says_how_to_install(monkeypatch):
 @pytest.mark.tensorrt
 def test_gpu_build_and_run_matches_onnxruntime(tmp_path):
     """On a GPU machine: the whole check (scripts/gpu_check.sh runs the same on the bundled model)."""
-    from vgpt.engines.gpu_check import gpu_check
+    from vgpt.cli.gpu_check import gpu_check
 
     results = gpu_check(tmp_path, precisions=("fp16",), clips=1)
     assert all(r["passed"] for r in results)
@@ -261,7 +261,7 @@ def test_gpu_check_skips_fp8_where_the_parser_cannot_take_its_opset(monkeypatch,
     """TensorRT 10.1-10.14 parse opset 18 at most for our graphs; FP8 Q/DQ needs 19+: skipped, with why."""
     import types
 
-    import vgpt.engines.gpu_check as check
+    import vgpt.cli.gpu_check as check
 
     monkeypatch.setattr(check, "import_tensorrt", lambda: types.SimpleNamespace(__version__="10.8.0"))
     monkeypatch.setattr(check, "gpu_identity", lambda: ("NVIDIA H100", (9, 0)))

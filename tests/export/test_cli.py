@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from tests.conftest import random_model, write_released
 from vgpt.checkpoint import save_checkpoint
+from vgpt.cli.export import export_main
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
-from vgpt.export.cli import export_main
 from vgpt.export.contract import BundleError
 from vgpt.export.manifest import load_bundle
 
@@ -128,7 +128,7 @@ def _export_process(tiny_files, out):
     """vgpt-export as a separate process (signals reach it as they would from a supervisor)."""
     import sys
 
-    code = "from vgpt.export.cli import export_main; export_main()"
+    code = "from vgpt.cli.export import export_main; export_main()"
     args = ["--checkpoint", str(tiny_files / "model"), "--codec", str(tiny_files / "codec"), "--out", str(out),
             "--layout", "2,2,32x32px", "--steps", "2", "--no-progress"]  # fmt: skip
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -181,7 +181,7 @@ def test_signed_exports_load_only_with_their_key(tiny_files, tmp_path):
     """vgpt-export --new-signing-key / --sign, then load_model and vgpt-run with --trusted-key: the signed
     bundle loads, an unsigned one, one signed by another key and a checkpoint are refused."""
     pytest.importorskip("cryptography")
-    from vgpt.runtime.cli import run_main
+    from vgpt.cli.run import run_main
     from vgpt.runtime.predictor import load_model
 
     key = tmp_path / "ci-key.pem"

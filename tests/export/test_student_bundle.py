@@ -46,7 +46,7 @@ def student_folder(tiny_parts, tmp_path_factory):
 def student(student_folder, tmp_path_factory):
     """The student exported by vgpt-export, verified (ONNX Runtime against eager on every graph, as for
     teachers); returns its record, the bundle and the command's output."""
-    from vgpt.export.cli import export_main
+    from vgpt.cli.export import export_main
 
     out = tmp_path_factory.mktemp("student") / "bundle"
     result = CliRunner().invoke(export_main, ["--checkpoint", str(student_folder / "student"), "--out", str(out)])
@@ -127,7 +127,7 @@ def test_vgpt_build_takes_a_student_bundle_and_its_engines_json_keeps_the_record
     engine manifest it would write carries the student record through JSON."""
     import sys
 
-    from vgpt.engines.cli import build_main
+    from vgpt.cli.build import build_main
     from vgpt.engines.decisions import build_settings, engine_manifest
     from vgpt.export.contract import EngineFile, EngineManifest
 
@@ -145,7 +145,7 @@ def test_vgpt_build_takes_a_student_bundle_and_its_engines_json_keeps_the_record
 
 def test_vgpt_export_writes_a_student_bundle_and_refuses_a_teachers_sampler(tiny_parts, student, student_folder,
                                                                             tmp_path):  # fmt: skip
-    from vgpt.export.cli import export_main
+    from vgpt.cli.export import export_main
 
     record, _, output = student
     assert record == student_record(tiny_parts[0])
@@ -179,7 +179,7 @@ def test_the_runtime_runs_a_student_on_both_backends_and_the_bundled_choice(stud
 
 
 def test_vgpt_eval_runs_a_student_bundle(student, tmp_path):
-    from vgpt.runtime.cli import eval_main
+    from vgpt.cli.eval import eval_main
 
     record, out, _ = student
     result = CliRunner().invoke(eval_main, ["--bundle", str(out), "--count", "2", "--num-clips", "2", "--json",

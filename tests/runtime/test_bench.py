@@ -3,10 +3,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from vgpt.cli.bench import bench_main
+from vgpt.cli.bench import suite as bench
 from vgpt.config import get_preset
 from vgpt.layout import Layout
-from vgpt.runtime import bench
-from vgpt.runtime.cli import bench_main
 
 TINY = ["--model", "preset:tiny", "--layout", "3,2,4x4", "--steps", "2",
         "--scaling", "2,4", "--scaling-steps", "1", "--repeats", "1", "--warmup", "0"]  # fmt: skip
@@ -98,7 +98,7 @@ def test_a_plain_benchmark_times_fp32_and_int8_side_by_side(tmp_path, monkeypatc
     monkeypatch.setenv("VGPT_CACHE", str(tmp_path / "cache"))
     _small_gemm(monkeypatch)
     calls = []
-    monkeypatch.setattr("vgpt.runtime.cpp_bench.compare_cpp", lambda *a, **k: calls.append((a, k)) or
+    monkeypatch.setattr("vgpt.cli.bench.cpp.compare_cpp", lambda *a, **k: calls.append((a, k)) or
                         {"cpp_vs_python_clip": 1.5, "cpp_vs_python_step": 1.2})  # fmt: skip
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(bench_main, [*TINY, "--scaling", "2", "--cpp", "build/vgpt_bench", "--json", str(out)])
@@ -138,7 +138,7 @@ def test_bundles_at_different_layouts_are_refused(tiny_bundles_two_layouts):
 
 
 def test_repeated_runs_that_disagree_wildly_are_named_with_a_way_out(caplog):
-    from vgpt.runtime.bench import measure, unsteady
+    from vgpt.cli.bench.timing import measure, unsteady
 
     assert unsteady([1.0, 1.1, 1.9]) is None  # the usual jitter of a quiet machine
     problem = unsteady([8.4, 20.5, 9.7])
@@ -155,7 +155,7 @@ def test_repeated_runs_that_disagree_wildly_are_named_with_a_way_out(caplog):
 
 
 def test_the_live_stream_costs_by_kv_cache(tmp_path, monkeypatch):
-    from vgpt.runtime import live_bench
+    from vgpt.cli.bench import live as live_bench
 
     # The two models must be the two families (refused before anything is exported).
     bad = CliRunner().invoke(bench_main, ["--live", "--model", "preset:gpdit-tiny", "--layout", "2,2,4x4"])

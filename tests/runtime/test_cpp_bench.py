@@ -1,4 +1,4 @@
-"""vgpt.runtime.cpp_bench: the report's reduction and ratios always; the Python side on the tiny model's bundle;
+"""vgpt.cli.bench.cpp: the report's reduction and ratios always; the Python side on the tiny model's bundle;
 the comparison with the C++ runtime only where vgpt_bench was built (scripts/cpp_test.sh builds it)."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vgpt.runtime.cpp_bench import RUNTIME_KEYS, compare_cpp, parse_cpp, ratios, summary, time_python
+from vgpt.cli.bench.cpp import RUNTIME_KEYS, compare_cpp, parse_cpp, ratios, summary, time_python
 from vgpt.runtime.loading import cached_export
 
 BINARY = Path(os.environ.get("VGPT_BENCH_BINARY", Path(__file__).parents[2] / "build" / "vgpt_bench"))

@@ -8,15 +8,15 @@ from click.testing import CliRunner
 
 from tests.conftest import random_model
 from vgpt.checkpoint import save_checkpoint
+from vgpt.cli.eval import eval_main
+from vgpt.cli.train import synth_main
 from vgpt.codecs import LightCodec
 from vgpt.config import ConfigError, get_preset
 from vgpt.default_model import default_model
 from vgpt.evaluation import EvalConfig, Rollouts, miss_table, report
 from vgpt.frames import fit_frames
 from vgpt.metrics import psnr
-from vgpt.runtime.cli import eval_main
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, scene_objects
-from vgpt.training.cli import synth_main
 
 
 def test_vgpt_eval_reports_model_and_baseline_mse(tmp_path):

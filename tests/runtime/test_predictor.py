@@ -283,9 +283,9 @@ def test_rolling_mode_on_a_bundle_without_append_is_one_clear_error(model_folder
 
     from click.testing import CliRunner
 
+    from vgpt.cli.run import run_main
     from vgpt.export.contract import MANIFEST_HASH
     from vgpt.integrity import canonical_sha256
-    from vgpt.runtime.cli import run_main
 
     load_predictor(model_folder)
     copy = tmp_path / "bundle"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from vgpt.cli.run import run_main
 from vgpt.config import ConfigError
 from vgpt.errors import VgptError
 from vgpt.runtime.backends.ort_backend import (
@@ -18,7 +19,6 @@ from vgpt.runtime.backends.ort_backend import (
     check_started,
     provider_names,
 )
-from vgpt.runtime.cli import run_main
 from vgpt.runtime.config import RunConfig
 from vgpt.runtime.predictor import load_predictor
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from tests.bags import NS, START, write_bag
 from vgpt.bag import typestore
-from vgpt.runtime.cli import run_main
+from vgpt.cli.run import run_main
 from vgpt.runtime.config import RunConfig
 from vgpt.runtime.run import run
 from vgpt.video import read_frames
@@ -282,9 +282,9 @@ def test_vgpt_eval_on_bags_of_the_held_out_scenes_reports_what_the_scenes_give(t
 
     from tests.conftest import random_model
     from vgpt.checkpoint import save_checkpoint
+    from vgpt.cli.eval import eval_main
     from vgpt.codecs import LightCodec
     from vgpt.config import get_preset
-    from vgpt.runtime.cli import eval_main
     from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
 
     save_checkpoint(random_model(get_preset("tiny")), tmp_path / "model")
@@ -309,8 +309,8 @@ def test_vgpt_eval_on_bags_of_the_held_out_scenes_reports_what_the_scenes_give(t
 
 
 def test_vgpt_train_codec_takes_bags(tmp_path):
+    from vgpt.cli.train import train_codec_main
     from vgpt.synthetic import SceneConfig, render_video
-    from vgpt.training.cli import train_codec_main
 
     for i in range(2):
         write_bag(tmp_path / "bags" / f"run{i}", render_video(i, SceneConfig(height=32, width=32, frames=10)),

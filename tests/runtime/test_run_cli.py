@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from vgpt.cli.run import run_main
 from vgpt.default_model import bundled_model_note
 from vgpt.runtime import run as run_module
-from vgpt.runtime.cli import run_main
 from vgpt.runtime.sources import FrameSource, SourceDisconnected
 from vgpt.synthetic import SceneConfig, render_video
 from vgpt.video import probe, read_frames, write_video
@@ -228,7 +228,7 @@ def test_opencv_and_ffmpeg_print_nothing_before_vgpts_own_error(tmp_path):
 
     (tmp_path / "corrupt.mp4").write_bytes(b"garbage" * 300)
     for source in (str(tmp_path / "corrupt.mp4"), "7"):
-        done = subprocess.run([sys.executable, "-c", "from vgpt.runtime.cli import run_main; run_main()", "--input",
+        done = subprocess.run([sys.executable, "-c", "from vgpt.cli.run import run_main; run_main()", "--input",
                                source, "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True,
                               timeout=300)  # fmt: skip
         assert done.returncode == 1 and (done.stdout + done.stderr).strip().splitlines() == [

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import remount_read_only
+from vgpt.cli.run import run_main
 from vgpt.runtime import run as run_module
-from vgpt.runtime.cli import run_main
 from vgpt.runtime.sources import FrameSource
 from vgpt.video import probe, read_frames
 
@@ -226,7 +226,7 @@ def test_storage_errors_leave_no_traceback_in_training(tmp_path, monkeypatch):
     """ENOSPC while training writes a checkpoint: one Error line (the same handler as every command's)."""
     import errno
 
-    from vgpt.training import cli as train_cli
+    from vgpt.cli import train as train_cli
 
     def full(config):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "checkpoints"))

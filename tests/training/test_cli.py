@@ -8,9 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from vgpt.cli.eval import eval_main
+from vgpt.cli.train import distill_main, train_codec_main, train_main
 from vgpt.codecs import LightCodec, LightCodecConfig
-from vgpt.runtime.cli import eval_main
-from vgpt.training.cli import distill_main, train_codec_main, train_main
 from vgpt.training.codec import foreground, reconstruction_loss
 
 

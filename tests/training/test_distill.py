@@ -6,11 +6,11 @@ from click.testing import CliRunner
 
 from tests.conftest import random_model
 from vgpt.checkpoint import load_checkpoint, save_checkpoint
+from vgpt.cli.train import distill_main
 from vgpt.config import ConfigError, SamplerConfig, get_preset
 from vgpt.predictors import CachedPredictor
 from vgpt.sampler import schedule
 from vgpt.student import StudentSampler, student_indices
-from vgpt.training.cli import distill_main
 from vgpt.training.data import DataConfig
 from vgpt.training.distill import (
     Teacher,

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from vgpt.cli import cache_main
+from vgpt.cli.cache import cache_main
 
 KEY, BUSY = "0123456789abcdef0123", "fedcba9876543210fedc"
 

@@ -3,7 +3,7 @@ import re
 import numpy as np
 from click.testing import CliRunner
 
-from vgpt.cli import predict_main
+from vgpt.cli.predict import predict_main
 
 
 def test_vgpt_predict_compares_both_predictors(tmp_path):
@@ -70,8 +70,8 @@ def test_default_threads_leave_the_cores_other_processes_use(monkeypatch):
 def test_train_and_eval_take_threads():
     from click.testing import CliRunner
 
-    from vgpt.runtime.cli import eval_main
-    from vgpt.training.cli import train_main
+    from vgpt.cli.eval import eval_main
+    from vgpt.cli.train import train_main
 
     for command in (train_main, eval_main):
         result = CliRunner().invoke(command, ["--help"])
@@ -82,8 +82,8 @@ def test_train_and_eval_take_threads():
 def test_help_texts_state_the_bundled_models_settings_from_defaults_json():
     import json
 
+    from vgpt.cli.eval import eval_main
     from vgpt.default_model import DEFAULT_DIR, SETTINGS
-    from vgpt.runtime.cli import eval_main
 
     shift = json.loads((DEFAULT_DIR / SETTINGS).read_text())["shift"]
     text = " ".join(CliRunner().invoke(eval_main, ["--help"]).output.split())

@@ -6,9 +6,9 @@ from click.testing import CliRunner
 
 from tests.conftest import random_model
 from vgpt.checkpoint import load_checkpoint, save_checkpoint
+from vgpt.cli.eval import eval_main
 from vgpt.codecs import LightCodec
 from vgpt.config import ConfigError, SamplerConfig, get_preset
-from vgpt.runtime.cli import eval_main
 from vgpt.sampler import schedule
 from vgpt.student import StudentSampler, student_indices
 

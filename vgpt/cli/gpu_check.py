@@ -1,4 +1,4 @@
-"""The GPU check: `python -m vgpt.engines.gpu_check` (or `scripts/gpu_check.sh`) on a machine with CUDA
+"""The GPU check: `python -m vgpt.cli.gpu_check` (or `scripts/gpu_check.sh`) on a machine with CUDA
 and TensorRT. For the bundled model it exports the bundles each precision needs on this TensorRT
 (`vgpt.engines.decisions.source_bundle` and `export_opset`: fp16 from an fp32 bundle on TensorRT 10, from
 a float16 bundle on 11; FP8 and INT8 Q/DQ bundles, FP8 where the GPU and the parser take it), builds

@@ -8,7 +8,7 @@ into ONNX Runtime, so that the host overhead (the share of a clip spent outside 
 measured the same way on both sides. The C++ side is `vgpt_bench` (cpp/tools/bench.cpp), run as a
 subprocess after the Python side.
 
-    python3 -m vgpt.runtime.cpp_bench --binary build/vgpt_bench [--bundle DIR | --released]
+    python3 -m vgpt.cli.bench.cpp --binary build/vgpt_bench [--bundle DIR | --released]
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from vgpt.cli.bench.timing import BenchConfig, bench_network
 from vgpt.codecs import LightCodec
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.layout import Layout
-from vgpt.runtime.bench import BenchConfig, bench_network
 from vgpt.runtime.loading import cached_export
 from vgpt.runtime.predictor import load_predictor
 from vgpt.sampler import SamplerConfig

@@ -97,7 +97,7 @@ def _inputs(C: int, layout: Layout, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def clip_timing(backend, history: np.ndarray, z: np.ndarray, config, name: str):
     """Prefill + the whole denoising loop + decode of the G frames, as the runtime runs one prediction."""
-    from vgpt.runtime.bench import measure
+    from vgpt.cli.bench.timing import measure
 
     def clip():
         backend.prefill(history)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+import vgpt.training
 from vgpt.commands import (
     NON_NEGATIVE,
     POSITIVE,
@@ -26,7 +27,7 @@ from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video, write_dat
 _SCENE = SceneConfig()
 # The stage files of training/stages/, named without importing torch (the help must stay fast): vgpt-distill's
 # are the distill-*.json ones, vgpt-train's the others.
-_STAGE_NAMES = sorted(p.stem for p in (Path(__file__).parent / "stages").glob("*.json"))
+_STAGE_NAMES = sorted(p.stem for p in (Path(vgpt.training.__file__).parent / "stages").glob("*.json"))
 DISTILL_STAGES = [name for name in _STAGE_NAMES if name.startswith("distill-")]
 SHIPPED_STAGES = [name for name in _STAGE_NAMES if name not in DISTILL_STAGES]
 
@@ -242,3 +243,7 @@ def synth_main(out, count, seed_start, frames, size) -> None:
     scene = SceneConfig(height=size, width=size, frames=frames)
     paths = _run(write_dataset, out, range(seed_start, seed_start + count), scene)
     click.echo(f"wrote {plural(len(paths), 'video')} to {out}")
+
+
+if __name__ == "__main__":  # `python -m vgpt.cli.train` is vgpt-train (what torchrun launches)
+    train_main()

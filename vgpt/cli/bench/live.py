@@ -62,7 +62,7 @@ def live_costs(videogpt, gpdit, layouts, sampler: SamplerConfig, config, root: P
 
 def _family_costs(backend: OrtBackend, family: str, config) -> tuple[dict[str, Any], dict[str, Any]]:
     """(exact, rolling) of one bundle: each cache's time per observed frame and per prediction."""
-    from vgpt.runtime.bench import measure
+    from vgpt.cli.bench.timing import measure
 
     layout = backend.layout
     M, G, h, w = layout.history_frames, layout.clip_frames, layout.latent_height, layout.latent_width

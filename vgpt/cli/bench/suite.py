@@ -1,4 +1,4 @@
-"""vgpt-bench: speed and memory side by side, in one run, on whatever machine it runs.
+"""vgpt-bench's main sections: speed and memory side by side, in one run, on whatever machine it runs.
 
 Everything is measured here, in this process: per predicted clip the released-style `full` predictor
 against our cached one (same backend: PyTorch eager); per graph PyTorch eager against ONNX Runtime;
@@ -15,12 +15,9 @@ import json
 import logging
 import os
 import platform
-import resource
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +29,10 @@ from vgpt.atomic import atomic_file
 from vgpt.calibration.data import CalibrationConfig
 from vgpt.calibration.quantize import require_modelopt
 from vgpt.calibration.quantizer import ModelOptQuantizer
-from vgpt.checkpoint import content_hash, load_checkpoint
+from vgpt.checkpoint import content_hash
+from vgpt.cli.bench.timing import BenchConfig, Timing, bench_network, current_rss_mib, measure, peak_rss_mib
 from vgpt.codecs import LightCodec
 from vgpt.commands import torch_threads
-from vgpt.config import get_preset
-from vgpt.default_model import default_model
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.manifest import BundleError, load_bundle
@@ -50,98 +46,6 @@ from vgpt.sampler import SamplerConfig
 from vgpt.synthetic import EVAL_SEED_START, SceneConfig, render_video
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    model: str | None = None  # None: the bundled model; "preset:NAME": random weights; else a checkpoint folder
-    history: int = 56  # the released inference layout's proportions
-    clip: int = 24
-    latent: tuple[int, int] = (8, 8)
-    steps: int = 50
-    guidance: float = 1.5
-    extra_layouts: tuple[tuple[int, int], ...] = ()  # (history, clip) pairs the user names
-    scaling_histories: tuple[int, ...] = (8, 16, 32, 64, 128)
-    scaling_steps: int = 10
-    repeats: int = 3
-    warmup: int = 1
-    threads: int | None = None
-    onnx: bool = True
-    precisions: tuple[str, ...] = ("fp32", "int8")  # the model exported at each, timed under ONNX Runtime
-    bundles: tuple[str, ...] = ()  # existing bundles to time instead (all at one layout)
-    calibration_clips: int = 2  # INT8/FP8 exports of the bench: speed does not depend on the calibration set
-    gemm_size: int = 1024  # the square GEMM that measures this CPU's throughput
-    cpp: str | None = None  # a built vgpt_bench binary: also time the C++ runtime on the fp32 bundle
-    thread_settings: bool = False  # also time each bundle at 1 .. cores intra-op threads, spinning on and off
-    drift: bool = False  # also measure the rolling cache's drift from the exact one (bundled/checkpoint)
-    profile: bool = False  # also profile each bundle's denoising step: the share of its time per op type
-    # Only the live-stream costs per observed frame and per prediction by KV cache (vgpt.runtime.live_bench):
-    # `model` as Video-GPT against `gpdit_model`, at the bundled layout and at each layout of this config.
-    live: bool = False
-    gpdit_model: str = "preset:gpdit-small"
-    # Teacher against few-step students per clip (vgpt.runtime.student_bench): students of these K (random
-    # weights of the teacher's shape), or the trained `student` checkpoint; `students_only`: nothing else.
-    student_steps: tuple[int, ...] = ()
-    student: str | None = None
-    students_only: bool = False
-    seed: int = 0
-
-
-@dataclass
-class Timing:
-    median: float
-    spread: float  # max - min over the repeats
-    runs: list[float] = field(default_factory=list)
-
-
-# Repeated runs of one timing further apart than this (slowest over fastest) measure the machine's other
-# load more than the code: on a loaded 2-core machine, runs of one PyTorch clip ranged 8.4-20.5 s.
-UNSTEADY_RATIO = 2.0
-
-
-def unsteady(runs: list[float], limit: float = UNSTEADY_RATIO) -> str | None:
-    """What is wrong with `runs` when its slowest run is over `limit` times its fastest, else None."""
-    if len(runs) < 2 or min(runs) <= 0 or max(runs) / min(runs) <= limit:
-        return None
-    return (f"runs disagree: {min(runs) * 1e3:.1f} .. {max(runs) * 1e3:.1f} ms ({max(runs) / min(runs):.1f}x); "
-            "the machine is busy with other work, so this figure and its ratios are unreliable: rerun on a "
-            "quiet machine or with --threads 1")  # fmt: skip
-
-
-def measure(fn: Callable[[], Any], repeats: int, warmup: int, name: str = "a timing") -> Timing:
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    problem = unsteady(runs)
-    if problem is not None:
-        log.warning("vgpt-bench: %s: %s", name, problem)
-    return Timing(statistics.median(runs), max(runs) - min(runs), runs)
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def bench_network(spec: str | None) -> VideoGPT:
-    """The network the bench times: the default model's (None), random weights of a preset
-    ("preset:NAME", seed 0) or a checkpoint folder's."""
-    if spec is None:
-        return load_checkpoint(default_model().model_dir).model
-    if spec.startswith("preset:"):
-        torch.manual_seed(0)
-        return VideoGPT(get_preset(spec.split(":", 1)[1])).eval()
-    return load_checkpoint(spec).model
 
 
 def _clip_times(model, layout: Layout, sampler: SamplerConfig, repeats: int, warmup: int, seed: int):
@@ -390,7 +294,7 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
     if config.cpp:
         if fp32 is None:
             raise ValueError("--cpp times the C++ runtime on an fp32 bundle; none was timed")
-        from vgpt.runtime.cpp_bench import compare_cpp
+        from vgpt.cli.bench.cpp import compare_cpp
 
         log.info("C++ runtime against the Python runtime on %s", fp32["path"])
         out["cpp"] = compare_cpp(config.cpp, fp32["path"], clips=config.repeats, threads=config.threads)
@@ -398,10 +302,10 @@ def _onnx_times(model: VideoGPT, layout: Layout, sampler: SamplerConfig, config:
 
 
 def run_live(config: BenchConfig) -> dict[str, Any]:
-    """`vgpt-bench --live`: the live-stream section alone (vgpt.runtime.live_bench)."""
+    """`vgpt-bench --live`: the live-stream section alone (vgpt.cli.bench.live)."""
+    from vgpt.cli.bench.live import BUNDLED_LAYOUT, live_costs
     from vgpt.config import ConfigError
     from vgpt.export.spec import exact_rolling
-    from vgpt.runtime.live_bench import BUNDLED_LAYOUT, live_costs
 
     torch_threads(config.threads)
     videogpt, gpdit = bench_network(config.model), bench_network(config.gpdit_model)
@@ -446,7 +350,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "per_clip": [],
     }  # fmt: skip
     if config.student_steps or config.student:
-        from vgpt.runtime.student_bench import student_vs_teacher
+        from vgpt.cli.bench.students import student_vs_teacher
 
         with tempfile.TemporaryDirectory(prefix="vgpt-bench-students-") as tmp:
             report["students"] = student_vs_teacher(config, model, Path(tmp))
@@ -511,12 +415,12 @@ def to_jsonable(obj):
 def table(report: dict[str, Any]) -> str:
     """The terminal / markdown table."""
     if "live" in report:
-        from vgpt.runtime.live_bench import live_table
+        from vgpt.cli.bench.live import live_table
 
         return "\n".join([*live_table(report["live"]), "", f"peak RSS {report['memory']['peak_rss_mib']:.0f} MiB"])
     rows = ["| measure | value |", "|---|---|"]
     if "students" in report:
-        from vgpt.runtime.student_bench import student_table
+        from vgpt.cli.bench.students import student_table
 
         rows += student_table(report["students"])
     if "per_graph" not in report:  # --students-only
