@@ -9,20 +9,14 @@ figure of `vgpt-eval` (model MSE against the copy-last-frame baseline) for both.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from vgpt.atomic import atomic_file
+from vgpt.metrics import psnr, relative_error
 
 REPORT = "accuracy.json"
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of frames in [-1, 1] (mapped to [0, 1]); inf when identical."""
-    mse = float((((a - b) / 2) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 # The accuracy report's default size, per calibration clip asked for (64 at the default 32): a quick
@@ -41,8 +35,8 @@ def accuracy_report(candidate, reference, clips: list[np.ndarray], seed: int = 0
     with progress_bar(2 * len(clips), "accuracy report", "clip", progress) as bar:
         lat_q, pred_q, truth = predict_clips(candidate, clips, seed, on_scene=lambda: bar.update(1))
         lat_r, pred_r, _ = predict_clips(reference, clips, seed, on_scene=lambda: bar.update(1))
-    rel = [float(np.linalg.norm(q - r) / np.linalg.norm(r)) for q, r in zip(lat_q, lat_r, strict=True)]
-    psnrs = [psnr(q, r) for q, r in zip(pred_q, pred_r, strict=True)]
+    rel = [relative_error(q, r) for q, r in zip(lat_q, lat_r, strict=True)]
+    psnrs = [float(psnr(q, r, peak_to_peak=2, frame_axis=None)) for q, r in zip(pred_q, pred_r, strict=True)]
     return {
         "clips": len(clips),
         "source": source,

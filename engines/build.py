@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vgpt.atomic import atomic_dir, atomic_file
 from vgpt.engines.decisions import (
+    ENGINE_GRAPHS,
     PLAN_FILES,
     BuildSettings,
     EngineError,
@@ -139,7 +140,7 @@ def build_bundle(bundle_dir: str | Path, out: str | Path, precision: str, layout
     cache = Path(timing_cache) if timing_cache else Path(out).with_name(Path(out).name + ".timing-cache")
     plans, sources = {}, {}
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        for graph in entry.graphs:
+        for graph in ENGINE_GRAPHS:
             onnx_path = entry.path(graph)
             started = time.perf_counter()
             log.info("building %s (%s) from %s", PLAN_FILES[graph], settings.precision, onnx_path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from vgpt.export.contract import (
     ENGINE_MANIFEST,
     FP8_MIN_CAPABILITY,
+    REQUIRED_GRAPHS,
     BuildSettings,
     BundleManifest,
     EngineError,
@@ -21,13 +22,15 @@ from vgpt.export.contract import (
     EngineManifest,
     GpuRecord,
 )
-from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, FRAME, PREFILL, RING, GraphSpec
+from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
 from vgpt.untrusted import read_json_object
 
+# The engines vgpt-build builds: the graphs both TensorRT backends load (the Python one and the C/C++
+# runtime's kStreamGraphs), the contract's required ones. The rolling window's graphs (append; GPDiT's frame
+# and ring) are not built: no TensorRT backend runs a rolling window (--kv-cache rolling runs on ONNX Runtime).
+ENGINE_GRAPHS = REQUIRED_GRAPHS
 # The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
-# GPDiT bundles' frame and ring graphs are built too (the TensorRT backends do not run them yet).
-PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan",
-              APPEND: "append.plan", FRAME: "frame.plan", RING: "ring.plan"}  # fmt: skip
+PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan"}
 ENGINE_PRECISIONS = ("fp16", "bf16", "fp8", "int8", "fp32")  # what vgpt-build can build
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
 
@@ -170,13 +173,6 @@ class DeviceBuffers:
 
     def buffer(self, name: str) -> Buffer:
         return next(b for b in self.buffers if b.name == name)
-
-    def bound(self, graph: str, tensor: str) -> str:
-        """The buffer a (graph, tensor) is bound to outside the denoising loop."""
-        for b in self.buffers:
-            if (graph, tensor) in b.bindings:
-                return b.name
-        raise KeyError(f"{graph}.{tensor} has no buffer")
 
 
 def device_buffers(specs: dict[str, GraphSpec]) -> DeviceBuffers:

@@ -94,7 +94,3 @@ def check_graph(path: str | Path, name: str | None = None) -> GraphReadiness:
             needed.append(min(opset_versions, key=_version_key))
             report.min_tensorrt = max(needed, key=_version_key)
     return report
-
-
-def check_bundle(paths: dict[str, Path]) -> list[GraphReadiness]:
-    return [check_graph(path, name) for name, path in paths.items()]

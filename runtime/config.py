@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vgpt.config import ConfigError
+from vgpt.layout import LayoutRequest
 
 # ONNX Runtime execution providers `--provider` names (vgpt.runtime.backends.ort_backend maps them).
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -17,6 +18,8 @@ class RunConfig:
     output: str | None = "prediction.mp4"
     engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
     codec: str | None = None  # a checkpoint's codec, when none sits beside it (default: the bundled codec)
+    # Which of a bundle's layouts (its name, or M,G[,HxW]); a checkpoint's to export at (None: its first / defaults)
+    layout: str | LayoutRequest | None = None
     frames_dir: str | None = None
     force: bool = False  # replace a --frames-dir that holds files vgpt did not write
     sheet: str | None = None  # a contact sheet PNG (observed, true future if any, predicted; live: the last clip)

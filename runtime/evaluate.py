@@ -60,7 +60,7 @@ def round_trip_clips(backend, truth: np.ndarray) -> np.ndarray:
 def rollout_bundle(config: EvalConfig) -> Rollouts:
     from vgpt.runtime.loading import open_backend
 
-    backend = open_backend(config.bundle)
+    backend = open_backend(config.bundle, layout=config.bundle_layout)
     try:
         layout = backend.layout
         clips, source = config_clips(config, layout)

@@ -1,4 +1,6 @@
-"""Opening a backend from what the user names: a bundle, a checkpoint, or the bundled default.
+"""Opening a backend from what the user names: a bundle, an engines folder, a checkpoint, or the bundled
+default. The path is probed once (`resolve_source`: a typed `ModelSource`), and every option travels as
+one value (`LoadOptions`), down to the backend of the layout asked for.
 
 ONNX Runtime needs a bundle. Given a checkpoint (or nothing: the bundled default), the runtime exports
 one on first use into a cache folder keyed by everything the export depends on, and reuses it only
@@ -12,8 +14,9 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import vgpt
 from vgpt.cache import LOCK_SUFFIX
@@ -23,6 +26,7 @@ from vgpt.errors import is_storage_error
 from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
 from vgpt.export.manifest import find_manifest, load_bundle
 from vgpt.integrity import cache_dir
+from vgpt.layout import Layout, LayoutRequest
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.trt_backend import TensorRTBackend
 from vgpt.untrusted import read_json_object
@@ -30,6 +34,96 @@ from vgpt.untrusted import read_json_object
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a user named as the model, probed once: an export bundle (`path`: its folder), a vgpt-build
+    engines folder or plan, or a checkpoint (a checkpoint folder, a training run, a folder laid out like
+    the bundled model; `path` None: the bundled default)."""
+
+    kind: Literal["bundle", "engines", "checkpoint"]
+    path: Path | None
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else "the bundled model"
+
+
+def resolve_source(source: str | Path | ModelSource | None, model: str | None = None) -> ModelSource:
+    """`source` (and `--model NAME`, vgpt.default_model.BUNDLED_MODELS) as a `ModelSource`."""
+    if isinstance(source, ModelSource):
+        if model is not None:
+            raise BundleError(f"model={model!r} picks a bundled model by name; {source} is already resolved")
+        return source
+    source = named_model(source, model)
+    if source is None:
+        return ModelSource("checkpoint", None)
+    if _is_engine(source):
+        return ModelSource("engines", Path(source))
+    if _is_bundle(source):
+        return ModelSource("bundle", find_manifest(source))
+    return ModelSource("checkpoint", Path(source))
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model (see vgpt.runtime.predictor.load_model, which takes these as keywords).
+
+    `layout`: which of a bundle's layouts (its name, or M,G[,HxW] as a `LayoutRequest`); for a checkpoint, the
+    layout to export (or, with the torch backend, to run) instead of its defaults'. `steps`, `guidance`: a
+    checkpoint's sampler (a bundle's must agree: they are baked in). `providers`: ONNX Runtime's execution
+    providers in order of preference. `trust_cache`, `trusted_keys`: vgpt.integrity, vgpt.export.signing."""
+
+    backend: str = "onnxruntime"
+    threads: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    codec: str | Path | None = None
+    providers: tuple[str, ...] | None = None
+    layout: str | LayoutRequest | None = None
+    trust_cache: bool = False
+    trusted_keys: tuple[str | Path, ...] = ()
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise BundleError(f"backend {self.backend!r}: choose one of {BACKENDS}")
+        if self.providers and self.backend != "onnxruntime":
+            raise BundleError(f"execution providers {list(self.providers)} are ONNX Runtime's; the {self.backend} "
+                              "backend takes none")  # fmt: skip
+        for name in ("providers", "trusted_keys"):  # lists from a caller become tuples: the value is hashable
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+
+def pick_layout(bundle, layout: str | LayoutRequest | None) -> str | None:
+    """The name of the bundle's layout that `layout` asks for (None: its first); an error lists the ones
+    it has."""
+    if layout is None or isinstance(layout, str):
+        return bundle.layout(layout).name
+    found = [entry.name for entry in bundle.layouts if layout.matches(entry.layout)]
+    if not found:
+        have = ", ".join(f"{e.name} ({_spell(e.layout)})" for e in bundle.layouts)
+        raise BundleError(f"{bundle.root} has no layout {layout}; it has {have}: re-export with vgpt-export --layout "
+                          f"{layout} to add it")  # fmt: skip
+    if len(found) > 1:
+        raise BundleError(f"{bundle.root}: layout {layout} matches {found}; give the frame size too (M,G,HxW)")
+    return found[0]
+
+
+def _spell(layout: Layout) -> str:
+    return f"{layout.history_frames},{layout.clip_frames},{layout.latent_height}x{layout.latent_width}"
+
+
+def _checkpoint_layout(layout: str | LayoutRequest | None, defaults, config, source) -> Layout:
+    """A checkpoint's layout: its defaults', or the one asked for (a name is a bundle's, not a checkpoint's)."""
+    if isinstance(layout, str):
+        raise BundleError(f"layout {layout!r} names one of a bundle's layouts, and {source} is a checkpoint: ask "
+                          "for M,G[,HxW] instead (a LayoutRequest; vgpt-run --layout 4,4)")  # fmt: skip
+    if layout is None:
+        return defaults.layout(config)
+    return layout.resolve(config, (defaults.height, defaults.width))
 
 
 def cache_root() -> Path:
@@ -51,10 +145,12 @@ def cached_export(
     guidance: float | None,
     codec_source: str | Path | None = None,
     trust_cache: bool = False,
+    layout: str | LayoutRequest | None = None,
 ) -> Path:
     """Export the checkpoint (or the bundled default) once into the cache; returns the bundle folder.
-    `trust_cache`: reuse the remembered verdicts on its graph files (vgpt.integrity). A warm start reads the
-    checkpoint's manifest only: the weights load on a cache miss."""
+    `trust_cache`: reuse the remembered verdicts on its graph files (vgpt.integrity); `layout`: instead of
+    the checkpoint's defaults'. A warm start reads the checkpoint's manifest only: the weights load on a
+    cache miss."""
     from vgpt.checkpoint import load_checkpoint, read_student, recorded_identity
     from vgpt.codecs import check_codec_fits, codec_id, load_codec
     from vgpt.export.bundle import ExportConfig, export_bundle
@@ -67,7 +163,8 @@ def cached_export(
         loaded = load_checkpoint(checkpoint)
         identity = loaded.weights_sha256, loaded.model.config
     weights_sha256, config = identity
-    layout, sampler = defaults.layout(config), _sampler(student, defaults, steps, guidance, checkpoint)
+    layout = _checkpoint_layout(layout, defaults, config, checkpoint)
+    sampler = _sampler(student, defaults, steps, guidance, checkpoint)
     key_fields = {"weights": weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
     if student is not None:  # a teacher's key stays as it was: its cached exports stay valid
@@ -151,79 +248,101 @@ def _is_engine(source: str | Path) -> bool:
     return path.suffix == ".plan" or (path.is_dir() and (path / ENGINE_MANIFEST).is_file())
 
 
-def history_frames(source: str | Path | None) -> int | None:
-    """The history frames a prediction from `source` needs, read from its manifest or defaults.json
-    without loading the model, so that a too-short input is refused first. None where only loading
-    tells (engines, or a source that loading will refuse)."""
+def history_frames(source: str | Path | ModelSource | None, layout: str | LayoutRequest | None = None,
+                   model: str | None = None) -> int | None:  # fmt: skip
+    """The history frames a prediction from `source` (at `layout`) needs, read from its manifest or
+    defaults.json without loading the model, so that a too-short input is refused first. None where only
+    loading tells (engines, or a source that loading will refuse)."""
     from vgpt.default_model import SETTINGS, Defaults, default_model
 
-    path = None if source is None else Path(source)
-    if path is None or (path / SETTINGS).is_file():
-        return default_model(path).defaults.history
-    if not path.exists() or _is_engine(path):
+    if isinstance(layout, LayoutRequest):
+        return layout.history
+    try:
+        source = resolve_source(source, model)
+    except (BundleError, ValueError):
+        return None  # loading says what is wrong
+    if source.kind == "engines" or (source.path is not None and not source.path.exists()):
         return None
-    if _is_bundle(path):
-        return load_bundle(find_manifest(path)).layout().layout.history_frames
+    if source.kind == "bundle":
+        bundle = load_bundle(source.path)
+        return bundle.layout(pick_layout(bundle, layout)).layout.history_frames
+    if source.path is None or (source.path / SETTINGS).is_file():
+        return default_model(source.path).defaults.history
     return Defaults().history
 
 
-def open_backend(source: str | Path | None, backend: str = "onnxruntime", threads: int | None = None,
-                 steps: int | None = None, guidance: float | None = None,
-                 codec: str | Path | None = None, providers: list[str] | None = None, *, trust_cache: bool = False,
-                 trusted_keys: Sequence[str | Path] = (), model: str | None = None):  # fmt: skip
-    """The backend for what the user names (see vgpt.runtime.predictor.load_model). `trust_cache`: reuse
-    remembered verdicts on files (vgpt.integrity); `trusted_keys`: load only a bundle signed by one of
-    these public keys (vgpt.export.signing); `model`: which bundled model (vgpt.default_model.BUNDLED_MODELS)."""
-    source = named_model(source, model)
-    if backend not in BACKENDS:
-        raise BundleError(f"backend {backend!r}: choose one of {BACKENDS}")
-    if providers and backend != "onnxruntime":
-        raise BundleError(f"execution providers {providers} are ONNX Runtime's; the {backend} backend takes none")
-    if backend == "tensorrt" or (source is not None and _is_engine(source)):
-        if source is None:
-            raise BundleError("the tensorrt backend needs --engine model.plan (or its folder) from vgpt-build")
-        if steps is not None or guidance is not None:
-            raise BundleError("--steps/--guidance are baked into TensorRT engines; rebuild from another export")
-        if trusted_keys:
-            raise BundleError("--trusted-key checks signed export bundles; an engines folder is built on its "
-                              "target and carries no signature: load the signed bundle with onnxruntime")  # fmt: skip
-        return TensorRTBackend(source)
-    is_bundle = source is not None and _is_bundle(source)
-    if trusted_keys and not is_bundle:
-        raise BundleError(f"--trusted-key loads only signed export bundles, and {source or 'the bundled model'} is "
-                          "a checkpoint: export it with vgpt-export --sign KEY and load the bundle")  # fmt: skip
-    if is_bundle and codec is not None:
+def open_backend(source: str | Path | ModelSource | None, options: LoadOptions | None = None, **fields):
+    """The backend for what the user names (see vgpt.runtime.predictor.load_model) with `options` (or a
+    `LoadOptions` made of `fields`)."""
+    if options is not None and fields:
+        raise TypeError("open_backend: give options or keyword fields, not both")
+    options = options if options is not None else LoadOptions(**fields)
+    source = resolve_source(source, options.model)
+    if options.backend == "tensorrt" or source.kind == "engines":
+        return _tensorrt_backend(source, options)
+    if options.trusted_keys and source.kind != "bundle":
+        raise BundleError(f"--trusted-key loads only signed export bundles, and {source} is a checkpoint: export it "
+                          "with vgpt-export --sign KEY and load the bundle")  # fmt: skip
+    if source.kind == "bundle" and options.codec is not None:
         raise BundleError(f"{source} is an export bundle with its codec graphs inside; --codec applies to checkpoints")
-    if backend == "torch":
-        if is_bundle:
+    if options.backend == "torch":
+        if source.kind == "bundle":
             raise BundleError(f"{source} is an ONNX bundle; the torch backend needs a checkpoint folder")
-        return _torch_backend(source, threads, steps, guidance, codec)
-    bundle_dir = source if is_bundle else cached_export(source, steps, guidance, codec, trust_cache)
-    bundle = load_bundle(bundle_dir, trust_cache=trust_cache, trusted_keys=trusted_keys)
+        return _torch_backend(source.path, options)
+    if source.kind == "bundle":
+        bundle_dir = source.path
+    else:
+        bundle_dir = cached_export(source.path, options.steps, options.guidance, options.codec, options.trust_cache,
+                                   layout=options.layout)  # fmt: skip
+    bundle = load_bundle(bundle_dir, trust_cache=options.trust_cache, trusted_keys=options.trusted_keys)
     if bundle.manifest.sampler.student is not None:
         from vgpt.student import student_sampler
 
-        student_sampler(bundle.manifest.sampler.student, steps, guidance, source=str(bundle.root))
-    for name, value in (("steps", steps), ("guidance", guidance)):
-        recorded = getattr(bundle.sampler, name)
+        student_sampler(bundle.manifest.sampler.student, options.steps, options.guidance, source=str(bundle.root))
+    for name in ("steps", "guidance"):
+        recorded, value = getattr(bundle.sampler, name), getattr(options, name)
         if value is not None and value != recorded:
             raise BundleError(f"{bundle.root} was exported with {name}={recorded}, not {value}: the schedule "
                               f"and guidance are baked into the graphs; re-export with --{name} {value}")  # fmt: skip
-    return OrtBackend(bundle, threads=threads, providers=providers)
+    layout = pick_layout(bundle, options.layout) if source.kind == "bundle" else None
+    providers = None if options.providers is None else list(options.providers)
+    return OrtBackend(bundle, layout, threads=options.threads, providers=providers)
 
 
-def _torch_backend(source, threads, steps, guidance, codec_source):
+def _tensorrt_backend(source: ModelSource, options: LoadOptions):
+    if source.kind == "checkpoint" and source.path is None:
+        raise BundleError("the tensorrt backend needs --engine model.plan (or its folder) from vgpt-build")
+    if options.steps is not None or options.guidance is not None:
+        raise BundleError("--steps/--guidance are baked into TensorRT engines; rebuild from another export")
+    if options.trusted_keys:
+        raise BundleError("--trusted-key checks signed export bundles; an engines folder is built on its "
+                          "target and carries no signature: load the signed bundle with onnxruntime")  # fmt: skip
+    if options.layout is not None:  # an engines folder holds one layout: say so before CUDA starts
+        from vgpt.engines.decisions import read_engine_manifest
+        from vgpt.runtime.backends.trt_backend import engine_folder
+
+        manifest = read_engine_manifest(engine_folder(source.path))
+        entry = load_bundle(manifest.bundle).layout(manifest.layout)
+        wanted = options.layout
+        if not (wanted == entry.name if isinstance(wanted, str) else wanted.matches(entry.layout)):
+            raise BundleError(f"{source} holds the engines of one layout, {entry.name} ({_spell(entry.layout)}), "
+                              f"not {wanted}: build that layout's engines with vgpt-build")  # fmt: skip
+    return TensorRTBackend(source.path)
+
+
+def _torch_backend(source: Path | None, options: LoadOptions):
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import check_codec_fits, load_codec
     from vgpt.runtime.backends.torch_backend import TorchBackend
 
-    checkpoint, codec_dir, defaults = resolve_checkpoint(source, codec_source)
+    checkpoint, codec_dir, defaults = resolve_checkpoint(source, options.codec)
     loaded = load_checkpoint(checkpoint)
     model = loaded.model
-    layout, sampler = defaults.layout(model.config), _sampler(loaded.student, defaults, steps, guidance, checkpoint)
+    layout = _checkpoint_layout(options.layout, defaults, model.config, checkpoint)
+    sampler = _sampler(loaded.student, defaults, options.steps, options.guidance, checkpoint)
     codec = load_codec(codec_dir)
     check_codec_fits(codec, loaded, codec_dir)
-    return TorchBackend(model, codec, layout, sampler, threads)
+    return TorchBackend(model, codec, layout, sampler, options.threads)
 
 
 def _sampler(student, defaults, steps, guidance, checkpoint) -> SamplerConfig:

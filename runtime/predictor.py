@@ -30,9 +30,9 @@ import torch
 
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
-from vgpt.layout import Layout
+from vgpt.layout import Layout, LayoutRequest
 from vgpt.runtime.backends.base import Backend
-from vgpt.runtime.loading import open_backend
+from vgpt.runtime.loading import LoadOptions, ModelSource, open_backend
 
 log = logging.getLogger(__name__)
 
@@ -245,48 +245,43 @@ class LoadedModel:
 
 
 def load_model(
-    source: str | Path | None = None,
+    source: str | Path | ModelSource | None = None,
     backend: str = "onnxruntime",
+    *,
+    layout: str | LayoutRequest | None = None,
     threads: int | None = None,
     steps: int | None = None,
     guidance: float | None = None,
     codec: str | Path | None = None,
-    providers: list[str] | None = None,
-    *,
+    providers: Sequence[str] | None = None,
     trust_cache: bool = False,
     trusted_keys: Sequence[str | Path] = (),
     model: str | None = None,
 ) -> LoadedModel:
     """A model from a bundle (folder, or a graph file whose manifest sits above it), an engines folder, a
     checkpoint or training run folder (exported on first use; `codec` when none sits beside it), or the
-    bundled default (None). `providers`: ONNX Runtime execution providers in order of preference ("cpu",
-    "cuda", "tensorrt"); one that is missing is an error, never a silent fall back to the CPU.
+    bundled default (None). The options are `LoadOptions`' (vgpt.runtime.loading), named here:
+
+    `layout`: which of a bundle's layouts, by name (`manifest.json`'s `layouts[].name`, as the C API's
+    `vgpt_model_options.layout`) or as `LayoutRequest(M, G[, size])`; for a checkpoint, a `LayoutRequest`
+    to export at instead of its defaults'. Default: a bundle's first layout, a checkpoint's defaults.
+    `providers`: ONNX Runtime execution providers in order of preference ("cpu", "cuda", "tensorrt"); one
+    that is missing is an error, never a silent fall back to the CPU.
 
     Every model file is hashed at every load; `trust_cache=True` reuses a verdict remembered since the
     file's last write (vgpt.integrity). `trusted_keys` (PEM public key files): load only an export bundle
     signed by one of them with `vgpt-export --sign` (vgpt.export.signing). `model`: which of the bundled
-    models ("teacher", "student": vgpt.default_model.BUNDLED_MODELS) when `source` is None or a folder laid
-    out like the bundled one; without it, the student once its figures meet the teacher's at every horizon."""
-    return LoadedModel(open_backend(source, backend, threads, steps, guidance, codec, providers,
-                                    trust_cache=trust_cache, trusted_keys=trusted_keys, model=model))  # fmt: skip
+    models ("teacher", "student", "gpdit": vgpt.default_model.BUNDLED_MODELS) when `source` is None or a
+    folder laid out like the bundled one; without it, the student once its figures meet the teacher's at
+    every horizon."""
+    options = LoadOptions(backend=backend, threads=threads, steps=steps, guidance=guidance, codec=codec,
+                          providers=None if providers is None else tuple(providers), layout=layout,
+                          trust_cache=trust_cache, trusted_keys=tuple(trusted_keys), model=model)  # fmt: skip
+    return LoadedModel(open_backend(source, options))
 
 
-def load_predictor(
-    source: str | Path | None = None,
-    backend: str = "onnxruntime",
-    threads: int | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    mode: str = "exact",
-    codec: str | Path | None = None,
-    providers: list[str] | None = None,
-    seed: int | None = None,
-    *,
-    trust_cache: bool = False,
-    trusted_keys: Sequence[str | Path] = (),
-    model: str | None = None,
-) -> VideoPredictor:
-    """One stream of a model: `load_model(...).stream(mode, seed)` (see `load_model` for the sources and
-    `VideoPredictor` for the seed)."""
-    return load_model(source, backend, threads, steps, guidance, codec, providers, trust_cache=trust_cache,
-                      trusted_keys=trusted_keys, model=model).stream(mode, seed)  # fmt: skip
+def load_predictor(source: str | Path | ModelSource | None = None, backend: str = "onnxruntime", *,
+                   mode: str = "exact", seed: int | None = None, **options) -> VideoPredictor:  # fmt: skip
+    """One stream of a model: `load_model(source, backend, **options).stream(mode, seed)` (see `load_model`
+    for the sources and options, `VideoPredictor` for the mode and the seed)."""
+    return load_model(source, backend, **options).stream(mode, seed)

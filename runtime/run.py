@@ -160,15 +160,16 @@ def _check_parent(path: Path, option: str) -> None:
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
     source = _open(config)
-    needed = history_frames(config.engine)
+    needed = history_frames(config.engine, config.layout)
     if not config.live and needed is not None and source.frames is not None and source.frames < needed:
         raise _too_short(source, source.frames, needed)  # before the model loads (or exports)
     if config.engine is None:
         log.info("note: %s", bundled_model_note())
-    predictor = load_predictor(config.engine, config.backend, config.threads, config.steps, config.guidance,
-                               config.kv_cache, config.codec, [config.provider] if config.provider else None,
-                               seed=config.seed, trust_cache=config.trust_cache,
-                               trusted_keys=config.trusted_keys)  # fmt: skip
+    predictor = load_predictor(config.engine, config.backend, mode=config.kv_cache, seed=config.seed,
+                               layout=config.layout, threads=config.threads, steps=config.steps,
+                               guidance=config.guidance, codec=config.codec,
+                               providers=[config.provider] if config.provider else None,
+                               trust_cache=config.trust_cache, trusted_keys=config.trusted_keys)  # fmt: skip
     M = predictor.layout.history_frames
     if config.live and config.max_frames is not None and config.max_frames < M:
         raise InputError(f"--max-frames {config.max_frames} stops before the {M} history frames a prediction "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vgpt.codecs import LightCodec, LightCodecConfig
+from vgpt.metrics import psnr
 from vgpt.progress import progress_bar
 from vgpt.training.data import DataConfig, StreamSampler, VideoClipDataset
 
@@ -46,12 +46,6 @@ class CodecTrainConfig:
             raise ValueError("CodecTrainConfig.decoder_only: give the codec whose encoder stays fixed (init)")
         if self.foreground_weight < 0:
             raise ValueError(f"CodecTrainConfig.foreground_weight={self.foreground_weight}: must be >= 0")
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of frames in [-1, 1] (peak-to-peak 2)."""
-    mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 def foreground(frames: torch.Tensor) -> torch.Tensor:
@@ -108,7 +102,7 @@ def train_codec(config: CodecTrainConfig) -> tuple[LightCodec, dict[str, float]]
         sched.step()
         bar.update(1)
         if step % 100 == 0 or step == last:
-            log.info("codec step %d loss %.5f psnr %.2f dB", step, loss.item(), psnr(recon.detach(), frames))
+            log.info("codec step %d loss %.5f psnr %.2f dB", step, loss.item(), _psnr(recon.detach(), frames))
         if config.save_every and step % config.save_every == 0 and step < last:
             if not config.decoder_only:
                 _calibrate_scale(codec, batches)
@@ -136,7 +130,12 @@ def _calibrate_scale(codec: LightCodec, batches) -> float:
 def codec_psnr(codec: LightCodec, frames: torch.Tensor) -> float:
     """Reconstruction PSNR over frames [N, 3, H, W]."""
     recon = torch.cat([codec.decode(codec.encode(frames[i : i + 64])) for i in range(0, len(frames), 64)])
-    return psnr(recon, frames)
+    return _psnr(recon, frames)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """vgpt.metrics.psnr of frames in [-1, 1] (peak to peak 2), clamped to the range a decoder can show."""
+    return float(psnr(a.clamp(-1, 1).numpy(), b.clamp(-1, 1).numpy(), peak_to_peak=2, frame_axis=None))
 
 
 def save_trained_codec(codec: LightCodec, out: str | Path, report: dict, overwrite: bool = True) -> Path:

@@ -90,7 +90,3 @@ def average_gradients(model: nn.Module, info: DistInfo) -> None:
         if p.grad is not None:
             dist.all_reduce(p.grad)  # a sum: gloo has no AVG
             p.grad /= info.world
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model

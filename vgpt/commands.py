@@ -10,13 +10,12 @@ import os
 import re
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import click
 
 from vgpt import __version__
 from vgpt.default_model import BUNDLED_MODELS, DEFAULT_DIR, SETTINGS, Defaults
-from vgpt.layout import Layout
+from vgpt.layout import LayoutRequest
 
 MAX_SEED = 2**64 - 1
 
@@ -78,27 +77,6 @@ SEED = click.IntRange(0, MAX_SEED)
 GUIDANCE = click.FloatRange(1.0, 100.0)
 
 
-@dataclass(frozen=True)
-class LayoutOption:
-    """A layout as every command spells it: `M,G,HxW` (latents), `M,G,HxWpx` (pixels) or `M,G` (the frame
-    size of the model's defaults). `resolve` makes the `Layout` for a model config."""
-
-    history: int
-    clip: int
-    size: tuple[int, int] | None = None
-    pixels: bool = False
-
-    def resolve(self, config, default_pixels: tuple[int, int] = (64, 64)):
-        if self.size is None:
-            return Layout.from_pixels(config, self.history, self.clip, *default_pixels)
-        make = Layout.from_pixels if self.pixels else Layout.for_model
-        return make(config, self.history, self.clip, *self.size)
-
-    def __str__(self) -> str:
-        size = "" if self.size is None else f",{self.size[0]}x{self.size[1]}{'px' if self.pixels else ''}"
-        return f"{self.history},{self.clip}{size}"
-
-
 class LayoutType(click.ParamType):
     """`--layout M,G[,HxW[px]]`: M history frames, G frames per clip, the latent (or pixel) size."""
 
@@ -106,7 +84,7 @@ class LayoutType(click.ParamType):
     _FORM = re.compile(r"^(\d+),(\d+)(?:,(\d+)x(\d+)(px)?)?$")
 
     def convert(self, value, param, ctx):
-        if isinstance(value, LayoutOption):
+        if isinstance(value, LayoutRequest):
             return value
         m = self._FORM.match(str(value).strip().lower())
         if not m:
@@ -116,10 +94,26 @@ class LayoutType(click.ParamType):
         size = None if m.group(3) is None else (int(m.group(3)), int(m.group(4)))
         if min(M, G, *(size or (1,))) < 1:
             self.fail(f"{value!r}: every number must be at least 1", param, ctx)
-        return LayoutOption(M, G, size, bool(m.group(5)))
+        return LayoutRequest(M, G, size, bool(m.group(5)))
 
 
 LAYOUT = LayoutType()
+
+
+class BundleLayoutType(LayoutType):
+    """`--layout` of a command that loads a bundle: M,G[,HxW[px]] as `LAYOUT`, or one of the bundle's layout
+    names as its manifest spells them (m4-g4-8x8)."""
+
+    name = "M,G[,HxW[px]]|NAME"
+    _NAME = re.compile(r"^m\d+-g\d+-\d+x\d+$")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and self._NAME.match(value.strip()):
+            return value.strip()
+        return super().convert(value, param, ctx)
+
+
+BUNDLE_LAYOUT = BundleLayoutType()
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

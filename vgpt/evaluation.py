@@ -32,7 +32,7 @@ from vgpt.checkpoint import load_checkpoint
 from vgpt.codecs import LatentCodec, check_codec_fits, load_codec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
-from vgpt.layout import Layout
+from vgpt.layout import Layout, LayoutRequest
 from vgpt.misses import miss_causes, summarise_misses
 from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor
@@ -57,6 +57,7 @@ class EvalConfig:
     checkpoint: str | None = None
     codec: str | None = None
     bundle: str | None = None  # an export bundle instead of checkpoint + codec (its layout and sampler)
+    bundle_layout: str | LayoutRequest | None = None  # which of the bundle's layouts (None: its first)
     history: int = 4  # M observed frames
     clip: int = 4  # G predicted frames
     height: int = 64

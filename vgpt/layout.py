@@ -8,6 +8,9 @@ from typing import Any
 
 from vgpt.config import ConfigError, ModelConfig
 
+# Pixels per latent along each side: the light codec's and the SDXL VAE's 8x downsampling.
+VAE_DOWNSAMPLE = 8
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -18,11 +21,11 @@ class Layout:
 
     history_frames: int  # M
     clip_frames: int  # G
-    latent_height: int  # h (pixels / 8)
+    latent_height: int  # h (pixels / VAE_DOWNSAMPLE)
     latent_width: int  # w
     patch_size: int = 2
     pos_embed_max_size: int = 192
-    vae_downsample: int = field(default=8)
+    vae_downsample: int = field(default=VAE_DOWNSAMPLE)
 
     def __post_init__(self) -> None:
         for name in ("history_frames", "clip_frames", "latent_height", "latent_width", "patch_size",
@@ -62,14 +65,14 @@ class Layout:
 
     @classmethod
     def from_pixels(cls, config: ModelConfig, history_frames: int, clip_frames: int, height: int, width: int) -> Layout:
-        multiple = 8 * config.patch_size
+        multiple = VAE_DOWNSAMPLE * config.patch_size
         for name, value in (("height", height), ("width", width)):
             if value % multiple:
                 raise ConfigError(
-                    f"frame {name}={value} px is not a multiple of {multiple} (VAE 8x times patch "
+                    f"frame {name}={value} px is not a multiple of {multiple} (VAE {VAE_DOWNSAMPLE}x times patch "
                     f"{config.patch_size}); crop or resize to {value - value % multiple} px"
                 )
-        return cls.for_model(config, history_frames, clip_frames, height // 8, width // 8)
+        return cls.for_model(config, history_frames, clip_frames, height // VAE_DOWNSAMPLE, width // VAE_DOWNSAMPLE)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -97,3 +100,37 @@ class Layout:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Layout:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class LayoutRequest:
+    """A layout as a user asks for it (`--layout`, `load_model(layout=...)`): M history frames, G frames per
+    clip and, optionally, the frame size in latents (`M,G,HxW`) or pixels (`M,G,HxWpx`); without a size, the
+    model's own. `resolve` makes the `Layout` for a model; `matches` picks one of a bundle's layouts."""
+
+    history: int
+    clip: int
+    size: tuple[int, int] | None = None
+    pixels: bool = False
+
+    def pixel_size(self, default: tuple[int, int]) -> tuple[int, int]:
+        """The frame size in pixels: the size asked for, else `default` (the model's)."""
+        if self.size is None:
+            return default
+        return self.size if self.pixels else (self.size[0] * VAE_DOWNSAMPLE, self.size[1] * VAE_DOWNSAMPLE)
+
+    def resolve(self, config: ModelConfig, default_pixels: tuple[int, int] = (64, 64)) -> Layout:
+        if self.size is not None and not self.pixels:
+            return Layout.for_model(config, self.history, self.clip, *self.size)
+        return Layout.from_pixels(config, self.history, self.clip, *self.pixel_size(default_pixels))
+
+    def matches(self, layout: Layout) -> bool:
+        if (self.history, self.clip) != (layout.history_frames, layout.clip_frames):
+            return False
+        if self.size is None:
+            return True
+        return self.size == (layout.pixel_size if self.pixels else (layout.latent_height, layout.latent_width))
+
+    def __str__(self) -> str:
+        size = "" if self.size is None else f",{self.size[0]}x{self.size[1]}{'px' if self.pixels else ''}"
+        return f"{self.history},{self.clip}{size}"

@@ -171,10 +171,27 @@ def summarise_objects(scores: list[ObjectScores]) -> dict:
     }
 
 
-def psnr(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """[F, H, W, 3] in 0..1 -> [F] dB. A perfect frame scores 100 dB rather than infinity."""
-    mse = ((predicted.astype(np.float64) - truth) ** 2).mean(axis=(1, 2, 3))
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-10))
+# A perfect match scores this instead of infinity: the mean squared error is floored at 1e-10 of the
+# range squared, so figures stay finite in means, JSON and plots.
+PSNR_CAP_DB = 100.0
+
+
+def psnr(predicted, truth, peak_to_peak: float = 1.0, frame_axis: int | None = 0):
+    """The one PSNR of vgpt, in dB: `predicted` against `truth`, whose values span `peak_to_peak` (1 for
+    frames in 0..1, 2 in [-1, 1], 255 for uint8). Per item along `frame_axis` (default: the first, [F, ...]
+    -> [F]) or, with None, one figure over every value. A perfect match scores PSNR_CAP_DB."""
+    diff = (np.asarray(predicted, np.float64) - np.asarray(truth, np.float64)) / peak_to_peak
+    axes = None if frame_axis is None else tuple(a for a in range(diff.ndim) if a != frame_axis % diff.ndim)
+    mse = np.mean(diff**2, axis=axes)
+    return 10 * np.log10(1.0 / np.maximum(mse, 10 ** (-PSNR_CAP_DB / 10)))
+
+
+def relative_error(candidate, reference) -> float:
+    """The one relative error of vgpt: ||candidate - reference|| / ||reference||, Frobenius norms over
+    every value (0 for equal arrays; a zero reference gives inf unless the candidate is zero too)."""
+    diff = np.linalg.norm(np.asarray(candidate, np.float64) - np.asarray(reference, np.float64))
+    norm = np.linalg.norm(np.asarray(reference, np.float64))
+    return float(diff / norm) if norm > 0 else (0.0 if diff == 0 else float("inf"))
 
 
 def _gaussian_filter(x: np.ndarray, window: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from vgpt.engines.build import gpu_identity, import_tensorrt
 from vgpt.engines.decisions import (
+    ENGINE_GRAPHS,
     ENGINE_MANIFEST,
     SHARED_ACTIVATION_GRAPHS,
     DeviceBuffers,
@@ -70,7 +71,7 @@ class TensorRTBackend(Backend):
         check_engine_manifest(manifest, trt.__version__, gpu, capability)
         check_plan_files(manifest, folder)
         entry = load_bundle(bundle or manifest.bundle).layout(manifest.layout)
-        specs = {g: entry.spec(g) for g in (ENCODER, PREFILL, DENOISE, DECODER)}
+        specs = {g: entry.spec(g) for g in ENGINE_GRAPHS}
         check_source_graphs(manifest, source_graph_hashes(entry, specs))
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)

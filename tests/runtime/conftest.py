@@ -35,3 +35,23 @@ def clip_video(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VGPT_CACHE", str(tmp_path_factory.getbasetemp() / "vgpt-cache"))
+
+
+@pytest.fixture(scope="session")
+def two_layout_bundle(model_folder, tmp_path_factory):
+    """The tiny model exported at two layouts: m3-g2-4x4 first, m2-g1-4x4 second."""
+    import torch
+
+    from vgpt.checkpoint import load_checkpoint
+    from vgpt.codecs import load_codec
+    from vgpt.export.bundle import ExportConfig, export_bundle
+    from vgpt.layout import Layout
+    from vgpt.sampler import SamplerConfig
+
+    model = load_checkpoint(model_folder / "model").model
+    codec = load_codec(model_folder / "codec")
+    layouts = tuple(Layout.for_model(model.config, m, g, 4, 4) for m, g in ((3, 2), (2, 1)))
+    out = tmp_path_factory.mktemp("two") / "bundle"
+    torch.manual_seed(0)
+    export_bundle(model, codec, out, ExportConfig(layouts=layouts, sampler=SamplerConfig(steps=2), verify=False))
+    return out

@@ -157,3 +157,16 @@ def test_report_puts_every_miss_down_to_a_cause(tmp_path):
     assert miss_table(result).splitlines()[-1].split() == ["all", "0.00", "0.00", "0.00", "0.00", "0.00", "1.00",
                                                            "vanished"]  # fmt: skip
     assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+def test_vgpt_eval_runs_any_layout_of_a_bundle(two_layout_bundle, tmp_path):
+    """--layout with --bundle picks one of its layouts (by M,G or by name) instead of the first."""
+    for layout in ("2,1", "m2-g1-4x4"):
+        out = tmp_path / f"{layout}.json"
+        args = ["--bundle", str(two_layout_bundle), "--layout", layout, "--count", "1", "--num-clips", "1"]
+        result = CliRunner().invoke(eval_main, [*args, "--json", str(out), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(out.read_text())
+        assert (report["history"], report["clip"]) == (2, 1), layout
+    result = CliRunner().invoke(eval_main, ["--layout", "m2-g1-4x4"])
+    assert result.exit_code == 2 and "names one of a bundle's layouts: give --bundle" in result.output

@@ -1,6 +1,7 @@
 """One loader turns a bundle, a graph inside one, a checkpoint, an engines folder or the bundled default
 into a backend, and refuses combinations that cannot mean anything, naming the fix."""
 
+import numpy as np
 import pytest
 
 from vgpt.export.manifest import BundleError, load_bundle
@@ -13,7 +14,7 @@ def test_a_checkpoint_is_exported_once_then_its_bundle_or_any_graph_in_it_loads(
     bundle = next(p for p in cache_root().iterdir() if p.is_dir() and not p.name.startswith("."))
     for source in (bundle, next(bundle.rglob("denoise.onnx"))):
         assert open_backend(source).layout == backend.layout
-    assert open_backend(model_folder, "torch").layout == backend.layout
+    assert open_backend(model_folder, backend="torch").layout == backend.layout
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,7 @@ def test_a_bundle_refuses_a_codec_the_torch_backend_and_other_baked_settings(mod
     with pytest.raises(BundleError, match="--codec applies to checkpoints"):
         open_backend(bundle, codec=model_folder / "codec")
     with pytest.raises(BundleError, match="the torch backend needs a checkpoint folder"):
-        open_backend(bundle, "torch")
+        open_backend(bundle, backend="torch")
     steps = load_bundle(bundle).sampler.steps
     with pytest.raises(BundleError, match=f"exported with steps={steps}, not {steps + 1}: .*--steps {steps + 1}"):
         open_backend(bundle, steps=steps + 1)
@@ -75,3 +76,34 @@ def test_a_first_run_that_waits_for_another_processs_export_says_so(model_folder
     waiter.join(timeout=120)
     assert f"waiting for another process that is exporting {model_folder}" in caplog.text
     assert "the other export finished after" in caplog.text
+
+
+def test_any_layout_of_a_bundle_is_chosen_by_name_or_by_shape(two_layout_bundle):
+    """load_model(layout=...) runs a bundle's second layout, as the C API's options.layout does; the first
+    stays the default, and a layout the bundle lacks is refused with the ones it has."""
+    from vgpt.layout import LayoutRequest
+    from vgpt.runtime.loading import history_frames
+    from vgpt.runtime.predictor import load_model
+
+    assert load_model(two_layout_bundle).layout.history_frames == 3  # the first, as before
+    for wanted in ("m2-g1-4x4", LayoutRequest(2, 1), LayoutRequest(2, 1, (4, 4)), LayoutRequest(2, 1, (32, 32), True)):
+        model = load_model(two_layout_bundle, layout=wanted)
+        assert (model.layout.history_frames, model.layout.clip_frames) == (2, 1), wanted
+        assert history_frames(two_layout_bundle, wanted) == 2
+        stream = model.stream(seed=0)
+        stream.observe(np.zeros((2, 32, 32, 3), np.uint8))
+        assert stream.predict().frames.shape == (1, 32, 32, 3)
+    for wanted, message in ((LayoutRequest(5, 1), r"has no layout 5,1; it has m3-g2-4x4 \(3,2,4x4\), m2-g1-4x4"),
+                            ("m9-g9-4x4", "has no layout 'm9-g9-4x4'")):  # fmt: skip
+        with pytest.raises(BundleError, match=message):
+            load_model(two_layout_bundle, layout=wanted)
+
+
+def test_a_checkpoint_exports_or_runs_at_the_layout_asked_for(model_folder):
+    from vgpt.layout import LayoutRequest
+
+    for backend in ("onnxruntime", "torch"):
+        chosen = open_backend(model_folder, backend=backend, layout=LayoutRequest(2, 1))
+        assert (chosen.layout.history_frames, chosen.layout.clip_frames) == (2, 1), backend
+    with pytest.raises(BundleError, match=r"names one of a bundle's layouts, and .* is a checkpoint"):
+        open_backend(model_folder, layout="m2-g1-4x4")

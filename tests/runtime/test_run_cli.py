@@ -39,6 +39,26 @@ def test_vgpt_run_writes_a_side_by_side_video(model_folder, clip_video, tmp_path
     assert not list(tmp_path.glob(".*")), "no temporary file is left"
 
 
+def test_vgpt_run_layout_runs_any_layout_of_a_bundle_and_exports_a_checkpoint_at_one(
+    two_layout_bundle, model_folder, clip_video, tmp_path
+):
+    """--layout picks a bundle's second layout (by name or M,G) and exports a checkpoint at M,G; a name the
+    bundle lacks, or a name on a checkpoint, is one error line."""
+    for engine, layout, frames in ((two_layout_bundle, "m2-g1-4x4", 2 + 3), (two_layout_bundle, "2,1", 2 + 3),
+                                   (model_folder, "2,1", 2 + 3)):  # fmt: skip
+        out = tmp_path / f"{layout}.mp4"
+        result = _run("--input", str(clip_video), "--engine", str(engine), "--layout", layout, "--clips", "3",
+                      "--output", str(out))  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert probe(out).frames == frames and "predicted 3 frames in 3 clips" in result.output
+    for engine, layout, message in ((two_layout_bundle, "m9-g9-4x4", "has no layout 'm9-g9-4x4'"),
+                                    (model_folder, "m2-g1-4x4", "names one of a bundle's layouts")):  # fmt: skip
+        result = _run("--input", str(clip_video), "--engine", str(engine), "--layout", layout,
+                      "--output", str(tmp_path / "x.mp4"))  # fmt: skip
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "x.mp4").exists()
+
+
 def test_offline_mode_keeps_only_the_history_at_input_resolution(model_folder, tmp_path, monkeypatch):
     """A 1080p input with 9 clips once peaked at 2.9 GB: every frame was kept at full resolution. Now only
     the M history frames are; the rest are kept at the layout's size for the video. Counted, not timed:

@@ -6,6 +6,7 @@ from vgpt.metrics import (
     constant_velocity,
     copy_last,
     psnr,
+    relative_error,
     score_objects,
     ssim,
     summarise_objects,
@@ -151,6 +152,13 @@ def test_psnr_and_ssim_by_hand():
     a = np.zeros((2, 16, 16, 3))
     b = a + np.array([0.1, 0.0])[:, None, None, None]  # frame 0 off by 0.1 everywhere, frame 1 exact
     assert psnr(b, a) == pytest.approx([20.0, 100.0])
+    # The one PSNR serves every convention: frames in [-1, 1] (peak to peak 2), uint8 (255), one figure.
+    assert psnr(2 * b - 1, 2 * a - 1, peak_to_peak=2) == pytest.approx([20.0, 100.0])
+    assert psnr(255 * b, 255 * a, peak_to_peak=255) == pytest.approx([20.0, 100.0])
+    assert psnr(b, a, frame_axis=None) == pytest.approx(10 * np.log10(1 / (0.1**2 / 2)))
+    assert psnr(np.moveaxis(b, 0, -1), np.moveaxis(a, 0, -1), frame_axis=-1) == pytest.approx([20.0, 100.0])
+    assert relative_error(np.array([3.0, 4.0]) * 1.1, np.array([3.0, 4.0])) == pytest.approx(0.1)
+    assert relative_error(np.zeros(2), np.zeros(2)) == 0.0 and relative_error(np.ones(2), np.zeros(2)) == np.inf
     # Constant frames: only the luminance term is left, (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1).
     c1 = 0.01**2
     x, y = np.full((1, 16, 16, 3), 0.2), np.full((1, 16, 16, 3), 0.6)

@@ -8,9 +8,9 @@ import click
 
 from vgpt.atomic import atomic_file
 from vgpt.commands import (
+    BUNDLE_LAYOUT,
     BUNDLED,
     GUIDANCE,
-    LAYOUT,
     POSITIVE,
     SEED,
     THREADS,
@@ -48,10 +48,10 @@ def _in_user_errors(fn, *args):
 @click.option("--seed-start", type=SEED, default=EVAL_SEED_START, show_default=True, help="First synthetic scene seed.")
 @click.option(
     "--layout",
-    type=LAYOUT,
+    type=BUNDLE_LAYOUT,
     default=None,
     help="M observed frames, G predicted frames per clip, and the frame size as HxWpx or latent HxW "
-    "(default: the model's; M,G keeps its frame size).",
+    "(default: the model's; M,G keeps its frame size); with --bundle, which of its layouts (or its name).",
 )
 @click.option("--steps", type=POSITIVE, default=None, help="Denoising steps (default: the bundle's).")
 @click.option("--guidance", type=GUIDANCE, default=None, help="Guidance scale (default: the bundle's).")
@@ -95,12 +95,12 @@ def eval_main(checkpoint, codec, bundle, videos, topic, fps, count, seed_start, 
     torch_threads(threads)
     defaults = Defaults()
     if bundle is not None:
-        fixed = {"--checkpoint": checkpoint, "--codec": codec, "--layout": layout, "--steps": steps,
+        fixed = {"--checkpoint": checkpoint, "--codec": codec, "--steps": steps,
                  "--guidance": guidance, "--shift": shift, "--model": model_name}  # fmt: skip
         given = [k for k, v in fixed.items() if v is not None]
         if given:
-            raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model, layout "
-                                   "and sampler are baked into its graphs")  # fmt: skip
+            raise click.UsageError(f"{', '.join(given)} cannot be combined with --bundle: a bundle's model and "
+                                   "sampler are baked into its graphs")  # fmt: skip
     else:  # the bundled default, a checkpoint or a training run; its codec, --codec or the bundled one
         if students and checkpoint is None and model_name is None:
             model_name = "teacher"  # --student compares with the teacher, whichever model is the default
@@ -109,12 +109,14 @@ def eval_main(checkpoint, codec, bundle, videos, topic, fps, count, seed_start, 
         if given and _in_user_errors(read_student, checkpoint) is not None:
             raise click.UsageError(f"{', '.join(given)}: {checkpoint} is a distilled student, which samples its own "
                                    "recorded K-step table with one branch")  # fmt: skip
-    height, width = defaults.height, defaults.width
-    if layout is not None and layout.size is not None:
-        height, width = layout.size if layout.pixels else (8 * layout.size[0], 8 * layout.size[1])
+    if bundle is None and isinstance(layout, str):
+        raise click.UsageError(f"--layout {layout} names one of a bundle's layouts: give --bundle, or M,G[,HxW]")
+    request = None if bundle is not None else layout  # a bundle's: which of its layouts (EvalConfig.bundle_layout)
+    height, width = request.pixel_size((defaults.height, defaults.width)) if request else (defaults.height,
+                                                                                           defaults.width)  # fmt: skip
     settings = {
-        "history": layout.history if layout else defaults.history,
-        "clip": layout.clip if layout else defaults.clip,
+        "history": request.history if request else defaults.history,
+        "clip": request.clip if request else defaults.clip,
         "steps": steps or defaults.steps,
         "guidance": guidance or defaults.guidance,
         "shift": shift or defaults.shift,
@@ -125,7 +127,7 @@ def eval_main(checkpoint, codec, bundle, videos, topic, fps, count, seed_start, 
     given = {"num_clips": num_clips, "sheet_clips": sheet_clips}
     config = _in_user_errors(lambda: EvalConfig(
         checkpoint=checkpoint, codec=codec, bundle=bundle, videos=videos, topic=topic, fps=fps, count=count,
-        seed_start=seed_start, seed=seed,
+        seed_start=seed_start, seed=seed, bundle_layout=layout if bundle is not None else None,
         plot=plot, sheet=sheet, progress=progress, **settings, **{k: v for k, v in given.items() if v is not None}
     ))  # fmt: skip
     if students:

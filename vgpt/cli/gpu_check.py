@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from vgpt.calibration.quantizer import ModelOptQuantizer
-from vgpt.calibration.report import psnr
 from vgpt.checkpoint import load_checkpoint
 from vgpt.codecs import load_codec
 from vgpt.default_model import default_model
@@ -35,6 +34,7 @@ from vgpt.export.bundle import ORT_CPU_UNRUNNABLE, ExportConfig, export_bundle, 
 from vgpt.export.contract import QUANTIZED_PRECISIONS
 from vgpt.export.manifest import load_bundle
 from vgpt.export.verify import ort_session
+from vgpt.metrics import psnr
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.trt_backend import TensorRTBackend
 from vgpt.runtime.evaluate import predict_clips
@@ -106,7 +106,7 @@ def gpu_check(out: str | Path, precisions: tuple[str, ...] = ("fp16", "fp8", "in
         trt_backend, ort_backend = TensorRTBackend(engines, bundle_dir), OrtBackend(load_bundle(reference_dir))
         _, pred_t, _ = predict_clips(trt_backend, clip_list, seed=0)
         _, pred_o, _ = predict_clips(ort_backend, clip_list, seed=0)
-        agreement = min(psnr(a, b) for a, b in zip(pred_t, pred_o, strict=True))
+        agreement = min(float(psnr(a, b, peak_to_peak=2, frame_axis=None)) for a, b in zip(pred_t, pred_o, strict=True))
         # Latency: per clip (CUDA graph replay incl. copies), per step (plain enqueue loop), host overhead.
         z = np.random.default_rng(0).standard_normal(entry.spec("denoise").tensor("z").shape).astype(np.float32)
         trt_backend.denoise(z)

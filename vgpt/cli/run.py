@@ -7,6 +7,7 @@ import sys
 import click
 
 from vgpt.commands import (
+    BUNDLE_LAYOUT,
     BUNDLED,
     GUIDANCE,
     NON_NEGATIVE,
@@ -50,6 +51,13 @@ _BUNDLED = BUNDLED  # for help texts
     "--codec",
     default=None,
     help="The codec of a checkpoint that has none beside it (default: the bundled codec, with a note).",
+)
+@click.option(
+    "--layout",
+    type=BUNDLE_LAYOUT,
+    default=None,
+    help="Which of a bundle's layouts: its name (m4-g4-8x8) or M,G[,HxW] (default: its first); for a checkpoint "
+    "or the bundled model, the layout to export at: M history frames, G per clip (default: its own).",
 )
 @click.option(
     "--output",
@@ -168,9 +176,9 @@ _BUNDLED = BUNDLED  # for help texts
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress display (on a terminal).")
 @model_option("to run (with no --engine, or an --engine folder laid out like the bundled one)")
-def run_main(input_, topic, fps, engine, codec, output, copy_topics, frames_dir, force, sheet, latents, stats, clips,
-             steps, guidance, seed, backend, threads, provider, live, realtime, view, view_port, show, max_frames,
-             queue_size, kv_cache, trust_cache, trusted_keys, progress, model_name) -> None:  # fmt: skip
+def run_main(input_, topic, fps, engine, codec, layout, output, copy_topics, frames_dir, force, sheet, latents, stats,
+             clips, steps, guidance, seed, backend, threads, provider, live, realtime, view, view_port, show,
+             max_frames, queue_size, kv_cache, trust_cache, trusted_keys, progress, model_name) -> None:  # fmt: skip
     """Predict the future of a video with Video-GPT and write observed | predicted side by side.
 
     By default the KV cache is exact: each predicted clip runs the newest M frames through prefill once,
@@ -181,12 +189,13 @@ def run_main(input_, topic, fps, engine, codec, output, copy_topics, frames_dir,
         from vgpt.runtime.run import run
 
         engine = named_model(engine, model_name)
-        config = RunConfig(input=input_, output=output, engine=engine, codec=codec, frames_dir=frames_dir, force=force,
-                           sheet=sheet, latents=latents, stats=stats, clips=clips, steps=steps, guidance=guidance,
-                           seed=seed, backend=backend, threads=threads, provider=provider, live=live,
-                           max_frames=max_frames, queue_size=queue_size, kv_cache=kv_cache, trust_cache=trust_cache,
-                           trusted_keys=trusted_keys, progress=progress, topic=topic, fps=fps, realtime=realtime,
-                           view=view, view_port=view_port, show=show, copy_topics=copy_topics)  # fmt: skip
+        config = RunConfig(input=input_, output=output, engine=engine, codec=codec, layout=layout,
+                           frames_dir=frames_dir, force=force, sheet=sheet, latents=latents, stats=stats,
+                           clips=clips, steps=steps, guidance=guidance, seed=seed, backend=backend, threads=threads,
+                           provider=provider, live=live, max_frames=max_frames, queue_size=queue_size,
+                           kv_cache=kv_cache, trust_cache=trust_cache, trusted_keys=trusted_keys, progress=progress,
+                           topic=topic, fps=fps, realtime=realtime, view=view, view_port=view_port, show=show,
+                           copy_topics=copy_topics)  # fmt: skip
         with sigterm_as_interrupt():
             summary = run(config)
     click.echo(summary.line())

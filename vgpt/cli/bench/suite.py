@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import vgpt
+from vgpt import metrics
 from vgpt.atomic import atomic_file
 from vgpt.calibration.data import CalibrationConfig
 from vgpt.calibration.quantize import require_modelopt
@@ -37,6 +38,7 @@ from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.manifest import BundleError, load_bundle
 from vgpt.layout import Layout
+from vgpt.metrics import relative_error
 from vgpt.model import VideoGPT
 from vgpt.plotting import pyplot
 from vgpt.predictors import CachedPredictor, FullPredictor
@@ -518,9 +520,8 @@ def rolling_drift(source: str | None, rolls: tuple[int, ...] = (1, 2, 4, 8, 16),
                 p.observe(frames[: M + k])
             a = exact.predict(1, torch.Generator().manual_seed(seed), return_latents=True)
             b = rolling.predict(1, torch.Generator().manual_seed(seed), return_latents=True)
-            rel[k].append(float(np.linalg.norm(b.latents - a.latents) / np.linalg.norm(a.latents)))
-            mse = float(np.mean((a.frames.astype(np.float64) - b.frames) ** 2)) / 255.0**2
-            psnr[k].append(10 * np.log10(1.0 / max(mse, 1e-12)))
+            rel[k].append(relative_error(b.latents, a.latents))
+            psnr[k].append(float(metrics.psnr(b.frames, a.frames, peak_to_peak=255, frame_axis=None)))
     return {"rolls": list(rolls), "videos": videos,
             "latent_relative_error": [statistics.mean(rel[k]) for k in rolls],
             "frame_psnr_db": [statistics.mean(psnr[k]) for k in rolls]}  # fmt: skip
