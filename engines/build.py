@@ -13,19 +13,15 @@ import time
 from pathlib import Path
 
 from vgpt.atomic import atomic_dir, atomic_file
-from vgpt.engines.decisions import (
-    ENGINE_GRAPHS,
-    PLAN_FILES,
-    BuildSettings,
-    EngineError,
+from vgpt.engines.manifest import ENGINE_GRAPHS, PLAN_FILES, engine_manifest
+from vgpt.engines.settings import (
     build_settings,
     check_precision_supported,
     check_request,
-    engine_manifest,
     parse_tensorrt_version,
     profile_shapes,
 )
-from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest
+from vgpt.export.contract import ENGINE_MANIFEST, BuildSettings, EngineError, EngineFile, EngineManifest
 from vgpt.export.manifest import load_bundle
 from vgpt.integrity import sha256_file
 

@@ -1,4 +1,4 @@
-// Every decision of the TensorRT backend that needs no TensorRT (the C++ side of engines/decisions.py):
+// Every decision of the TensorRT backend that needs no TensorRT (the C++ side of engines/settings.py, buffers.py and manifest.py):
 // reading a vgpt-build folder's engines.json, refusing engines of another TensorRT version, another GPU
 // or changed plan files, the device buffers a stream allocates once, and which buffers each of the two
 // denoising-step contexts binds. Compiled and tested in every build; trt_model.cpp only carries it out.
@@ -22,7 +22,7 @@ struct PlanFile {
     std::string sha256;
 };
 
-// engines.json (engines/decisions.py engine_manifest, written by engines/build.py).
+// engines.json (engines/manifest.py engine_manifest, written by engines/build.py).
 struct EngineManifest {
     std::string folder;            // where engines.json and the plans are
     std::string tensorrt_version;  // trt.__version__ at build time, e.g. "10.7.0" or "10.7.0.post1"
@@ -57,16 +57,16 @@ TensorRTHost tensorrt_host(int32_t lib_version, const std::string& gpu_name, int
                            int capability_minor);
 
 // Plans are neither portable across TensorRT versions nor across GPU models: refuse both, as
-// engines/decisions.py check_engine_manifest does. The versions agree when major.minor.patch agree (a
+// engines/manifest.py check_engine_manifest does. The versions agree when major.minor.patch agree (a
 // recorded build number or ".postN" suffix is not compared: the library reports neither).
 void check_engine_host(const EngineManifest& m, const TensorRTHost& host);
 
-// Every plan present with its recorded size and, when verify_hashes, its sha256 (engines/decisions.py
+// Every plan present with its recorded size and, when verify_hashes, its sha256 (engines/manifest.py
 // check_plan_files); and every stream graph built from the ONNX file the bundle holds now.
 void check_plan_files(const EngineManifest& m, bool verify_hashes);
 void check_sources(const EngineManifest& m, const Manifest& bundle);
 
-// One device allocation and the (graph, tensor) pairs bound to it (engines/decisions.py device_buffers).
+// One device allocation and the (graph, tensor) pairs bound to it (engines/buffers.py device_buffers).
 struct DeviceBuffer {
     std::string name;
     size_t bytes = 0;
@@ -85,7 +85,7 @@ struct DeviceBuffers {
 DeviceBuffers device_buffers(const Manifest& bundle);  // throws VGPT_BAD_BUNDLE when the KV caches disagree
 
 // The activation block every context of a stream shares (they run one after another on its CUDA stream,
-// under the stream's lock; engines/decisions.py shares one among all but the encoder, which Python runs
+// under the stream's lock; engines/buffers.py shares one among all but the encoder, which Python runs
 // on its own stream): the largest engine's need (getDeviceMemorySizeV2), rounded up to TensorRT's
 // 256-byte alignment, never zero bytes. Throws VGPT_BAD_BUNDLE for a negative size.
 size_t activation_bytes(const std::vector<int64_t>& sizes);

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vgpt.engines.decisions import device_buffers
+from vgpt.engines.buffers import device_buffers
 from vgpt.errors import VgptError
 from vgpt.export.manifest import Bundle, BundleError
 from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, FRAME, PREFILL, RING, GraphSpec

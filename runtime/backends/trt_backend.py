@@ -3,7 +3,7 @@ S-step denoising loop of a clip captured in one CUDA graph and replayed per clip
 
 Device memory, the streams and the CUDA graph come from PyTorch's CUDA runtime (a CUDA build of torch
 is on every machine that has TensorRT and vgpt); TensorRT and CUDA are imported when this backend is
-opened, never by `import vgpt`. The device buffers (`vgpt.engines.decisions.device_buffers`) bind the KV
+opened, never by `import vgpt`. The device buffers (`vgpt.engines.buffers.device_buffers`) bind the KV
 cache once to both the prefill and the denoising engine, and give the steps two z and two step buffers to
 alternate between, so the captured loop needs no host write: the step index advances on the device.
 
@@ -22,23 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-from vgpt.engines.build import gpu_identity, import_tensorrt
-from vgpt.engines.decisions import (
-    ENGINE_GRAPHS,
-    ENGINE_MANIFEST,
+from vgpt.engines.buffers import (
     SHARED_ACTIVATION_GRAPHS,
     DeviceBuffers,
-    EngineError,
     aligned_bytes,
+    device_buffers,
+    result_buffer,
+    shared_activation_bytes,
+)
+from vgpt.engines.build import gpu_identity, import_tensorrt
+from vgpt.engines.manifest import (
+    ENGINE_GRAPHS,
     check_engine_manifest,
     check_plan_files,
     check_source_graphs,
-    device_buffers,
     read_engine_manifest,
-    result_buffer,
-    shared_activation_bytes,
     source_graph_hashes,
 )
+from vgpt.export.contract import ENGINE_MANIFEST, EngineError
 from vgpt.export.manifest import load_bundle
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
 from vgpt.layout import Layout

@@ -35,7 +35,7 @@ from tests.conftest import random_model
 from tests.cpp_runtime.tamper import write_cases
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
-from vgpt.engines.decisions import export_opset, parse_tensorrt_version
+from vgpt.engines.settings import export_opset, parse_tensorrt_version
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
 from vgpt.frames import fit_frames, to_uint8

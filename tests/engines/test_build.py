@@ -9,7 +9,8 @@ import types
 import pytest
 
 from vgpt.engines.build import build_engine
-from vgpt.engines.decisions import EngineError, build_settings
+from vgpt.engines.settings import build_settings
+from vgpt.export.contract import EngineError
 
 # What TensorRT's builder calls on the progress monitor during a build, in order, with the arguments
 # positional as TensorRT passes them: phase_start(phase_name, parent_phase, num_steps),

@@ -7,28 +7,38 @@ import os
 import pytest
 
 from vgpt.config import get_preset
-from vgpt.engines.decisions import (
-    PLAN_FILES,
+from vgpt.engines.buffers import (
     SHARED_ACTIVATION_GRAPHS,
-    BuildSettings,
-    EngineError,
     aligned_bytes,
-    build_settings,
+    device_buffers,
+    result_buffer,
+    shared_activation_bytes,
+)
+from vgpt.engines.manifest import (
+    PLAN_FILES,
     check_engine_manifest,
     check_plan_files,
-    check_precision_supported,
     check_source_graphs,
-    device_buffers,
+    read_engine_manifest,
+    source_graph_hashes,
+)
+from vgpt.engines.settings import (
+    build_settings,
+    check_precision_supported,
     export_opset,
     parse_tensorrt_version,
     profile_shapes,
-    read_engine_manifest,
-    result_buffer,
-    shared_activation_bytes,
     source_bundle,
-    source_graph_hashes,
 )
-from vgpt.export.contract import ENGINE_MANIFEST, EngineFile, EngineManifest, GpuRecord, SamplerRecord
+from vgpt.export.contract import (
+    ENGINE_MANIFEST,
+    BuildSettings,
+    EngineError,
+    EngineFile,
+    EngineManifest,
+    GpuRecord,
+    SamplerRecord,
+)
 from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
 from vgpt.layout import Layout
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from vgpt.config import get_preset
-from vgpt.engines.decisions import EngineError, device_buffers, shared_activation_bytes
+from vgpt.engines.buffers import device_buffers, shared_activation_bytes
+from vgpt.export.contract import EngineError
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, graph_specs
 from vgpt.layout import Layout
 from vgpt.runtime.backends.trt_backend import TensorRTBackend

@@ -128,7 +128,8 @@ def test_vgpt_build_takes_a_student_bundle_and_its_engines_json_keeps_the_record
     import sys
 
     from vgpt.cli.build import build_main
-    from vgpt.engines.decisions import build_settings, engine_manifest
+    from vgpt.engines.manifest import engine_manifest
+    from vgpt.engines.settings import build_settings
     from vgpt.export.contract import EngineFile, EngineManifest
 
     record, out, _ = student

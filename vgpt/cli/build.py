@@ -8,7 +8,7 @@ import click
 
 from vgpt.commands import command
 from vgpt.engines.build import build_bundle
-from vgpt.engines.decisions import ENGINE_PRECISIONS
+from vgpt.engines.settings import ENGINE_PRECISIONS
 from vgpt.errors import user_errors
 
 

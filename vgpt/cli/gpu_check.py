@@ -1,6 +1,6 @@
 """The GPU check: `python -m vgpt.cli.gpu_check` (or `scripts/gpu_check.sh`) on a machine with CUDA
 and TensorRT. For the bundled model it exports the bundles each precision needs on this TensorRT
-(`vgpt.engines.decisions.source_bundle` and `export_opset`: fp16 from an fp32 bundle on TensorRT 10, from
+(`vgpt.engines.settings.source_bundle` and `export_opset`: fp16 from an fp32 bundle on TensorRT 10, from
 a float16 bundle on 11; FP8 and INT8 Q/DQ bundles, FP8 where the GPU and the parser take it), builds
 engines, compares every engine with ONNX Runtime on the same inputs through Polygraphy, runs the
 TensorRT backend against the ONNX Runtime backend on the same clip and noise, and prints per-step and
@@ -22,16 +22,11 @@ from vgpt.checkpoint import load_checkpoint
 from vgpt.codecs import load_codec
 from vgpt.default_model import default_model
 from vgpt.engines.build import build_bundle, gpu_identity, import_tensorrt
-from vgpt.engines.decisions import (
-    FP8_MIN_CAPABILITY,
-    PLAN_FILES,
-    export_opset,
-    parse_tensorrt_version,
-    source_bundle,
-)
+from vgpt.engines.manifest import PLAN_FILES
+from vgpt.engines.settings import export_opset, parse_tensorrt_version, source_bundle
 from vgpt.evaluation import layout_clips
 from vgpt.export.bundle import ORT_CPU_UNRUNNABLE, ExportConfig, export_bundle, sample_inputs
-from vgpt.export.contract import QUANTIZED_PRECISIONS
+from vgpt.export.contract import FP8_MIN_CAPABILITY, QUANTIZED_PRECISIONS
 from vgpt.export.manifest import load_bundle
 from vgpt.export.verify import ort_session
 from vgpt.metrics import psnr

@@ -1,0 +1,88 @@
+"""An engines folder's manifest (`vgpt.export.contract.EngineManifest`, `engines.json`): which graphs are
+built into which plan files, the manifest written at the end of a build, and every check before TensorRT
+loads a plan: this TensorRT and GPU, each plan's size and sha256, and the bundle graphs it was built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vgpt.export.contract import (
+    ENGINE_MANIFEST,
+    REQUIRED_GRAPHS,
+    BuildSettings,
+    BundleManifest,
+    EngineError,
+    EngineFile,
+    EngineManifest,
+    GpuRecord,
+)
+from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
+from vgpt.untrusted import read_json_object
+
+# The engines vgpt-build builds: the graphs both TensorRT backends load (the Python one and the C/C++
+# runtime's kStreamGraphs), the contract's required ones. The rolling window's graphs (append; GPDiT's frame
+# and ring) are not built: no TensorRT backend runs a rolling window (--kv-cache rolling runs on ONNX Runtime).
+ENGINE_GRAPHS = REQUIRED_GRAPHS
+
+
+# The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
+PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan"}
+
+
+def engine_manifest(bundle: BundleManifest, bundle_dir: str | Path, layout: str, settings: BuildSettings,
+                    tensorrt_version: str, gpu_name: str, capability: tuple[int, int], plans: dict[str, EngineFile],
+                    sources: dict[str, str]) -> EngineManifest:  # fmt: skip
+    return EngineManifest(
+        tensorrt_version=tensorrt_version,
+        gpu=GpuRecord(gpu_name, tuple(capability)),
+        layout=layout,
+        bundle_precision=bundle.precision,
+        builder=settings,
+        sampler=bundle.sampler,
+        plans=plans,
+        source_graphs_sha256=sources,
+        bundle=str(Path(bundle_dir).resolve()),
+    )
+
+
+def read_engine_manifest(folder: str | Path) -> EngineManifest:
+    """`engines.json` of an engine folder, checked field by field."""
+    path = Path(folder) / ENGINE_MANIFEST
+    return EngineManifest.from_dict(read_json_object(path, EngineError, "rebuild with vgpt-build"), str(path))
+
+
+def check_engine_manifest(manifest: EngineManifest, tensorrt_version: str, gpu_name: str,
+                          capability: tuple[int, int]) -> None:  # fmt: skip
+    """Refuse engines built by another TensorRT version or for another GPU: TensorRT plans are neither
+    portable across versions nor across GPU models."""
+    built = manifest.tensorrt_version
+    if built != tensorrt_version:
+        raise EngineError(f"these engines were built with TensorRT {built}, this is TensorRT {tensorrt_version}: "
+                          "rebuild them with vgpt-build on this machine")  # fmt: skip
+    gpu = manifest.gpu
+    if gpu.name != gpu_name or gpu.compute_capability != tuple(capability):
+        raise EngineError(f"these engines were built for {gpu.name} (sm {list(gpu.compute_capability)}), this is "
+                          f"{gpu_name} (sm {list(capability)}): rebuild them with vgpt-build on this GPU")  # fmt: skip
+
+
+def source_graph_hashes(entry, graphs) -> dict[str, str]:
+    """graph -> the sha256 that a bundle layout (vgpt.export.manifest.LayoutEntry) records for that graph's
+    ONNX file now: what vgpt-build hashed when it built the graph's engine from the same bundle."""
+    return {g: entry.graphs[g].files[entry.graphs[g].spec.file].sha256 for g in graphs}
+
+
+def check_source_graphs(manifest: EngineManifest, now: dict[str, str]) -> None:
+    """Refuse engines that were not built from the graphs the bundle holds now (`now`:
+    `source_graph_hashes`), as the C/C++ runtime refuses them: a re-exported bundle's engines are stale
+    even where their own files are whole."""
+    for graph, sha256 in now.items():
+        if manifest.source_graphs_sha256.get(graph) != sha256:
+            raise EngineError(f"the {graph} engine was not built from the {graph} graph that {manifest.bundle} holds "
+                              "now (re-exported?): rebuild the engines with vgpt-build on this machine")  # fmt: skip
+
+
+def check_plan_files(manifest: EngineManifest, folder: str | Path, verify_hash: bool = True) -> None:
+    """Every engine present with its recorded size and sha256 (a truncated copy is refused before
+    TensorRT sees it)."""
+    for graph, engine in manifest.plans.items():
+        engine.check(Path(folder), graph, verify_hash)
