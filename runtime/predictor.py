@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vgpt.clips import roll_clips
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
 from vgpt.layout import Layout, LayoutRequest
@@ -198,10 +199,10 @@ def rollout(backend: Backend, window: np.ndarray, generators: list[torch.Generat
     shape = (1, G, *window.shape[2:])
     latents, frames = [], []
     timings = dict.fromkeys(("prefill", "denoise", "decode"), 0.0)
-    start = time.perf_counter()
-    for k, generator in enumerate(generators):
+
+    def one_clip(window: np.ndarray, generator: torch.Generator | None) -> np.ndarray:
         t0 = time.perf_counter()
-        if not (prefilled and k == 0):
+        if not (prefilled and not latents):  # rolling mode: the cache already holds the first clip's window
             backend.prefill(window)
         t1 = time.perf_counter()
         z = torch.randn(shape, generator=generator).numpy()
@@ -212,9 +213,10 @@ def rollout(backend: Backend, window: np.ndarray, generators: list[torch.Generat
         for name, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             timings[name] += seconds
         latents.append(clip[0])
-        window = np.concatenate([window, clip], axis=1)[:, -M:]
-        if on_clip is not None:
-            on_clip(k + 1)
+        return clip
+
+    start = time.perf_counter()
+    roll_clips(window, generators, one_clip, keep=M, on_clip=on_clip)
     return Rollout(np.concatenate(latents), np.concatenate(frames), time.perf_counter() - start, timings)
 
 

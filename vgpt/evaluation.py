@@ -29,6 +29,7 @@ import torch
 from vgpt import metrics as objects
 from vgpt.atomic import atomic_file
 from vgpt.checkpoint import load_checkpoint
+from vgpt.clips import roll_clips
 from vgpt.codecs import LatentCodec, check_codec_fits, load_codec
 from vgpt.config import ConfigError
 from vgpt.frames import fit_frames
@@ -62,9 +63,9 @@ class EvalConfig:
     clip: int = 4  # G predicted frames
     height: int = 64
     width: int = 64
-    steps: int = 50
-    guidance: float = 1.5
-    shift: float = 1.0
+    steps: int = SamplerConfig.steps  # the sampler's defaults, read in one place (vgpt.config)
+    guidance: float = SamplerConfig.guidance
+    shift: float = SamplerConfig.shift
     videos: str | None = None  # a folder/glob/list of videos or bags; None: synthetic scenes
     topic: str | None = None  # bags: the image topic (None: each bag's only one)
     fps: float | None = None  # bags: frames per second sampled from the stamps (None: the bundled model's)
@@ -171,13 +172,10 @@ def rollout_checkpoint(config: EvalConfig) -> Rollouts:
         for i in range(0, len(clips), config.batch):
             frames = torch.stack([fit_frames(c, config.height, config.width) for c in clips[i : i + config.batch]])
             window = codec.encode_video(frames[:, :M])  # [B, M, C, h, w]
-            decoded = []
-            # One predict() per clip, each with its own generator, rather than predict(window, K, ...):
-            # the same conditioning (the newest M frames) while the first clip's noise stays the same.
-            for gen in gens:
-                latents = predictor.predict(window, 1, config.clip, gen)  # [B, G, C, h, w]
-                decoded.append(codec.decode_video(latents).clamp(-1, 1).numpy())  # [B, G, 3, H, W]
-                window = torch.cat([window, latents], dim=1)[:, -M:]  # [B, M, C, h, w]
+            # Each clip with its own generator (the first clip's noise stays the same whatever num_clips is),
+            # conditioned on the newest M frames.
+            latent_clips = roll_clips(window, gens, lambda w, gen: predictor.predict(w, 1, config.clip, gen), keep=M)
+            decoded = [codec.decode_video(latents).clamp(-1, 1).numpy() for latents in latent_clips]  # [B, G, 3, H, W]
             predicted.append(np.concatenate(decoded, axis=1))  # [B, K*G, 3, H, W]
             truths.append(frames.numpy())
             round_trips.append(codec.decode_video(codec.encode_video(frames[:, M:])).clamp(-1, 1).numpy())

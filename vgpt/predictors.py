@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import torch
 
+from vgpt.clips import roll_clips
 from vgpt.config import ModelConfig
 from vgpt.forward import ForwardCall, forward_call
 from vgpt.frame_ring import FrameRing
@@ -108,14 +109,15 @@ class Predictor(ABC):
             raise ValueError(f"history must be [B, M>=1, C, h, w], got {tuple(history.shape)}")
         frames = history.to(torch.float32)
         B, _, C, h, w = frames.shape
-        start = frames.shape[1]
         self.prepare(frames, num_clips, clip_frames)
-        for _ in range(num_clips):
+
+        def one_clip(frames: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
             first = 0 if self.window is None else max(0, frames.shape[1] - self.window)
             z = torch.randn((B, clip_frames, C, h, w), generator=generator, device=frames.device)
-            clip = self.denoise_clip(frames, first, z)
-            frames = torch.cat([frames, clip], dim=1)
-        return frames[:, start:]
+            return self.denoise_clip(frames, first, z)
+
+        # The window grows: `self.window` picks the frames each clip is conditioned on.
+        return torch.cat(roll_clips(frames, [generator] * num_clips, one_clip), dim=1)
 
     def longest_history(self, history: torch.Tensor, num_clips: int, clip_frames: int) -> int:
         """The most history frames one clip of this prediction is conditioned on."""
