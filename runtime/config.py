@@ -16,7 +16,9 @@ PROVIDERS = ("cpu", "cuda", "tensorrt")
 class RunConfig:
     input: str
     output: str | None = "prediction.mp4"
-    engine: str | None = None  # bundle folder, .onnx inside one, checkpoint folder; None: the bundled default
+    # What to run (vgpt-run --engine): a bundle folder or an .onnx inside one, a TensorRT engines folder or its
+    # model.plan, a checkpoint or run folder; None: the bundled default. "Engine" is kept for TensorRT's.
+    model: str | None = None
     codec: str | None = None  # a checkpoint's codec, when none sits beside it (default: the bundled codec)
     # Which of a bundle's layouts (its name, or M,G[,HxW]); a checkpoint's to export at (None: its first / defaults)
     layout: str | LayoutRequest | None = None

@@ -82,7 +82,7 @@ def check_outputs(config: RunConfig) -> None:
     """Refuse output paths that cannot be written, or whose writing would destroy a file the user has (an
     input, another output, a folder vgpt did not write), before any model is loaded or frame predicted.
     Outputs go into folders that exist: none is created but `--frames-dir` itself."""
-    inputs = [Path(p) for p in (config.input, config.engine, config.codec) if p and Path(p).exists()]
+    inputs = [Path(p) for p in (config.input, config.model, config.codec) if p and Path(p).exists()]
     files = {option: Path(value) for option, value in (("--output", config.output), ("--sheet", config.sheet),
              ("--latents", config.latents), ("--stats", config.stats)) if value}  # fmt: skip
     suffixes = {"--output": ((".mp4", ".mcap"), "vgpt-run writes H.264 in an MP4 container, or ROS 2 image topics "
@@ -160,12 +160,12 @@ def _check_parent(path: Path, option: str) -> None:
 def run(config: RunConfig) -> RunSummary:
     check_outputs(config)
     source = _open(config)
-    needed = history_frames(config.engine, config.layout)
+    needed = history_frames(config.model, config.layout)
     if not config.live and needed is not None and source.frames is not None and source.frames < needed:
         raise _too_short(source, source.frames, needed)  # before the model loads (or exports)
-    if config.engine is None:
+    if config.model is None:
         log.info("note: %s", bundled_model_note())
-    predictor = load_predictor(config.engine, config.backend, mode=config.kv_cache, seed=config.seed,
+    predictor = load_predictor(config.model, config.backend, mode=config.kv_cache, seed=config.seed,
                                layout=config.layout, threads=config.threads, steps=config.steps,
                                guidance=config.guidance, codec=config.codec,
                                providers=[config.provider] if config.provider else None,

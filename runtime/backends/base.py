@@ -1,8 +1,9 @@
-"""The backend interface: what the predictor asks of an engine.
+"""The backend interface: what the predictor asks of a loaded model (ONNX Runtime sessions, TensorRT
+engines or PyTorch modules).
 
 A backend owns every buffer it needs, allocated once: the KV cache (written by prefill, read by every
 denoising step), the latent clip (two buffers that the steps alternate between) and the I/O of the
-codec graphs. `denoise` runs the whole S-step loop inside the backend, so that an engine can run it
+codec graphs. `denoise` runs the whole S-step loop inside the backend, so that a backend can run it
 with no host work per step (ONNX Runtime: bound OrtValues; TensorRT: one CUDA graph).
 """
 

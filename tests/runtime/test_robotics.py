@@ -340,7 +340,7 @@ def test_a_live_run_with_view_serves_its_predictions_to_a_client(model_folder, f
     with socket.socket() as s:  # a free port for the run's server
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = RunConfig(input=str(long), engine=str(model_folder), output=None, live=True, realtime=True, view=True,
+    config = RunConfig(input=str(long), model=str(model_folder), output=None, live=True, realtime=True, view=True,
                        view_port=port, progress=False)  # fmt: skip
     done = {}
     thread = threading.Thread(target=lambda: done.setdefault("summary", run(config)))

@@ -12,7 +12,7 @@ import time
 import click
 
 from vgpt.commands import GUIDANCE, LAYOUT, POSITIVE, SEED, command
-from vgpt.config import PRESETS
+from vgpt.config import PRESETS, SamplerConfig
 from vgpt.errors import user_errors
 
 log = logging.getLogger("vgpt")
@@ -42,7 +42,9 @@ log = logging.getLogger("vgpt")
 )
 @click.option("--clips", type=POSITIVE, default=2, show_default=True, help="Clips to predict autoregressively.")
 @click.option("--steps", type=POSITIVE, default=20, show_default=True, help="Denoising steps per clip.")
-@click.option("--guidance", type=GUIDANCE, default=1.5, show_default=True, help="Guidance scale; 1 = off.")
+@click.option(
+    "--guidance", type=GUIDANCE, default=SamplerConfig.guidance, show_default=True, help="Guidance scale; 1 = off."
+)
 @click.option(
     "--shift", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Schedule shift."
 )

@@ -189,7 +189,7 @@ def run_main(input_, topic, fps, engine, codec, layout, output, copy_topics, fra
         from vgpt.runtime.run import run
 
         engine = named_model(engine, model_name)
-        config = RunConfig(input=input_, output=output, engine=engine, codec=codec, layout=layout,
+        config = RunConfig(input=input_, output=output, model=engine, codec=codec, layout=layout,
                            frames_dir=frames_dir, force=force, sheet=sheet, latents=latents, stats=stats,
                            clips=clips, steps=steps, guidance=guidance, seed=seed, backend=backend, threads=threads,
                            provider=provider, live=live, max_frames=max_frames, queue_size=queue_size,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from vgpt.commands import GUIDANCE, LAYOUT, NON_NEGATIVE, POSITIVE, THREADS, command
+from vgpt.config import SamplerConfig
 from vgpt.errors import user_errors
 from vgpt.progress import console_logging
 
@@ -25,8 +26,8 @@ from vgpt.progress import console_logging
     show_default=True,
     help="M,G,HxW (latents; released: 56,24,8x8); more --layout M,G also time those per clip at that size.",
 )
-@click.option("--steps", type=POSITIVE, default=50, show_default=True)
-@click.option("--guidance", type=GUIDANCE, default=1.5, show_default=True)
+@click.option("--steps", type=POSITIVE, default=SamplerConfig.steps, show_default=True)
+@click.option("--guidance", type=GUIDANCE, default=SamplerConfig.guidance, show_default=True)
 @click.option("--scaling", default="8,16,32,64,128", show_default=True, help="History lengths of the scaling series.")
 @click.option(
     "--scaling-steps", type=POSITIVE, default=10, show_default=True, help="Denoising steps in the scaling series."

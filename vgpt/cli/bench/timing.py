@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from vgpt.checkpoint import load_checkpoint
-from vgpt.config import get_preset
+from vgpt.config import SamplerConfig, get_preset
 from vgpt.default_model import default_model
 from vgpt.model import VideoGPT
 
@@ -28,8 +28,8 @@ class BenchConfig:
     history: int = 56  # the released inference layout's proportions
     clip: int = 24
     latent: tuple[int, int] = (8, 8)
-    steps: int = 50
-    guidance: float = 1.5
+    steps: int = SamplerConfig.steps
+    guidance: float = SamplerConfig.guidance
     extra_layouts: tuple[tuple[int, int], ...] = ()  # (history, clip) pairs the user names
     scaling_histories: tuple[int, ...] = (8, 16, 32, 64, 128)
     scaling_steps: int = 10
