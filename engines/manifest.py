@@ -23,10 +23,38 @@ from vgpt.untrusted import read_json_object
 # runtime's kStreamGraphs), the contract's required ones. The rolling window's graphs (append; GPDiT's frame
 # and ring) are not built: no TensorRT backend runs a rolling window (--kv-cache rolling runs on ONNX Runtime).
 ENGINE_GRAPHS = REQUIRED_GRAPHS
-
-
 # The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
 PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan"}
+
+
+def engine_folder(source: str | Path) -> Path:
+    """`model.plan` or the folder holding it and `engines.json`."""
+    path = Path(source)
+    folder = path.parent if path.suffix == ".plan" else path
+    if not path.exists():
+        raise EngineError(f"{path} does not exist: build engines with vgpt-build --bundle B --out {folder}")
+    if not (folder / ENGINE_MANIFEST).is_file():
+        raise EngineError(f"{folder} has no {ENGINE_MANIFEST}: build engines with vgpt-build --bundle B --out DIR")
+    return folder
+
+
+def check_engine_folder(source: str | Path, tensorrt_version: str, gpu_name: str, capability: tuple[int, int],
+                        bundle: str | Path | None = None, verify_hash: bool = True):  # fmt: skip
+    """What the TensorRT backend checks of an engines folder, in order, before TensorRT reads a plan:
+    `engines.json`, that it was built by this TensorRT for this GPU, every plan's size and sha256, the
+    bundle it was built from (`bundle`: where it is now; None: the folder engines.json names) and that the
+    bundle's graphs are those the engines were built from. The C/C++ runtime's `check_engine_folder`
+    (cpp/src/engines.hpp) checks the same in the same order; tests/cpp_runtime/tamper.py's engine cases
+    hold both to it. Returns (the engines' manifest, the bundle layout's vgpt.export.manifest.LayoutEntry)."""
+    from vgpt.export.manifest import load_bundle
+
+    folder = engine_folder(source)
+    manifest = read_engine_manifest(folder)
+    check_engine_manifest(manifest, tensorrt_version, gpu_name, capability)
+    check_plan_files(manifest, folder, verify_hash)
+    entry = load_bundle(bundle or manifest.bundle).layout(manifest.layout)
+    check_source_graphs(manifest, source_graph_hashes(entry, ENGINE_GRAPHS))
+    return manifest, entry
 
 
 def engine_manifest(bundle: BundleManifest, bundle_dir: str | Path, layout: str, settings: BuildSettings,

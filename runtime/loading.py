@@ -318,8 +318,7 @@ def _tensorrt_backend(source: ModelSource, options: LoadOptions):
         raise BundleError("--trusted-key checks signed export bundles; an engines folder is built on its "
                           "target and carries no signature: load the signed bundle with onnxruntime")  # fmt: skip
     if options.layout is not None:  # an engines folder holds one layout: say so before CUDA starts
-        from vgpt.engines.manifest import read_engine_manifest
-        from vgpt.runtime.backends.trt_backend import engine_folder
+        from vgpt.engines.manifest import engine_folder, read_engine_manifest
 
         manifest = read_engine_manifest(engine_folder(source.path))
         entry = load_bundle(manifest.bundle).layout(manifest.layout)

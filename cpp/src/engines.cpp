@@ -150,6 +150,23 @@ void check_sources(const EngineManifest& m, const Manifest& bundle) {
     }
 }
 
+CheckedEngines check_engine_folder(const std::string& path, const TensorRTHost& host, bool verify_hashes,
+                                   const std::string& bundle_root) {
+    CheckedEngines c{read_engine_manifest(find_engines(path)), Manifest{}};
+    const EngineManifest& em = c.engines;
+    check_engine_host(em, host);
+    check_plan_files(em, verify_hashes);
+    c.bundle = read_manifest(find_bundle(bundle_root.empty() ? em.bundle : bundle_root), em.layout.c_str(),
+                             verify_hashes);
+    if (c.bundle.steps != em.steps) {
+        throw Error(VGPT_BAD_BUNDLE, em.folder + " was built for " + std::to_string(em.steps) + " steps, the bundle " +
+                                         em.bundle + " now has " + std::to_string(c.bundle.steps) +
+                                         ": rebuild the engines with vgpt-build");
+    }
+    check_sources(em, c.bundle);
+    return c;
+}
+
 const DeviceBuffer& DeviceBuffers::buffer(const std::string& name) const {
     for (const DeviceBuffer& b : buffers) {
         if (b.name == name) return b;

@@ -1,7 +1,8 @@
-// Every decision of the TensorRT backend that needs no TensorRT (the C++ side of engines/settings.py, buffers.py and manifest.py):
-// reading a vgpt-build folder's engines.json, refusing engines of another TensorRT version, another GPU
-// or changed plan files, the device buffers a stream allocates once, and which buffers each of the two
-// denoising-step contexts binds. Compiled and tested in every build; trt_model.cpp only carries it out.
+// Every decision of the TensorRT backend that needs no TensorRT (the C++ side of engines/settings.py,
+// buffers.py and manifest.py): reading a vgpt-build folder's engines.json, refusing engines of another
+// TensorRT version, another GPU or changed plan files, the device buffers a stream allocates once, and
+// which buffers each of the two denoising-step contexts binds. Compiled and tested in every build;
+// trt_model.cpp only carries it out.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +66,18 @@ void check_engine_host(const EngineManifest& m, const TensorRTHost& host);
 // check_plan_files); and every stream graph built from the ONNX file the bundle holds now.
 void check_plan_files(const EngineManifest& m, bool verify_hashes);
 void check_sources(const EngineManifest& m, const Manifest& bundle);
+
+// What vgpt_model_load checks of an engines folder (trt_model.cpp), in order, before TensorRT reads a plan:
+// engines.json, that it was built by this TensorRT for this GPU (host), every plan's size and (verify_hashes)
+// sha256, the bundle it was built from (bundle_root: where it is now; empty: the folder engines.json names),
+// its steps, and that the bundle's stream graphs are those the engines were built from. The same checks as
+// engines/manifest.py check_engine_folder; tests/cpp_runtime/tamper.py's engine cases hold both to them.
+struct CheckedEngines {
+    EngineManifest engines;
+    Manifest bundle;
+};
+CheckedEngines check_engine_folder(const std::string& path, const TensorRTHost& host, bool verify_hashes,
+                                   const std::string& bundle_root = "");
 
 // One device allocation and the (graph, tensor) pairs bound to it (engines/buffers.py device_buffers).
 struct DeviceBuffer {

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <utility>
 
 #include "engines.hpp"
 #include "error.hpp"
@@ -89,19 +90,14 @@ private:
 std::shared_ptr<const Model> TrtModel::load(const std::string& path, const Options& options) {
     auto model = std::make_shared<TrtModel>();
     TrtModel& m = *model;
-    const EngineManifest em = read_engine_manifest(find_engines(path));
+    read_engine_manifest(find_engines(path));  // a missing or malformed engines.json is said before a lack of GPU
     cuda(cudaGetDevice(&m.device_), "no CUDA device");
     cudaDeviceProp prop{};
     cuda(cudaGetDeviceProperties(&prop, m.device_), "CUDA device properties");
-    check_engine_host(em, tensorrt_host(getInferLibVersion(), prop.name, prop.major, prop.minor));
-    check_plan_files(em, options.verify_hashes);
-    m.manifest_ = read_manifest(find_bundle(em.bundle), em.layout.c_str(), options.verify_hashes);
-    if (m.manifest_.steps != em.steps) {
-        throw Error(VGPT_BAD_BUNDLE, em.folder + " was built for " + std::to_string(em.steps) + " steps, the bundle " +
-                                         em.bundle + " now has " + std::to_string(m.manifest_.steps) +
-                                         ": rebuild the engines with vgpt-build");
-    }
-    check_sources(em, m.manifest_);
+    CheckedEngines checked = check_engine_folder(
+        path, tensorrt_host(getInferLibVersion(), prop.name, prop.major, prop.minor), options.verify_hashes);
+    const EngineManifest em = std::move(checked.engines);
+    m.manifest_ = std::move(checked.bundle);
     m.dims_ = bundle_dims(m.manifest_);
     m.buffers_ = device_buffers(m.manifest_);
     m.runtime_.reset(nvinfer1::createInferRuntime(m.logger_));

@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "engines.hpp"
 #include "error.hpp"
+#include "fixtures.hpp"
 #include "sha256.hpp"
 
 namespace {
@@ -228,3 +230,30 @@ TEST(Engines, EngineTensorsMustMatchTheBundle) {
 }
 
 }  // namespace
+
+// The engine cases of the tamper fixture (tests/cpp_runtime/tamper.py ENGINE_CASES): every altered engines
+// folder is refused by check_engine_folder, what vgpt_model_load runs before TensorRT reads a plan, as
+// tests/cpp_runtime/test_tamper.py holds the Python backend's check_engine_folder to the same cases.
+TEST(Engines, TheTamperFixturesEngineFoldersAreRefusedAsPythonRefusesThem) {
+    const json& e = fixtures::index().at("engine_tamper");
+    const json& h = e.at("host");
+    int major = 0, minor = 0, patch = 0;
+    const std::string version = h.at("tensorrt_version");
+    ASSERT_EQ(std::sscanf(version.c_str(), "%d.%d.%d", &major, &minor, &patch), 3);
+    const vgpt::TensorRTHost host = vgpt::tensorrt_host(major * 10000 + minor * 100 + patch, h.at("gpu"),
+                                                        h.at("capability").at(0), h.at("capability").at(1));
+    const std::string bundle_root = fixtures::folder() + "/" + e.at("bundle").get<std::string>();
+    ASSERT_GE(e.at("cases").size(), 10u);
+    for (const json& c : e.at("cases")) {
+        const std::string name = c.at("name"), folder = fixtures::folder() + "/" + c.at("engines").get<std::string>();
+        if (c.at("cpp").is_null()) {  // the whole folder: accepted, with its bundle's layout
+            const vgpt::CheckedEngines ok = vgpt::check_engine_folder(folder, host, true, bundle_root);
+            EXPECT_EQ(ok.engines.layout, ok.bundle.layout_name) << name;
+            continue;
+        }
+        const std::string message =
+            error_of(VGPT_BAD_BUNDLE, [&] { vgpt::check_engine_folder(folder, host, true, bundle_root); });
+        EXPECT_NE(message.find(c.at("cpp").get<std::string>()), std::string::npos) << name << ": " << message;
+    }
+}
+

@@ -31,32 +31,13 @@ from vgpt.engines.buffers import (
     shared_activation_bytes,
 )
 from vgpt.engines.build import gpu_identity, import_tensorrt
-from vgpt.engines.manifest import (
-    ENGINE_GRAPHS,
-    check_engine_manifest,
-    check_plan_files,
-    check_source_graphs,
-    read_engine_manifest,
-    source_graph_hashes,
-)
-from vgpt.export.contract import ENGINE_MANIFEST, EngineError
-from vgpt.export.manifest import load_bundle
+from vgpt.engines.manifest import ENGINE_GRAPHS, check_engine_folder, engine_folder
+from vgpt.export.contract import EngineError
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
 from vgpt.layout import Layout
 from vgpt.runtime.backends.base import Backend
 
 log = logging.getLogger(__name__)
-
-
-def engine_folder(source: str | Path) -> Path:
-    """`model.plan` or the folder holding it and `engines.json`."""
-    path = Path(source)
-    folder = path.parent if path.suffix == ".plan" else path
-    if not path.exists():
-        raise EngineError(f"{path} does not exist: build engines with vgpt-build --bundle B --out {folder}")
-    if not (folder / ENGINE_MANIFEST).is_file():
-        raise EngineError(f"{folder} has no {ENGINE_MANIFEST}: build engines with vgpt-build --bundle B --out DIR")
-    return folder
 
 
 class TensorRTBackend(Backend):
@@ -67,13 +48,8 @@ class TensorRTBackend(Backend):
 
         folder = engine_folder(source)  # a missing engine manifest is reported before a missing TensorRT
         trt = import_tensorrt()
-        manifest = read_engine_manifest(folder)
-        gpu, capability = gpu_identity()
-        check_engine_manifest(manifest, trt.__version__, gpu, capability)
-        check_plan_files(manifest, folder)
-        entry = load_bundle(bundle or manifest.bundle).layout(manifest.layout)
+        manifest, entry = check_engine_folder(folder, trt.__version__, *gpu_identity(), bundle=bundle)
         specs = {g: entry.spec(g) for g in ENGINE_GRAPHS}
-        check_source_graphs(manifest, source_graph_hashes(entry, specs))
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
         engines = {}

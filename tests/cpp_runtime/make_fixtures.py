@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from tests.conftest import random_model
-from tests.cpp_runtime.tamper import write_cases
+from tests.cpp_runtime.tamper import write_cases, write_engine_cases
 from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
 from vgpt.engines.settings import export_opset, parse_tensorrt_version
@@ -168,6 +168,7 @@ def main() -> None:
         "preprocess": preprocess_cases(write),
         "to_uint8": to_uint8_case(write),
         "tamper": {**write_cases(tiny, tmp / "tamper"), "folder": "tamper"},
+        "engine_tamper": write_engine_cases(tiny, tmp / "engine-tamper"),  # paths relative to the fixture folder
     }
     (tmp / "fixtures.json").write_text(json.dumps(fixtures, indent=1))
     shutil.rmtree(out, ignore_errors=True)

@@ -213,3 +213,90 @@ def write_cases(bundle: Path, out: Path) -> dict:
 
 def _rel(path: Path, out: Path) -> str:
     return str(path.relative_to(out))  # the index names paths inside `out`: the folder may be renamed
+
+
+# The engines folders: what both TensorRT backends check before TensorRT reads a plan
+# (vgpt.engines.manifest.check_engine_folder, cpp/src/engines.hpp check_engine_folder), on the host below.
+ENGINE_HOST = {"tensorrt_version": "10.7.0", "gpu": "Fixture GPU", "capability": [8, 9]}
+
+
+def _engines(folder: Path) -> dict:
+    return json.loads((folder / "engines.json").read_text())
+
+
+def _write_engines(folder: Path, manifest: dict) -> None:
+    (folder / "engines.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _edit_engines(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def alter(folder: Path) -> None:
+        manifest = _engines(folder)
+        edit(manifest)
+        _write_engines(folder, manifest)
+
+    return alter
+
+
+def _append(path: Path) -> None:
+    with open(path, "ab") as f:
+        f.write(b"more")
+
+
+def _plan_outside(folder: Path) -> None:
+    (folder.parent / "outside.plan").write_bytes((folder / "model.plan").read_bytes())
+    _edit_engines(lambda m: m["plans"]["denoise"].update(file="../outside.plan"))(folder)
+
+
+# name -> (alteration of a whole engines folder, Python's message (regex), C++'s fragment); "whole" is the
+# control both must accept.
+ENGINE_CASES: dict[str, tuple[Callable[[Path], None] | None, str | None, str | None]] = {
+    "whole": (None, None, None),
+    "other-tensorrt": (_edit_engines(lambda m: m.update(tensorrt_version="10.8.0")),
+                       "built with TensorRT 10.8.0, this is TensorRT 10.7.0",
+                       "built with TensorRT 10.8.0, this is TensorRT 10.7.0"),
+    "other-gpu": (_edit_engines(lambda m: m["gpu"].update(name="Other GPU")), "built for Other GPU",
+                  "built for Other GPU"),
+    "plan-missing": (lambda f: (f / "prefill.plan").unlink(), "prefill.plan is missing", "prefill.plan is missing"),
+    "plan-truncated": (lambda f: _append(f / "decoder.plan"), r"decoder.plan has \d+ bytes, the manifest says",
+                       "bytes, the manifest says"),
+    "plan-flipped": (lambda f: _flip(f / "model.plan"), "does not match", "does not match its sha256"),
+    "plan-outside": (_plan_outside, "plain file name", "inside its own folder"),
+    "no-prefill-plan": (_edit_engines(lambda m: m["plans"].pop("prefill")), "lacks", "lists no prefill engine"),
+    "stale-source": (_edit_engines(lambda m: m["source_graphs_sha256"].update(denoise="0" * 64)),
+                     "the denoise engine was not built from the denoise graph", "the denoise engine in"),
+    "engines-invalid-json": (lambda f: (f / "engines.json").write_text("{"), "not valid JSON", "not valid JSON"),
+}  # fmt: skip
+
+
+def write_engine_cases(bundle: Path, out: Path) -> dict:
+    """An engines folder of `bundle`'s first layout as vgpt-build writes one (its plans stand-in bytes: no
+    TensorRT reads them before these checks), and each of ENGINE_CASES as an altered copy under `out`;
+    returns their index (paths relative to `out`'s parent, with the host they are checked on)."""
+    from vgpt.engines.manifest import ENGINE_GRAPHS, PLAN_FILES, engine_manifest, source_graph_hashes
+    from vgpt.engines.settings import build_settings
+    from vgpt.export.contract import EngineFile
+    from vgpt.export.manifest import load_bundle
+
+    loaded = load_bundle(bundle)
+    entry = loaded.layout()
+    whole = out / "whole-template"
+    whole.mkdir(parents=True)
+    plans = {}
+    for i, graph in enumerate(ENGINE_GRAPHS):
+        path = whole / PLAN_FILES[graph]
+        path.write_bytes(bytes(range(256)) * (4 + i))
+        plans[graph] = EngineFile(path.name, path.stat().st_size, sha256_file(path))
+    settings = build_settings(loaded.precision, loaded.manifest.dtype, "fp16", (10, 7), 3, 1 << 30)
+    host = ENGINE_HOST
+    manifest = engine_manifest(loaded.manifest, bundle, entry.name, settings, host["tensorrt_version"], host["gpu"],
+                               tuple(host["capability"]), plans, source_graph_hashes(entry, ENGINE_GRAPHS))  # fmt: skip
+    _write_engines(whole, manifest.to_dict())
+    cases = []
+    for name, (alter, python, cpp) in ENGINE_CASES.items():
+        folder = out / name / "engines"
+        shutil.copytree(whole, folder)
+        if alter is not None:
+            alter(folder)
+        cases.append({"name": name, "engines": _rel(folder, out.parent), "python": python, "cpp": cpp})
+    shutil.rmtree(whole)
+    return {"host": host, "bundle": _rel(bundle, out.parent), "cases": cases}

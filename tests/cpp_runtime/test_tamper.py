@@ -4,12 +4,14 @@ runs the same cases, as make_fixtures.py writes them, against the C++ runtime.""
 import json
 import re
 import shutil
+from functools import partial
 
 import pytest
 
 from tests.cpp_runtime.make_fixtures import tiny_bundle
-from tests.cpp_runtime.tamper import CASES, SECRET_BYTES, write_cases
-from vgpt.export.contract import BundleError
+from tests.cpp_runtime.tamper import CASES, ENGINE_CASES, SECRET_BYTES, write_cases, write_engine_cases
+from vgpt.engines.manifest import check_engine_folder
+from vgpt.export.contract import BundleError, EngineError
 from vgpt.export.manifest import load_bundle
 
 pytest.importorskip("onnxruntime")
@@ -52,3 +54,26 @@ def test_a_signed_bundle_whose_graph_changed_is_refused_by_its_hash(tamper, tmp_
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(BundleError, match="does not match the sha256"):
         load_bundle(copy, trusted_keys=[root / index["trusted_key"]])
+
+
+@pytest.fixture(scope="module")
+def engine_tamper(tamper):
+    root = tamper[0].parent
+    return root, write_engine_cases(root / "tiny", root / "engine-cases")
+
+
+@pytest.mark.parametrize("name", list(ENGINE_CASES))
+def test_every_altered_engines_folder_is_refused_before_tensorrt_reads_a_plan(engine_tamper, name):
+    """The TensorRT backend's checks (vgpt.engines.manifest.check_engine_folder) against the engine cases;
+    cpp/tests/test_tamper.cpp holds the C++ runtime's check_engine_folder to the same cases."""
+    root, index = engine_tamper
+    case = next(c for c in index["cases"] if c["name"] == name)
+    host = index["host"]
+    check = partial(check_engine_folder, root / case["engines"], host["tensorrt_version"], host["gpu"],
+                    tuple(host["capability"]), bundle=root / index["bundle"])  # fmt: skip
+    if case["python"] is None:
+        manifest, entry = check()
+        assert entry.name == manifest.layout
+        return
+    with pytest.raises(EngineError, match=case["python"]):
+        check()
