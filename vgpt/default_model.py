@@ -8,9 +8,12 @@ its layout and sampler from `defaults.layout(...)` and `defaults.sampler(...)`.
 
 The folder can ship more models of the same layout and codec beside `model/` (the teacher): a distilled
 few-step student in `student/` (vgpt-distill), with `student/comparison.json`, its `vgpt-eval --student`
-side by side with the teacher. `--model NAME` (vgpt-run, vgpt-eval; `load_model(model=NAME)`) picks one by
-name; without it the commands take `preferred_model`: the student once its recorded figures at every
-horizon are at least the teacher's (`meets_the_bar`), else the teacher.
+side by side with the teacher, and a model of the GPDiT family in `gpdit/` (`vgpt-train --config
+gpdit-bundled`: lightweight causal attention, so its live window slides exactly, docs/gpdit.md).
+`--model NAME` (vgpt-run, vgpt-eval; `load_model(model=NAME)`) picks one by name; without it the
+commands take `preferred_model`: the student once its recorded figures at every horizon are at least
+the teacher's (`meets_the_bar`), else the teacher; never the GPDiT model, which is another family and
+is taken by name.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(__file__).parent / "assets" / "default"
 SETTINGS = "defaults.json"  # beside model/ and codec/
 # The models a folder laid out like the default can ship, by name: their checkpoint folders in it.
-BUNDLED_MODELS = {"teacher": "model", "student": "student"}
+BUNDLED_MODELS = {"teacher": "model", "student": "student", "gpdit": "gpdit"}
 COMPARISON = "comparison.json"  # in a shipped student's folder: vgpt-eval --student's JSON
 
 

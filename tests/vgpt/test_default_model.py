@@ -135,3 +135,34 @@ def resolve_checkpoint_name(default):
 
     folder = Path(resolve_checkpoint(None)[0]).name
     return next(name for name, sub in BUNDLED_MODELS.items() if sub == folder)
+
+
+def test_the_bundled_gpdit_model_is_taken_by_name_and_slides_its_window_exactly():
+    """The GPDiT model shipped beside the teacher (docs/gpdit.md section 9): its own family at the default's
+    layout and codec, taken only by `--model gpdit` (never the default). Its rolling window, slid over 6
+    frames, predicts what a fresh exact prefill of the same newest frames predicts."""
+    import numpy as np
+    import torch
+
+    from vgpt.checkpoint import load_checkpoint
+    from vgpt.default_model import resolve_checkpoint
+    from vgpt.runtime.predictor import load_predictor
+    from vgpt.synthetic import SceneConfig, render_video
+
+    default = default_model()
+    assert "gpdit" in default.shipped() and default.preferred_model() != "gpdit"
+    config = load_checkpoint(default.model_path("gpdit")).model.config
+    assert (config.family, config.attention_mask, config.time_conditioning) == ("gpdit", "lightweight", "rotation")
+    assert resolve_checkpoint(None, model="gpdit")[1:] == (str(default.codec_dir), default.defaults)
+    frames = render_video(1_000_000, SceneConfig(height=64, width=64, frames=10))
+    exact = load_predictor(None, "torch", steps=2, model="gpdit", mode="exact")
+    rolling = load_predictor(None, "torch", steps=2, model="gpdit", mode="rolling")
+    rolling.observe(frames[:4])
+    rolling.predict(1, torch.Generator().manual_seed(0))  # the window filled, then slid by one frame 6 times
+    for frame in frames[4:]:
+        rolling.observe(frame)
+    exact.observe(frames[-4:])
+    a = rolling.predict(1, torch.Generator().manual_seed(1), return_latents=True).latents
+    b = exact.predict(1, torch.Generator().manual_seed(1), return_latents=True).latents
+    # fp32 round-off of the same attention over the window's keys in another order (the ring's slot order)
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
