@@ -139,7 +139,7 @@ def test_a_bag_topic_error_stops_before_the_model_loads(bag, tmp_path, monkeypat
 
 
 def test_live_mode_reads_a_recording_whole_and_realtime_at_its_pace(model_folder, bag, clip_video, tmp_path):
-    config = {"engine": str(model_folder), "live": True, "progress": False, "queue_size": 1}
+    config = {"model": str(model_folder), "live": True, "progress": False, "queue_size": 1}
     # A recording read as fast as it is consumed drops nothing: with a one-frame queue every frame is still
     # observed, so the 12 frames give a clip at 3, 5, 7, 9 and 11 frames.
     for source in (str(clip_video), str(bag)):

@@ -16,7 +16,7 @@ def _torchrun(config, path, *extra):
     path.write_text(json.dumps({**asdict(config), **dict(extra)}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "vgpt.training", "--config", str(path), "--no-progress"]  # fmt: skip
+           "-m", "vgpt.cli.train", "--config", str(path), "--no-progress"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
