@@ -24,7 +24,7 @@ from vgpt.config import SamplerConfig
 from vgpt.default_model import named_model, resolve_checkpoint
 from vgpt.errors import is_storage_error
 from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
-from vgpt.export.manifest import find_manifest, load_bundle
+from vgpt.export.manifest import Bundle, find_manifest, load_bundle, read_manifest
 from vgpt.integrity import cache_dir
 from vgpt.layout import Layout, LayoutRequest
 from vgpt.runtime.backends.ort_backend import OrtBackend
@@ -110,6 +110,12 @@ def pick_layout(bundle, layout: str | LayoutRequest | None) -> str | None:
     if len(found) > 1:
         raise BundleError(f"{bundle.root}: layout {layout} matches {found}; give the frame size too (M,G,HxW)")
     return found[0]
+
+
+def _manifest_only(root: Path) -> Bundle:
+    """A bundle's manifest, checked field by field, without hashing its graph files: for a look at its
+    layouts before the load that checks them (`load_bundle`)."""
+    return Bundle(root, read_manifest(root))
 
 
 def _spell(layout: Layout) -> str:
@@ -264,7 +270,7 @@ def history_frames(source: str | Path | ModelSource | None, layout: str | Layout
     if source.kind == "engines" or (source.path is not None and not source.path.exists()):
         return None
     if source.kind == "bundle":
-        bundle = load_bundle(source.path)
+        bundle = _manifest_only(source.path)
         return bundle.layout(pick_layout(bundle, layout)).layout.history_frames
     if source.path is None or (source.path / SETTINGS).is_file():
         return default_model(source.path).defaults.history
@@ -321,7 +327,7 @@ def _tensorrt_backend(source: ModelSource, options: LoadOptions):
         from vgpt.engines.manifest import engine_folder, read_engine_manifest
 
         manifest = read_engine_manifest(engine_folder(source.path))
-        entry = load_bundle(manifest.bundle).layout(manifest.layout)
+        entry = _manifest_only(find_manifest(manifest.bundle)).layout(manifest.layout)
         wanted = options.layout
         if not (wanted == entry.name if isinstance(wanted, str) else wanted.matches(entry.layout)):
             raise BundleError(f"{source} holds the engines of one layout, {entry.name} ({_spell(entry.layout)}), "

@@ -277,8 +277,8 @@ def load_model(
     folder laid out like the bundled one; without it, the student once its figures meet the teacher's at
     every horizon."""
     options = LoadOptions(backend=backend, threads=threads, steps=steps, guidance=guidance, codec=codec,
-                          providers=None if providers is None else tuple(providers), layout=layout,
-                          trust_cache=trust_cache, trusted_keys=tuple(trusted_keys), model=model)  # fmt: skip
+                          providers=providers, layout=layout, trust_cache=trust_cache, trusted_keys=trusted_keys,
+                          model=model)  # fmt: skip
     return LoadedModel(open_backend(source, options))
 
 

@@ -5,7 +5,6 @@ never pays for torch."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -14,7 +13,6 @@ from collections.abc import Callable, Iterator
 import click
 
 from vgpt import __version__
-from vgpt.default_model import BUNDLED_MODELS, DEFAULT_DIR, SETTINGS, Defaults
 from vgpt.layout import LayoutRequest
 
 MAX_SEED = 2**64 - 1
@@ -147,20 +145,3 @@ def bag_options(fn: Callable) -> Callable:
                       "model was trained at, 10).")(fn)  # fmt: skip
     return click.option("--topic", default=None, help="Bags (.mcap, .db3, a bag folder): the image topic "
                         "(sensor_msgs/msg/Image or CompressedImage; default: the bag's only one).")(fn)  # fmt: skip
-
-
-# The bundled model's sampler, for help texts (read from its defaults.json, torch-free).
-BUNDLED = Defaults.from_settings(json.loads((DEFAULT_DIR / SETTINGS).read_text()))
-
-
-def model_option(what: str) -> Callable:
-    """`--model teacher|student|gpdit`: which bundled model a command uses."""
-    return click.option(
-        "--model",
-        "model_name",
-        type=click.Choice(list(BUNDLED_MODELS)),
-        default=None,
-        help=f"Which bundled model {what}: the teacher ({BUNDLED.steps} steps x 2 branches), its distilled "
-        "student (K steps x 1 branch) or the GPDiT model (exact rolling window), where shipped. Default: the "
-        "student once its recorded figures at every horizon are at least the teacher's, else the teacher.",
-    )

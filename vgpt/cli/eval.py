@@ -7,9 +7,9 @@ import json
 import click
 
 from vgpt.atomic import atomic_file
+from vgpt.cli.options import BUNDLED, model_option
 from vgpt.commands import (
     BUNDLE_LAYOUT,
-    BUNDLED,
     GUIDANCE,
     POSITIVE,
     SEED,
@@ -17,7 +17,6 @@ from vgpt.commands import (
     THREADS_HELP,
     bag_options,
     command,
-    model_option,
     torch_threads,
 )
 from vgpt.default_model import Defaults, resolve_checkpoint
@@ -112,8 +111,8 @@ def eval_main(checkpoint, codec, bundle, videos, topic, fps, count, seed_start, 
     if bundle is None and isinstance(layout, str):
         raise click.UsageError(f"--layout {layout} names one of a bundle's layouts: give --bundle, or M,G[,HxW]")
     request = None if bundle is not None else layout  # a bundle's: which of its layouts (EvalConfig.bundle_layout)
-    height, width = request.pixel_size((defaults.height, defaults.width)) if request else (defaults.height,
-                                                                                           defaults.width)  # fmt: skip
+    own_size = (defaults.height, defaults.width)
+    height, width = request.pixel_size(own_size) if request else own_size
     settings = {
         "history": request.history if request else defaults.history,
         "clip": request.clip if request else defaults.clip,

@@ -6,9 +6,9 @@ import sys
 
 import click
 
+from vgpt.cli.options import BUNDLED, model_option
 from vgpt.commands import (
     BUNDLE_LAYOUT,
-    BUNDLED,
     GUIDANCE,
     NON_NEGATIVE,
     POSITIVE,
@@ -16,7 +16,6 @@ from vgpt.commands import (
     THREADS,
     bag_options,
     command,
-    model_option,
     sigterm_as_interrupt,
 )
 from vgpt.default_model import (
@@ -28,7 +27,6 @@ from vgpt.progress import console_logging
 from vgpt.runtime.config import PROVIDERS, RunConfig
 
 _RUN = RunConfig(input="")
-_BUNDLED = BUNDLED  # for help texts
 
 
 @command
@@ -97,13 +95,13 @@ _BUNDLED = BUNDLED  # for help texts
     type=POSITIVE,
     default=None,
     help="Denoising steps: a bundle's are baked in (must match); a checkpoint or the bundled model is exported "
-    f"again with them (default {_BUNDLED.steps} for the bundled model).",
+    f"again with them (default {BUNDLED.steps} for the bundled model).",
 )
 @click.option(
     "--guidance",
     type=GUIDANCE,
     default=None,
-    help=f"Guidance scale: as --steps (a bundle's must match; default {_BUNDLED.guidance:g} for the bundled model).",
+    help=f"Guidance scale: as --steps (a bundle's must match; default {BUNDLED.guidance:g} for the bundled model).",
 )
 @click.option("--seed", type=SEED, default=_RUN.seed, show_default=True, help="Seed of the sampler noise.")
 @click.option(
