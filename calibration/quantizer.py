@@ -25,7 +25,7 @@ from vgpt.calibration.verify import compare_quantized_with_eager
 from vgpt.codecs.base import LatentCodec
 from vgpt.export.contract import QUANTIZED_PRECISIONS, Quantization
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
-from vgpt.export.quantizer import TRANSFORMER_GRAPHS
+from vgpt.export.registry import TRANSFORMER_GRAPHS
 from vgpt.export.spec import GraphSpec, layout_name
 from vgpt.export.verify import OutputError
 from vgpt.layout import Layout

@@ -1,74 +1,45 @@
-"""The device buffers of a TensorRT stream, decided without TensorRT: every buffer allocated once, which
-(graph, tensor) pairs each binds, the ping-pong pair of the denoising loop, and the activation block the
-execution contexts of a stream share. Both TensorRT backends (Python, C/C++) bind by the same plan."""
+"""How a stream binds a bundle's graphs, read from the layout's binding plan (vgpt.export.registry.BindingPlan,
+which vgpt-export writes into the manifest): which buffers a TensorRT stream allocates, the named buffers a
+backend copies in and out of, and the activation block the execution contexts of a stream share. Both
+TensorRT backends (Python, C/C++) and the ONNX Runtime backends bind by the same plan."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from vgpt.export.contract import (
-    EngineError,
-)
-from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec
+from vgpt.export.registry import BindingPlan, BufferSpec
+from vgpt.export.spec import DECODER, DENOISE, PREFILL
 
-_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4}
+# The phases a TensorRT stream runs: the graphs vgpt-build builds (no TensorRT backend runs a rolling window).
+ENGINE_PHASES = ("encode", "prefill", "denoise", "decode")
 
 
-@dataclass(frozen=True)
-class Buffer:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    bindings: tuple[tuple[str, str], ...]  # (graph, tensor) pairs bound to this one allocation
-
-    @property
-    def nbytes(self) -> int:
-        n = _BYTES[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+def engine_buffers(plan: BindingPlan) -> tuple[BufferSpec, ...]:
+    """Every buffer a TensorRT stream allocates once: those its phases bind."""
+    return plan.buffers_of(ENGINE_PHASES)
 
 
 @dataclass(frozen=True)
-class DeviceBuffers:
-    """Every device buffer a stream allocates once, and which (graph, tensor) pairs each is bound to."""
+class StreamIo:
+    """The buffers a backend writes from and reads to the host, by the plan: the frame in and its latents out
+    (encode), the history in (prefill), the noise in, the step index reset and the clip out (denoise), the
+    clip in and the frames out (decode)."""
 
-    buffers: tuple[Buffer, ...]
-    # The denoising step's two bindings: even steps read set 0 and write set 1, odd steps the reverse,
-    # so the loop (and a CUDA graph of it) never copies z or step between steps.
-    step_bindings: tuple[dict[str, str], dict[str, str]] = field(default_factory=lambda: ({}, {}))
+    frame: str
+    latent: str
+    history: str
+    noise: str
+    step: str
+    result: str  # where the clip is after the sampler's S steps
+    clip: str
+    frames: str
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(b.nbytes for b in self.buffers)
-
-    def buffer(self, name: str) -> Buffer:
-        return next(b for b in self.buffers if b.name == name)
-
-
-def device_buffers(specs: dict[str, GraphSpec]) -> DeviceBuffers:
-    """Every device buffer, allocated once: one KV cache written by prefill and read by every step;
-    two z and two step buffers the steps alternate between; the codec's input and output."""
-    enc, pre, den, dec = specs[ENCODER], specs[PREFILL], specs[DENOISE], specs[DECODER]
-    kv = pre.tensor("kv_cache")
-    if den.tensor("kv_cache").shape != kv.shape:
-        raise EngineError("prefill writes a KV cache of another shape than the denoising step reads")
-    z, step = den.tensor("z"), den.tensor("step")
-    buffers = [
-        Buffer("frame", enc.tensor("frames").shape, "float32", ((ENCODER, "frames"),)),
-        Buffer("latent", enc.tensor("latents").shape, "float32", ((ENCODER, "latents"),)),
-        Buffer("history", pre.tensor("history").shape, "float32", ((PREFILL, "history"),)),
-        Buffer("kv", kv.shape, kv.dtype, ((PREFILL, "kv_cache"), (DENOISE, "kv_cache"))),
-        Buffer("z0", z.shape, "float32", ((DENOISE, "z"),)),
-        Buffer("z1", z.shape, "float32", ((DENOISE, "z_next"),)),
-        Buffer("step0", step.shape, "int64", ((DENOISE, "step"),)),
-        Buffer("step1", step.shape, "int64", ((DENOISE, "step_next"),)),
-        Buffer("clip", dec.tensor("latents").shape, "float32", ((DECODER, "latents"),)),
-        Buffer("frames_out", dec.tensor("frames").shape, "float32", ((DECODER, "frames"),)),
-    ]
-    steps = ({"z": "z0", "step": "step0", "z_next": "z1", "step_next": "step1", "kv_cache": "kv"},
-             {"z": "z1", "step": "step1", "z_next": "z0", "step_next": "step0", "kv_cache": "kv"})  # fmt: skip
-    return DeviceBuffers(tuple(buffers), steps)
+    @classmethod
+    def of(cls, plan: BindingPlan, steps: int) -> StreamIo:
+        t = plan.target
+        return cls(t("encode", "frames").buffer, t("encode", "latents").buffer, t("prefill", "history").buffer,
+                   t("denoise", "z").buffer, t("denoise", "step").buffer, plan.result(steps),
+                   t("decode", "latents").buffer, t("decode", "frames").buffer)  # fmt: skip
 
 
 # The graphs whose contexts run one after another on a stream's CUDA stream and so share one activation
@@ -89,8 +60,3 @@ def shared_activation_bytes(sizes: dict[str, int]) -> int:
     """The one activation block of SHARED_ACTIVATION_GRAPHS: the largest engine's need (`sizes`: graph ->
     the engine's device memory size), aligned."""
     return aligned_bytes(max(sizes[g] for g in SHARED_ACTIVATION_GRAPHS))
-
-
-def result_buffer(steps: int) -> str:
-    """Where the clip is after `steps` alternating steps."""
-    return "z0" if steps % 2 == 0 else "z1"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from vgpt.export.contract import (
     ENGINE_MANIFEST,
-    REQUIRED_GRAPHS,
     BuildSettings,
     BundleManifest,
     EngineError,
@@ -16,15 +15,10 @@ from vgpt.export.contract import (
     EngineManifest,
     GpuRecord,
 )
-from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
-from vgpt.untrusted import read_json_object
 
-# The engines vgpt-build builds: the graphs both TensorRT backends load (the Python one and the C/C++
-# runtime's kStreamGraphs), the contract's required ones. The rolling window's graphs (append; GPDiT's frame
-# and ring) are not built: no TensorRT backend runs a rolling window (--kv-cache rolling runs on ONNX Runtime).
-ENGINE_GRAPHS = REQUIRED_GRAPHS
-# The denoising step's engine is the one users name: `vgpt-run --engine model.plan`.
-PLAN_FILES = {DENOISE: "model.plan", PREFILL: "prefill.plan", ENCODER: "encoder.plan", DECODER: "decoder.plan"}
+# The engines vgpt-build builds and both TensorRT backends load, by plan file (vgpt.export.registry).
+from vgpt.export.registry import ENGINE_GRAPHS, PLAN_FILES  # noqa: F401 - this module's names for them
+from vgpt.untrusted import read_json_object
 
 
 def engine_folder(source: str | Path) -> Path:

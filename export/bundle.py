@@ -42,23 +42,18 @@ from vgpt.export.contract import (
     SamplerRecord,
     TensorRTReadiness,
 )
-from vgpt.export.gpdit_graphs import FrameGraph, RingGraph
-from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
+from vgpt.export.graphs import GraphContext, build_graph
 from vgpt.export.onnx_export import SUPPORTED_OPSETS, export_onnx
-from vgpt.export.quantizer import TRANSFORMER_GRAPHS, Quantizer
+from vgpt.export.quantizer import Quantizer
 from vgpt.export.readiness import check_graph
+from vgpt.export.registry import ENTRIES, binding_plan, graph_specs
 from vgpt.export.signing import sign_bundle
 from vgpt.export.spec import (
-    APPEND,
-    DECODER,
     DENOISE,
-    ENCODER,
-    FRAME,
     PREFILL,
     RING,
     GraphSpec,
     exact_rolling,
-    graph_specs,
     layout_name,
 )
 from vgpt.export.verify import VerificationError, check_dtypes, check_model, compare_with_eager
@@ -125,34 +120,6 @@ def graph_files(path: Path) -> list[Path]:
     """The .onnx file and its external data file, if any."""
     data = path.with_name(path.name + ".data")
     return [path, data] if data.exists() else [path]
-
-
-# Tolerances of ONNX Runtime against eager PyTorch, per graph and dtype. fp32: both compute the same
-# fp32 arithmetic with different kernels (round-off ~1e-6 on O(1) values); the denoising step divides
-# the model's error by (1 - sigma), up to S = 50 times late in the schedule, and adds it to z, so its
-# budget is larger. fp16 weights round every matmul to ~1e-3 relative.
-TOLERANCES = {
-    "float32": {
-        ENCODER: (1e-4, 1e-3),
-        PREFILL: (1e-4, 1e-3),
-        DENOISE: (1e-3, 1e-3),
-        DECODER: (1e-4, 1e-3),
-        APPEND: (1e-4, 1e-3),
-        FRAME: (1e-4, 1e-3),
-        RING: (1e-5, 1e-5),  # a rotation and a gather: one multiply-add of round-off
-    },
-    "float16": {
-        ENCODER: (1e-4, 1e-3),
-        PREFILL: (5e-2, 5e-2),
-        DENOISE: (5e-2, 5e-2),
-        DECODER: (1e-4, 1e-3),
-        APPEND: (5e-2, 5e-2),
-        FRAME: (5e-2, 5e-2),
-        RING: (5e-3, 5e-3),  # the rotation in fp16 arithmetic: ~1e-3 relative
-    },
-    # Quantized graphs are verified code by code (vgpt.calibration.verify): the eager model is fed the
-    # graph's own FP8/INT8 codes, so only fp32 round-off remains and the float32 tolerances apply.
-}
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -305,17 +272,9 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
     specs = graph_specs(model.config, layout, config.dtype)
     folder = root / layout_name(layout)
     folder.mkdir()
-    prefill = PrefillGraph(model, layout, config.sampler)
-    makers = {
-        ENCODER: lambda: EncoderGraph(codec),
-        PREFILL: lambda: prefill,
-        DENOISE: lambda: DenoiseGraph(model, layout, config.sampler, two_part=config.kv_attention == "two_part"),
-        DECODER: lambda: DecoderGraph(codec),
-        APPEND: lambda: AppendGraph(model, layout, config.sampler),
-        FRAME: lambda: FrameGraph(model, layout),
-        RING: lambda: RingGraph(model, layout),
-    }
-    modules = {name: makers[name]() for name in specs}  # the graphs of this model's rolling mode only
+    context = GraphContext(model, codec, layout, config.sampler, two_part=config.kv_attention == "two_part")
+    modules = {name: build_graph(ENTRIES[name], context) for name in specs}  # this model's graphs only
+    prefill = modules[PREFILL]
     history = torch.randn(specs[PREFILL].inputs[0].shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         kv = prefill(history)
@@ -324,7 +283,7 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
         path = folder / spec.file
         args = tuple(from_numpy(v) for v in sample_inputs(spec, layout, config.sampler, kv, 0)[0].values())
         log.info("exporting %s/%s", folder.name, spec.file)
-        qdq = quantizer if quantizer is not None and name in TRANSFORMER_GRAPHS else None
+        qdq = quantizer if quantizer is not None and ENTRIES[name].transformer else None
         # Quantized graphs export (and are verified) with the model's quantizers computing through the
         # op that becomes their Q/DQ pair: the same saturation as the graph on inputs beyond the
         # calibrated range (ModelOpt's INT8 fake quantization saturates at -127, ONNX's at -128).
@@ -335,10 +294,10 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
             log.info("  %s: %d weights stored quantized", name, qdq.fold_weights(path))
         if config.verify and config.dtype in ORT_CPU_UNRUNNABLE:
             check_model(path)
-            check_dtypes(path, spec, config.dtype if name in TRANSFORMER_GRAPHS else "float32")
+            check_dtypes(path, spec, config.dtype if ENTRIES[name].transformer else "float32")
         elif config.verify:
             check_model(path)
-            atol, rtol = TOLERANCES[config.dtype][name]
+            atol, rtol = ENTRIES[name].tolerance[config.dtype]
             feeds = sample_inputs(spec, layout, config.sampler, kv, 2)
             with _through_qdq(model, qdq):
                 if qdq is not None:
@@ -365,7 +324,7 @@ def _export_layout(model: VideoGPT, codec: LatentCodec, layout: Layout, config: 
             tensorrt=TensorRTReadiness(ready.ready, ready.min_tensorrt, tuple(ready.unsupported)),
             verification=tuple(e.to_dict() for e in errors.get(name, [])),
         )
-    return LayoutRecord(folder.name, layout, graphs)
+    return LayoutRecord(folder.name, layout, graphs, binding_plan(specs, layout))
 
 
 def _through_qdq(model: VideoGPT, quantizer: Quantizer | None):

@@ -18,7 +18,8 @@ from typing import Any
 
 from vgpt.config import ConfigError, ModelConfig, SamplerConfig
 from vgpt.errors import VgptError
-from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, GraphSpec, graph_specs, layout_name
+from vgpt.export.registry import ENGINE_GRAPHS, REQUIRED_GRAPHS, BindingPlan, PlanError, binding_plan, graph_specs
+from vgpt.export.spec import GraphSpec, layout_name
 from vgpt.integrity import canonical_sha256, check_file
 from vgpt.layout import Layout
 from vgpt.student import StudentSampler
@@ -27,8 +28,9 @@ from vgpt.untrusted import inside, plain_name
 MANIFEST = "manifest.json"
 FORMAT = "vgpt-onnx-bundle"
 # 1: the first bundles. 2: the manifest records its own sha256 (`manifest_sha256`); every file's sha256
-# is checked at load. See docs/manifest.md for each version's fields.
-FORMAT_VERSION = 2
+# is checked at load. 3: each layout records its binding plan (`layouts[].bindings`). See docs/manifest.md
+# for each version's fields.
+FORMAT_VERSION = 3
 MANIFEST_HASH = "manifest_sha256"
 ENGINE_FORMAT = "vgpt-tensorrt-engines"
 ENGINE_MANIFEST = "engines.json"
@@ -38,7 +40,6 @@ QUANTIZED_PRECISIONS = ("fp8", "int8")  # bundles whose transformer graphs hold 
 BUNDLE_PRECISIONS = ("fp32", *QUANTIZED_PRECISIONS)
 FACTOR_SETS = ("short", "long")  # LongRoPE factors a layout's positions select (vgpt.rope)
 FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada, Hopper, Blackwell
-REQUIRED_GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER)  # append (rolling mode) is optional
 
 REBUILD = "re-export it with vgpt-export (add --force to replace the folder)"
 REBUILD_ENGINES = "rebuild with vgpt-build"
@@ -372,19 +373,27 @@ class GraphRecord:
 
 @dataclass(frozen=True)
 class LayoutRecord:
-    """The graphs of one layout, in the bundle folder `name`."""
+    """The graphs of one layout, in the bundle folder `name`, and how a stream binds them (`bindings`)."""
 
     name: str
     layout: Layout
     graphs: dict[str, GraphRecord]
+    bindings: BindingPlan | None  # None only while a manifest older than format 3 is read
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "layout": self.layout.to_dict(),
-                "graphs": {g: rec.to_dict() for g, rec in self.graphs.items()}}  # fmt: skip
+                "graphs": {g: rec.to_dict() for g, rec in self.graphs.items()},
+                "bindings": self.bindings.to_dict()}  # fmt: skip
+
+    @property
+    def specs(self) -> dict[str, GraphSpec]:
+        return {g: rec.spec for g, rec in self.graphs.items()}
 
     @classmethod
-    def from_dict(cls, d: Any, r: _Reader, path: str) -> LayoutRecord:
-        r.obj(d, path, ("name", "layout", "graphs"))
+    def from_dict(cls, d: Any, r: _Reader, path: str, version: int = FORMAT_VERSION) -> LayoutRecord:
+        """A format 3 layout records its binding plan; an older one is given the plan this vgpt writes for its
+        graphs (the plan writes down how every runtime already bound them) by BundleManifest.from_dict."""
+        r.obj(d, path, ("name", "layout", "graphs") + (("bindings",) if version >= 3 else ()))
         name = r.field(d, path, "name", str)
         layout = r.build(f"{path}.layout", lambda: Layout.from_dict(r.field(d, path, "layout", dict)))
         if name != layout_name(layout):
@@ -394,7 +403,13 @@ class LayoutRecord:
         missing = [g for g in REQUIRED_GRAPHS if g not in graphs]
         if missing:
             raise r.fail(f"{path}.graphs", f"lacks {missing}")
-        return cls(name, layout, graphs)
+        plan = None  # checked against the graphs by BundleManifest, after their shapes
+        if "bindings" in d:
+            try:
+                plan = BindingPlan.from_dict(d["bindings"])
+            except (PlanError, TypeError, KeyError) as err:
+                raise r.fail(f"{path}.bindings", f"is not a binding plan: {err}") from err
+        return cls(name, layout, graphs, plan)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -475,7 +490,7 @@ class BundleManifest:
             quantization=None if quantization is None else Quantization.from_dict(quantization, r),
             requires=Requirements.from_dict(d["requires"], r),
             opset=r.field(d, "", "opset", int),
-            layouts=tuple(LayoutRecord.from_dict(e, r, f"layouts[{i}]") for i, e in enumerate(layouts)),
+            layouts=tuple(LayoutRecord.from_dict(e, r, f"layouts[{i}]", version) for i, e in enumerate(layouts)),
             weights_sha256=r.field(d, "", "weights_sha256", str),
             sources=r.field(d, "", "sources", dict),
             versions=r.mapping(d["versions"], "versions", str),
@@ -484,7 +499,9 @@ class BundleManifest:
             export_seconds=r.field(d, "", "export_seconds", float),
         )
         manifest._check_agreement(r)
-        return manifest
+        layouts = tuple(dataclasses.replace(e, bindings=e.bindings or binding_plan(e.specs, e.layout))
+                        for e in manifest.layouts)  # fmt: skip
+        return dataclasses.replace(manifest, layouts=layouts)
 
     def _check_agreement(self, r: _Reader) -> None:
         """Fields that must agree with each other: the graphs' shapes with the model and the layout."""
@@ -506,6 +523,15 @@ class BundleManifest:
                     want = expected[graph].to_dict() if graph in expected else f"one of {sorted(expected)}"
                     raise r.fail(f"layouts[{i}].graphs.{graph}", f"records {record.spec.to_dict()}, but model_config "
                                                                  f"and the layout give {want}")  # fmt: skip
+            try:
+                if entry.bindings is not None:
+                    entry.bindings.check(entry.specs, entry.layout.history_frames)
+                plan = binding_plan(entry.specs, entry.layout)
+            except PlanError as err:
+                raise r.fail(f"layouts[{i}].bindings", f"is not a plan a runtime can bind by: {err}") from err
+            if entry.bindings is not None and entry.bindings != plan:
+                raise r.fail(f"layouts[{i}].bindings", "is not the plan this vgpt writes for its graphs: a "
+                                                       "runtime would bind them otherwise than exported")  # fmt: skip
 
     def layout(self, name: str | None = None) -> LayoutRecord:
         """The layout `name`, or the first one."""
@@ -528,7 +554,8 @@ def _check_own_hash(data: dict[str, Any], version: int, source: str) -> None:
 
 def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
     """A manifest of an older format as the current one. Format 1 differs from 2 only by lacking
-    `manifest_sha256` (which `_check_own_hash` allows it) and, in its first bundles, `format_version`."""
+    `manifest_sha256` (which `_check_own_hash` allows it) and, in its first bundles, `format_version`; format 2
+    from 3 by lacking the layouts' `bindings` (LayoutRecord.from_dict gives them the plan of their graphs)."""
     return {**data, "format_version": version}
 
 
@@ -630,7 +657,7 @@ class EngineManifest:
         if precision not in BUNDLE_PRECISIONS:
             raise r.fail("bundle_precision", f"is {precision!r}; a bundle holds one of {BUNDLE_PRECISIONS}")
         plans = {g: EngineFile.from_dict(p, r, f"plans.{g}") for g, p in r.field(data, "", "plans", dict).items()}
-        missing = [g for g in REQUIRED_GRAPHS if g not in plans]
+        missing = [g for g in ENGINE_GRAPHS if g not in plans]
         if missing:
             raise r.fail("plans", f"lacks {missing}")
         return cls(

@@ -41,6 +41,10 @@ class FrameGraph(nn.Module):
         seq = build_sequence(history_frames(1), layout.tokens_per_frame)
         self.call = forward_call(model.config, seq, factor_set=factor_set)
 
+    @classmethod
+    def of(cls, c) -> FrameGraph:  # c: vgpt.export.graphs.GraphContext
+        return cls(c.model, c.layout)
+
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         cache = GraphCache.empty(self.model.config, latents.shape[0], self.model.dtype)
         self.model(self.call, clean=latents, cache=cache, write_cache=True)
@@ -54,6 +58,10 @@ class RingGraph(nn.Module):
         self.factor_set = inference_calls(model.config, layout.history_frames, layout.clip_frames,
                                           layout.tokens_per_frame).factor_set  # fmt: skip
         self.register_buffer("window", torch.arange(self.frames), persistent=False)
+
+    @classmethod
+    def of(cls, c) -> RingGraph:  # c: vgpt.export.graphs.GraphContext
+        return cls(c.model, c.layout)
 
     def forward(self, ring: torch.Tensor, oldest: torch.Tensor) -> torch.Tensor:
         return read_ring(ring, oldest, self.window, self.config, self.factor_set, self.block)

@@ -16,6 +16,9 @@ compute exactly what the `cached` reference predictor computes.
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -28,11 +31,32 @@ from vgpt.rolling import roll_window
 from vgpt.sampler import SamplerConfig, euler_step, guide, sigma_table, velocity
 
 
+@dataclass(frozen=True)
+class GraphContext:
+    """What a graph module is built from (vgpt.export.registry's entries build theirs with `of(context)`)."""
+
+    model: VideoGPT
+    codec: LatentCodec
+    layout: Layout
+    sampler: SamplerConfig
+    two_part: bool = False  # the denoising step's attention: vgpt.kv_cache.two_part_attention
+
+
+def build_graph(entry, context: GraphContext) -> nn.Module:
+    """The module of a registry entry (`module` names its class)."""
+    path, name = entry.module.split(":")
+    return getattr(importlib.import_module(path), name).of(context)
+
+
 class PrefillGraph(nn.Module):
     def __init__(self, model: VideoGPT, layout: Layout, sampler: SamplerConfig) -> None:
         super().__init__()
         self.model = model
         self.calls = inference_calls(model.config, layout.history_frames, layout.clip_frames, layout.tokens_per_frame)
+
+    @classmethod
+    def of(cls, c: GraphContext) -> PrefillGraph:
+        return cls(c.model, c.layout, c.sampler)
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         cache = GraphCache.empty(self.model.config, history.shape[0], self.model.dtype)
@@ -58,6 +82,10 @@ class DenoiseGraph(nn.Module):
         # the end) stays in range.
         table = sigma_table(sampler)
         self.register_buffer("sigmas", torch.cat([table, table[-1:]]), persistent=False)
+
+    @classmethod
+    def of(cls, c: GraphContext) -> DenoiseGraph:
+        return cls(c.model, c.layout, c.sampler, two_part=c.two_part)
 
     def forward(self, z: torch.Tensor, kv_cache: torch.Tensor, step: torch.Tensor):
         sigma = self.sigmas[step]  # [1]
@@ -87,6 +115,10 @@ class AppendGraph(nn.Module):
         M = layout.history_frames
         self.call = append_call(model.config, M - 1, M, layout.tokens_per_frame, self.factor_set)
 
+    @classmethod
+    def of(cls, c: GraphContext) -> AppendGraph:
+        return cls(c.model, c.layout, c.sampler)
+
     def forward(self, latents: torch.Tensor, kv_cache: torch.Tensor) -> torch.Tensor:
         return roll_window(self.model, kv_cache, latents, self.tokens, self.factor_set, self.call)
 
@@ -96,6 +128,10 @@ class EncoderGraph(nn.Module):
         super().__init__()
         self.codec = codec
 
+    @classmethod
+    def of(cls, c: GraphContext) -> EncoderGraph:
+        return cls(c.codec)
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.codec.encode(frames).to(torch.float32)
 
@@ -104,6 +140,10 @@ class DecoderGraph(nn.Module):
     def __init__(self, codec: LatentCodec) -> None:
         super().__init__()
         self.codec = codec
+
+    @classmethod
+    def of(cls, c: GraphContext) -> DecoderGraph:
+        return cls(c.codec)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.codec.decode(latents).to(torch.float32)

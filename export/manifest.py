@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vgpt.config import ModelConfig, SamplerConfig
 from vgpt.export.contract import MANIFEST, REBUILD, BundleError, BundleManifest, GraphRecord
+from vgpt.export.registry import BindingPlan
 from vgpt.export.signing import check_signature
 from vgpt.export.spec import GraphSpec
 from vgpt.layout import Layout
@@ -20,6 +21,7 @@ class LayoutEntry:
     layout: Layout
     folder: Path
     graphs: dict[str, GraphRecord]
+    bindings: BindingPlan  # how a stream binds these graphs (vgpt.export.registry)
 
     def spec(self, graph: str) -> GraphSpec:
         return self.graphs[graph].spec
@@ -51,7 +53,7 @@ class Bundle:
 
     @property
     def layouts(self) -> list[LayoutEntry]:
-        return [LayoutEntry(e.name, e.layout, self.root / e.name, e.graphs) for e in self.manifest.layouts]
+        return [LayoutEntry(e.name, e.layout, self.root / e.name, e.graphs, e.bindings) for e in self.manifest.layouts]
 
     def layout(self, name: str | None = None) -> LayoutEntry:
         entries = self.layouts

@@ -17,15 +17,11 @@ import torch
 
 from vgpt.codecs.base import LatentCodec
 from vgpt.export.contract import Quantization
-from vgpt.export.spec import APPEND, DENOISE, PREFILL, GraphSpec
+from vgpt.export.spec import GraphSpec
 from vgpt.export.verify import OutputError
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.sampler import SamplerConfig
-
-# The graphs that hold the transformer: a quantized bundle exports these through Q/DQ, the codec graphs
-# stay in the model's precision.
-TRANSFORMER_GRAPHS = (PREFILL, DENOISE, APPEND)
 
 
 class Quantizer(Protocol):
@@ -40,7 +36,7 @@ class Quantizer(Protocol):
         self, model: VideoGPT, codec: LatentCodec, layouts: Sequence[Layout], sampler: SamplerConfig
     ) -> Quantization:
         """Quantize `model` in place for these layouts and sampler (the fp32 model records its calibration
-        first); the manifest's record of how. `TRANSFORMER_GRAPHS` are the graphs it names."""
+        first); the manifest's record of how. The graphs it names are vgpt.export.registry.TRANSFORMER_GRAPHS."""
         ...
 
     def through_qdq(self, model: VideoGPT) -> AbstractContextManager[None]:

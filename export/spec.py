@@ -1,7 +1,8 @@
-"""Each network described once: its tensors' names, static shapes and dtypes.
+"""A network's tensors: names, static shapes and dtypes.
 
-One `GraphSpec` per graph drives the ONNX export (input/output names), the verification inputs,
-TensorRT profiles (min = opt = max = the static shape) and runtime buffer allocation.
+One `GraphSpec` per graph (vgpt.export.registry gives each graph's at a layout) drives the ONNX export
+(input/output names), the verification inputs, TensorRT profiles (min = opt = max = the static shape) and
+the binding plan's buffers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ SUPPORTED_OPSETS = (18, 23)
 ENCODER, PREFILL, DENOISE, DECODER, APPEND = "encoder", "prefill", "denoise", "decoder", "append"
 # GPDiT's exact rolling window (lightweight mask): one frame's keys/values, and the ring read as a KV cache.
 FRAME, RING = "frame", "ring"
-GRAPHS = (ENCODER, PREFILL, DENOISE, DECODER, APPEND, FRAME, RING)
 
 
 @dataclass(frozen=True)
@@ -85,47 +85,6 @@ def exact_rolling(config: ModelConfig) -> bool:
     """Whether the model's clean keys/values depend on their own frame only (GPDiT's lightweight mask): its
     bundles slide the window exactly with the frame and ring graphs instead of the approximate append."""
     return config.attention_mask == "lightweight"
-
-
-def ring_specs(config: ModelConfig, layout: Layout, dtype: str, kv: TensorSpec) -> dict[str, GraphSpec]:
-    """The frame graph (one frame's keys/values at the canonical place) and the ring graph (the ring of M
-    slots read as the KV cache `kv`); export/gpdit_graphs.py."""
-    c = config
-    C, h, w = c.latent_channels, layout.latent_height, layout.latent_width
-    slot = (c.num_hidden_layers, 2, 1, c.num_key_value_heads, layout.block, c.head_dim)
-    return {
-        FRAME: GraphSpec(FRAME, (TensorSpec("latents", (1, 1, C, h, w), "float32"),),
-                         (TensorSpec("frame_kv", slot, dtype),)),
-        RING: GraphSpec(RING, (TensorSpec("ring", (layout.history_frames, *slot), dtype),
-                               TensorSpec("oldest", (1,), "int64")), (kv,)),
-    }  # fmt: skip
-
-
-def graph_specs(config: ModelConfig, layout: Layout, dtype: str = "float32") -> dict[str, GraphSpec]:
-    """The graphs of one layout. Latents and z stay fp32 (the sampler computes in fp32); the KV
-    cache is in the model's dtype. The rolling mode's graphs: `append` (approximate), or for a model
-    whose clean frames see only themselves, `frame` and `ring` (exact)."""
-    M, G = layout.history_frames, layout.clip_frames
-    C, h, w = config.latent_channels, layout.latent_height, layout.latent_width
-    H, W = layout.pixel_size
-    kv = TensorSpec("kv_cache", kv_cache_shape(config, layout), dtype)
-    specs = {
-        ENCODER: GraphSpec(ENCODER, (TensorSpec("frames", (1, 3, H, W), "float32"),),
-                           (TensorSpec("latents", (1, C, h, w), "float32"),)),
-        PREFILL: GraphSpec(PREFILL, (TensorSpec("history", (1, M, C, h, w), "float32"),), (kv,)),
-        DENOISE: GraphSpec(
-            DENOISE,
-            (TensorSpec("z", (1, G, C, h, w), "float32"), kv, TensorSpec("step", (1,), "int64")),
-            (TensorSpec("z_next", (1, G, C, h, w), "float32"), TensorSpec("step_next", (1,), "int64")),
-        ),
-        DECODER: GraphSpec(DECODER, (TensorSpec("latents", (G, C, h, w), "float32"),),
-                           (TensorSpec("frames", (G, 3, H, W), "float32"),)),
-    }  # fmt: skip
-    if exact_rolling(config):
-        return {**specs, **ring_specs(config, layout, dtype, kv)}
-    append = GraphSpec(APPEND, (TensorSpec("latents", (1, 1, C, h, w), "float32"), kv),
-                       (TensorSpec("kv_next", kv.shape, dtype),))  # fmt: skip
-    return {**specs, APPEND: append}
 
 
 def layout_name(layout: Layout) -> str:

@@ -23,12 +23,13 @@ from vgpt.cache import LOCK_SUFFIX
 from vgpt.config import SamplerConfig
 from vgpt.default_model import named_model, resolve_checkpoint
 from vgpt.errors import is_storage_error
-from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, MANIFEST, BundleError
+from vgpt.export.contract import ENGINE_MANIFEST, FORMAT, FORMAT_VERSION, MANIFEST, BundleError
 from vgpt.export.manifest import Bundle, find_manifest, load_bundle, read_manifest
 from vgpt.integrity import cache_dir
 from vgpt.layout import Layout, LayoutRequest
-from vgpt.runtime.backends.ort_backend import OrtBackend
-from vgpt.runtime.backends.trt_backend import TensorRTBackend
+from vgpt.runtime.backends.base import Backend, Model
+from vgpt.runtime.backends.ort_backend import OrtModel
+from vgpt.runtime.backends.trt_backend import TensorRTModel
 from vgpt.untrusted import read_json_object
 
 log = logging.getLogger(__name__)
@@ -171,8 +172,11 @@ def cached_export(
     weights_sha256, config = identity
     layout = _checkpoint_layout(layout, defaults, config, checkpoint)
     sampler = _sampler(student, defaults, steps, guidance, checkpoint)
+    # The manifest's format too: a bundle cached by a vgpt that wrote an older one is exported again, so that
+    # the C/C++ runtime (which binds by format 3's plan) can load every cached export.
     key_fields = {"weights": weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
-                  "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions()}  # fmt: skip
+                  "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions(),
+                  "format": FORMAT_VERSION}  # fmt: skip
     if student is not None:  # a teacher's key stays as it was: its cached exports stay valid
         key_fields["student"] = student.to_dict()
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
@@ -277,15 +281,20 @@ def history_frames(source: str | Path | ModelSource | None, layout: str | Layout
     return Defaults().history
 
 
-def open_backend(source: str | Path | ModelSource | None, options: LoadOptions | None = None, **fields):
-    """The backend for what the user names (see vgpt.runtime.predictor.load_model) with `options` (or a
-    `LoadOptions` made of `fields`)."""
+def open_backend(source: str | Path | ModelSource | None, options: LoadOptions | None = None, **fields) -> Backend:
+    """One stream over the model the user names: `open_model(...).stream()`."""
+    return open_model(source, options, **fields).stream()
+
+
+def open_model(source: str | Path | ModelSource | None, options: LoadOptions | None = None, **fields) -> Model:
+    """The model for what the user names (see vgpt.runtime.predictor.load_model) with `options` (or a
+    `LoadOptions` made of `fields`): loaded once, shared by the streams `stream()` opens."""
     if options is not None and fields:
-        raise TypeError("open_backend: give options or keyword fields, not both")
+        raise TypeError("open_model: give options or keyword fields, not both")
     options = options if options is not None else LoadOptions(**fields)
     source = resolve_source(source, options.model)
     if options.backend == "tensorrt" or source.kind == "engines":
-        return _tensorrt_backend(source, options)
+        return _tensorrt_model(source, options)
     if options.trusted_keys and source.kind != "bundle":
         raise BundleError(f"--trusted-key loads only signed export bundles, and {source} is a checkpoint: export it "
                           "with vgpt-export --sign KEY and load the bundle")  # fmt: skip
@@ -294,7 +303,7 @@ def open_backend(source: str | Path | ModelSource | None, options: LoadOptions |
     if options.backend == "torch":
         if source.kind == "bundle":
             raise BundleError(f"{source} is an ONNX bundle; the torch backend needs a checkpoint folder")
-        return _torch_backend(source.path, options)
+        return _torch_model(source.path, options)
     if source.kind == "bundle":
         bundle_dir = source.path
     else:
@@ -312,10 +321,10 @@ def open_backend(source: str | Path | ModelSource | None, options: LoadOptions |
                               f"and guidance are baked into the graphs; re-export with --{name} {value}")  # fmt: skip
     layout = pick_layout(bundle, options.layout) if source.kind == "bundle" else None
     providers = None if options.providers is None else list(options.providers)
-    return OrtBackend(bundle, layout, threads=options.threads, providers=providers)
+    return OrtModel(bundle, layout, threads=options.threads, providers=providers)
 
 
-def _tensorrt_backend(source: ModelSource, options: LoadOptions):
+def _tensorrt_model(source: ModelSource, options: LoadOptions) -> Model:
     if source.kind == "checkpoint" and source.path is None:
         raise BundleError("the tensorrt backend needs --engine model.plan (or its folder) from vgpt-build")
     if options.steps is not None or options.guidance is not None:
@@ -332,13 +341,13 @@ def _tensorrt_backend(source: ModelSource, options: LoadOptions):
         if not (wanted == entry.name if isinstance(wanted, str) else wanted.matches(entry.layout)):
             raise BundleError(f"{source} holds the engines of one layout, {entry.name} ({_spell(entry.layout)}), "
                               f"not {wanted}: build that layout's engines with vgpt-build")  # fmt: skip
-    return TensorRTBackend(source.path)
+    return TensorRTModel.load(source.path)
 
 
-def _torch_backend(source: Path | None, options: LoadOptions):
+def _torch_model(source: Path | None, options: LoadOptions) -> Model:
     from vgpt.checkpoint import load_checkpoint
     from vgpt.codecs import check_codec_fits, load_codec
-    from vgpt.runtime.backends.torch_backend import TorchBackend
+    from vgpt.runtime.backends.torch_backend import TorchModel
 
     checkpoint, codec_dir, defaults = resolve_checkpoint(source, options.codec)
     loaded = load_checkpoint(checkpoint)
@@ -347,7 +356,7 @@ def _torch_backend(source: Path | None, options: LoadOptions):
     sampler = _sampler(loaded.student, defaults, options.steps, options.guidance, checkpoint)
     codec = load_codec(codec_dir)
     check_codec_fits(codec, loaded, codec_dir)
-    return TorchBackend(model, codec, layout, sampler, options.threads)
+    return TorchModel(model, codec, layout, sampler, options.threads)
 
 
 def _sampler(student, defaults, steps, guidance, checkpoint) -> SamplerConfig:

@@ -32,8 +32,8 @@ from vgpt.clips import roll_clips
 from vgpt.errors import VgptError
 from vgpt.frames import fit_frames, to_uint8
 from vgpt.layout import Layout, LayoutRequest
-from vgpt.runtime.backends.base import Backend
-from vgpt.runtime.loading import LoadOptions, ModelSource, open_backend
+from vgpt.runtime.backends.base import Backend, Model
+from vgpt.runtime.loading import LoadOptions, ModelSource, open_model
 
 log = logging.getLogger(__name__)
 
@@ -229,21 +229,17 @@ class LoadedModel:
         left, right = model.stream(), model.stream()    # two cameras, one copy of the weights
     """
 
-    def __init__(self, backend: Backend) -> None:
-        self._source = backend
-        self._spare: Backend | None = backend  # the backend that loaded the model serves the first stream
-        self._lock = threading.Lock()
-        self.layout: Layout = backend.layout
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.layout: Layout = model.layout
 
     @property
     def backend_name(self) -> str:
-        return self._source.name
+        return self.model.name
 
     def stream(self, mode: str = "exact", seed: int | None = None) -> VideoPredictor:
         """One camera's state; `seed` makes its predictions reproducible (see `VideoPredictor`)."""
-        with self._lock:
-            backend, self._spare = self._spare, None
-        return VideoPredictor(backend if backend is not None else self._source.stream(), mode, seed)
+        return VideoPredictor(self.model.stream(), mode, seed)
 
 
 def load_model(
@@ -279,7 +275,7 @@ def load_model(
     options = LoadOptions(backend=backend, threads=threads, steps=steps, guidance=guidance, codec=codec,
                           providers=providers, layout=layout, trust_cache=trust_cache, trusted_keys=trusted_keys,
                           model=model)  # fmt: skip
-    return LoadedModel(open_backend(source, options))
+    return LoadedModel(open_model(source, options))
 
 
 def load_predictor(source: str | Path | ModelSource | None = None, backend: str = "onnxruntime", *,

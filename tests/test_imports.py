@@ -152,12 +152,12 @@ def test_the_core_imports_no_package_above_it_and_export_never_imports_engines()
     assert "vgpt.engines" not in graph["vgpt.export"], graph["vgpt.export"].get("vgpt.engines")
 
 
-@pytest.mark.parametrize("module", ["contract.py", "spec.py", "manifest.py", "signing.py"])
+@pytest.mark.parametrize("module", ["contract.py", "spec.py", "registry.py", "manifest.py", "signing.py"])
 def test_the_contract_stands_on_the_core_alone(module):
-    """The manifest contract (and what it reads, its signature too) imports the core and vgpt.export.spec,
-    nothing else of vgpt."""
+    """The manifest contract (and what it reads: the graph registry and its binding plans, the signature)
+    imports the core, vgpt.export.spec and vgpt.export.registry, nothing else of vgpt."""
     tree = ast.parse((PACKAGES["vgpt.export"] / module).read_text())
-    allowed = {"vgpt.export.spec", "vgpt.export.contract", "vgpt.export.signing", "vgpt.export"}
+    allowed = {"vgpt.export.spec", "vgpt.export.registry", "vgpt.export.contract", "vgpt.export.signing", "vgpt.export"}
     above = {m for m in imported_modules(tree)
              if package_of(m) not in (None, "vgpt") and ".".join(m.split(".")[:3]) not in allowed}  # fmt: skip
     assert not above, f"export/{module} imports {sorted(above)}"

@@ -181,32 +181,34 @@ size_t DeviceBuffers::total_bytes() const {
 }
 
 DeviceBuffers device_buffers(const Manifest& bundle) {
-    auto spec = [&](const char* graph, const char* tensor) -> const TensorSpec& {
-        return bundle.graphs.at(graph).tensor(tensor);
-    };
-    const TensorSpec& kv = spec(kPrefill, "kv_cache");
-    const TensorSpec& kv_in = spec(kDenoise, "kv_cache");
-    if (kv.shape != kv_in.shape || kv.dtype != kv_in.dtype) {
-        throw Error(VGPT_BAD_BUNDLE, bundle.root + ": prefill writes a KV cache of " + kv.dtype + " " +
-                                         shape_text(kv.shape) + ", the denoising step reads " + kv_in.dtype + " " +
-                                         shape_text(kv_in.shape) + "; " + kRebuild);
+    const BindingPlan& plan = bundle.plan;
+    DeviceBuffers out;
+    for (const BufferSpec& b : plan.buffers_of({"encode", "prefill", "denoise", "decode"})) {
+        out.buffers.push_back({b.name, b.bytes(), {}});
     }
-    DeviceBuffers buffers;
-    buffers.buffers = {
-        {"frame", spec(kEncoder, "frames").bytes(), {{kEncoder, "frames"}}},
-        {"latent", spec(kEncoder, "latents").bytes(), {{kEncoder, "latents"}}},
-        {"history", spec(kPrefill, "history").bytes(), {{kPrefill, "history"}}},
-        {"kv", kv.bytes(), {{kPrefill, "kv_cache"}, {kDenoise, "kv_cache"}}},  // written once, read by every step
-        {"z0", spec(kDenoise, "z").bytes(), {{kDenoise, "z"}}},
-        {"z1", spec(kDenoise, "z_next").bytes(), {{kDenoise, "z_next"}}},
-        {"step0", spec(kDenoise, "step").bytes(), {{kDenoise, "step"}}},
-        {"step1", spec(kDenoise, "step_next").bytes(), {{kDenoise, "step_next"}}},
-        {"clip", spec(kDecoder, "latents").bytes(), {{kDecoder, "latents"}}},
-        {"frames_out", spec(kDecoder, "frames").bytes(), {{kDecoder, "frames"}}},
+    auto at = [&](const std::string& name) -> DeviceBuffer& {
+        for (DeviceBuffer& b : out.buffers) {
+            if (b.name == name) return b;
+        }
+        throw Error(VGPT_INTERNAL, "no device buffer named " + name);
     };
-    buffers.steps[0] = {{"z", "z0"}, {"step", "step0"}, {"z_next", "z1"}, {"step_next", "step1"}, {"kv_cache", "kv"}};
-    buffers.steps[1] = {{"z", "z1"}, {"step", "step1"}, {"z_next", "z0"}, {"step_next", "step0"}, {"kv_cache", "kv"}};
-    return buffers;
+    for (const char* phase : {"encode", "prefill", "decode"}) {
+        const Phase& p = plan.phase(phase);
+        for (const auto* side : {&p.bindings.at(0).inputs, &p.bindings.at(0).outputs}) {
+            for (const auto& [tensor, target] : *side) at(target.buffer).bindings.emplace_back(p.graph, tensor);
+        }
+    }
+    const Phase& steps = plan.phase("denoise");
+    for (size_t a = 0; a < 2; ++a) {
+        for (const auto* side : {&steps.bindings.at(a).inputs, &steps.bindings.at(a).outputs}) {
+            for (const auto& [tensor, target] : *side) out.steps[a][tensor] = target.buffer;
+        }
+    }
+    out.io = {plan.target("encode", "frames").buffer,  plan.target("encode", "latents").buffer,
+              plan.target("prefill", "history").buffer, plan.target("denoise", "z").buffer,
+              plan.target("denoise", "step").buffer,   plan.result(bundle.steps),
+              plan.target("decode", "latents").buffer, plan.target("decode", "frames").buffer};
+    return out;
 }
 
 size_t activation_bytes(const std::vector<int64_t>& sizes) {
@@ -218,8 +220,6 @@ size_t activation_bytes(const std::vector<int64_t>& sizes) {
     }
     return size_t((need + kAlignment - 1) / kAlignment * kAlignment);
 }
-
-const char* result_buffer(int steps) { return steps % 2 == 0 ? "z0" : "z1"; }
 
 void check_engine_tensor(const std::string& graph, const TensorSpec& spec, const std::string& dtype,
                          const std::vector<int64_t>& shape) {

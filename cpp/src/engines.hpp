@@ -79,11 +79,16 @@ struct CheckedEngines {
 CheckedEngines check_engine_folder(const std::string& path, const TensorRTHost& host, bool verify_hashes,
                                    const std::string& bundle_root = "");
 
-// One device allocation and the (graph, tensor) pairs bound to it (engines/buffers.py device_buffers).
+// One device allocation and the (graph, tensor) pairs bound to it, as the bundle's binding plan binds them.
 struct DeviceBuffer {
     std::string name;
     size_t bytes = 0;
-    std::vector<std::pair<std::string, std::string>> bindings;
+    std::vector<std::pair<std::string, std::string>> bindings;  // the encoder's, prefill's and decoder's
+};
+
+// The buffers a backend writes from and reads to the host (engines/buffers.py StreamIo).
+struct StreamIo {
+    std::string frame, latent, history, noise, step, result, clip, frames;  // result: the clip after S steps
 };
 
 struct DeviceBuffers {
@@ -91,20 +96,20 @@ struct DeviceBuffers {
     // The denoising step's two binding sets: even steps read set 0 and write set 1, odd steps the
     // reverse, so the S steps (and a CUDA graph of them) never copy z or the step index.
     std::map<std::string, std::string> steps[2];  // tensor -> buffer name
+    StreamIo io;
     const DeviceBuffer& buffer(const std::string& name) const;  // throws VGPT_INTERNAL
     size_t total_bytes() const;
 };
 
-DeviceBuffers device_buffers(const Manifest& bundle);  // throws VGPT_BAD_BUNDLE when the KV caches disagree
+// A TensorRT stream's buffers by the bundle's binding plan (engines/buffers.py engine_buffers): those of the
+// phases TensorRT runs (encode, prefill, denoise, decode), checked by bundle_dims' check_plan.
+DeviceBuffers device_buffers(const Manifest& bundle);
 
 // The activation block every context of a stream shares (they run one after another on its CUDA stream,
 // under the stream's lock; engines/buffers.py shares one among all but the encoder, which Python runs
 // on its own stream): the largest engine's need (getDeviceMemorySizeV2), rounded up to TensorRT's
 // 256-byte alignment, never zero bytes. Throws VGPT_BAD_BUNDLE for a negative size.
 size_t activation_bytes(const std::vector<int64_t>& sizes);
-
-// The buffer that holds the clip after `steps` alternating steps.
-const char* result_buffer(int steps);
 
 // An engine's I/O tensor (its dtype as numpy names it, its shape) against the bundle's spec of it.
 void check_engine_tensor(const std::string& graph, const TensorSpec& spec, const std::string& dtype,

@@ -80,6 +80,7 @@ Dims bundle_dims(const Manifest& man) {
                                      "positive; " + std::string(kRebuild));
     }
     check_layout(man, d);
+    check_plan(man.plan, man.graphs, d.M, man.root + "/" + kManifest + ": layout " + man.layout_name);
     return d;
 }
 

@@ -33,7 +33,7 @@ struct Dims {  // the layout, in the letters of docs/style.md
 };
 
 // The layout of a bundle's manifest, checked against the tensors a stream relies on (shapes and
-// dtypes of every graph's inputs and outputs); throws VGPT_BAD_BUNDLE.
+// dtypes of every graph's inputs and outputs), then its binding plan (check_plan); throws VGPT_BAD_BUNDLE.
 Dims bundle_dims(const Manifest& manifest);
 
 std::string shape_text(const std::vector<int64_t>& shape);  // "[1, 4, 8, 8]"

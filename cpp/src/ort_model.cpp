@@ -134,6 +134,7 @@ class Tensor {
 public:
     Tensor(const OrtModel& model, const TensorSpec& spec);
     OrtValue* value() const { return value_.get(); }
+    void* data() const { return data_.get(); }
     float* f32() const { return static_cast<float*>(data_.get()); }
     int64_t* i64() const { return static_cast<int64_t*>(data_.get()); }
     size_t bytes() const { return bytes_; }
@@ -156,13 +157,16 @@ Tensor::Tensor(const OrtModel& model, const TensorSpec& spec) : bytes_(spec.byte
     value_ = OrtOwner<OrtValue>(api, value);
 }
 
-// One stream's buffers and bindings: the KV cache bound as prefill's output and every step's input;
-// the latent clip and the step index in two pairs of buffers, binding A reading pair 0 and writing
-// pair 1, binding B the reverse, so the loop is S bound runs and nothing else.
+// One stream's buffers and bindings, made by the layout's binding plan (manifest.hpp BindingPlan, written by
+// vgpt-export): the KV cache bound as prefill's output and every step's input; the latent clip and the step
+// index in two pairs of buffers, step binding 0 reading pair 0 and writing pair 1, binding 1 the reverse, so
+// the loop is S bound runs and nothing else. GPDiT's exact rolling window (push, read) is bound on first use:
+// each push binding's output is a view of one ring slot, so an observed frame's keys/values are written in
+// place, and read turns the ring into the KV cache the steps read.
 class OrtEngine : public Engine {
 public:
     explicit OrtEngine(const OrtModel& model);
-    float* frame() override { return frame_.f32(); }
+    float* frame() override { return buffer(io_.frame).f32(); }
     const float* encode() override;
     void prefill(const float* history) override;
     const float* denoise(const float* noise) override;
@@ -172,116 +176,106 @@ public:
     void read_window() override;
 
 private:
-    using Binding = OrtOwner<OrtIoBinding>;
-    using Values = std::vector<std::pair<const char*, OrtValue*>>;
-    Binding bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
-                 std::initializer_list<std::pair<const char*, const Tensor*>> outputs);
-    Binding bind_values(const char* graph, const Values& inputs, const Values& outputs);
-    struct Ring;
-    void run(const char* graph, const Binding& binding);
+    using IoBinding = OrtOwner<OrtIoBinding>;
+    Tensor& buffer(const std::string& name);  // allocated the first time a phase binds it
+    OrtValue* value(const TensorSpec& tensor, const Target& target);
+    const std::vector<IoBinding>& phase(const std::string& name);  // bound on first use
+    void run(const char* graph, const IoBinding& binding);
 
     const OrtModel& model_;  // outlived: the stream holds the model
+    const BindingPlan& plan_;
     const OrtApi* api_;
     int steps_;
-    Tensor frame_, latent_, history_, kv_, z_[2], step_[2], clip_, decoded_;  // before the bindings
-    Binding encode_, prefill_, steps_bound_[2], decode_;
+    struct {
+        std::string frame, latent, history, noise, step, result, clip, frames;
+    } io_;  // the buffers written from and read to the host
+    // Declaration order is destruction order reversed: bindings, then the views they bind, then the memory.
+    std::map<std::string, std::unique_ptr<Tensor>> buffers_;
+    std::vector<OrtOwner<OrtValue>> views_;
+    std::map<std::string, std::vector<IoBinding>> phases_;
     OrtOwner<OrtRunOptions> run_options_;
-    std::unique_ptr<Ring> ring_;  // GPDiT's exact rolling window, made on the first push
+    int64_t pushed_ = 0;  // frames pushed into the ring
 };
 
-// GPDiT's exact rolling window (export/gpdit_graphs.py): a ring of M slots, one frame's keys/values each,
-// slot-major so that each slot is one contiguous block. Each slot has its own binding of the frame graph,
-// its output an OrtValue over that slot's memory, so a pushed frame is written in place (no copy); the
-// ring graph reads the newest M frames, each rotated to its window place, into the stream's KV cache.
-struct OrtEngine::Ring {
-    Ring(const OrtModel& m) : latents(m, m.spec(kFrame).tensor("latents")), ring(m, m.spec(kRing).tensor("ring")),
-                              oldest(m, m.spec(kRing).tensor("oldest")) {}
-    Tensor latents, ring, oldest;
-    std::vector<OrtOwner<OrtValue>> slots;  // before the bindings that hold them
-    std::vector<Binding> pushes;
-    Binding read;
-    int64_t count = 0;  // frames pushed
-};
-
-OrtEngine::OrtEngine(const OrtModel& m)
-    : model_(m),
-      api_(m.api()),
-      steps_(m.dims().S),
-      frame_(m, m.spec(kEncoder).tensor("frames")),
-      latent_(m, m.spec(kEncoder).tensor("latents")),
-      history_(m, m.spec(kPrefill).tensor("history")),
-      kv_(m, m.spec(kPrefill).tensor("kv_cache")),
-      z_{{m, m.spec(kDenoise).tensor("z")}, {m, m.spec(kDenoise).tensor("z_next")}},
-      step_{{m, m.spec(kDenoise).tensor("step")}, {m, m.spec(kDenoise).tensor("step_next")}},
-      clip_(m, m.spec(kDecoder).tensor("latents")),
-      decoded_(m, m.spec(kDecoder).tensor("frames")) {
-    encode_ = bind(kEncoder, {{"frames", &frame_}}, {{"latents", &latent_}});
-    prefill_ = bind(kPrefill, {{"history", &history_}}, {{"kv_cache", &kv_}});
-    for (int a = 0; a < 2; ++a) {
-        steps_bound_[a] = bind(kDenoise, {{"z", &z_[a]}, {"kv_cache", &kv_}, {"step", &step_[a]}},
-                               {{"z_next", &z_[1 - a]}, {"step_next", &step_[1 - a]}});
-    }
-    decode_ = bind(kDecoder, {{"latents", &clip_}}, {{"frames", &decoded_}});
+OrtEngine::OrtEngine(const OrtModel& m) : model_(m), plan_(m.manifest().plan), api_(m.api()), steps_(m.dims().S) {
+    io_.frame = plan_.target("encode", "frames").buffer;
+    io_.latent = plan_.target("encode", "latents").buffer;
+    io_.history = plan_.target("prefill", "history").buffer;
+    io_.noise = plan_.target("denoise", "z").buffer;
+    io_.step = plan_.target("denoise", "step").buffer;
+    io_.result = plan_.result(steps_);
+    io_.clip = plan_.target("decode", "latents").buffer;
+    io_.frames = plan_.target("decode", "frames").buffer;
+    for (const char* p : {"encode", "prefill", "denoise", "decode"}) phase(p);
     OrtRunOptions* ro = nullptr;
     check(api_, api_->CreateRunOptions(&ro), "ONNX Runtime run options");
     run_options_ = OrtOwner<OrtRunOptions>(api_, ro);
 }
 
-OrtEngine::Binding OrtEngine::bind(const char* graph, std::initializer_list<std::pair<const char*, const Tensor*>> inputs,
-                                   std::initializer_list<std::pair<const char*, const Tensor*>> outputs) {
-    Values in, out;
-    for (const auto& [name, tensor] : inputs) in.emplace_back(name, tensor->value());
-    for (const auto& [name, tensor] : outputs) out.emplace_back(name, tensor->value());
-    return bind_values(graph, in, out);
+Tensor& OrtEngine::buffer(const std::string& name) {
+    auto found = buffers_.find(name);
+    if (found != buffers_.end()) return *found->second;
+    const BufferSpec& b = plan_.buffer(name);
+    return *buffers_.emplace(name, std::make_unique<Tensor>(model_, TensorSpec{b.name, b.shape, b.dtype})).first->second;
 }
 
-OrtEngine::Binding OrtEngine::bind_values(const char* graph, const Values& inputs, const Values& outputs) {
-    OrtIoBinding* raw = nullptr;
-    check(api_, api_->CreateIoBinding(model_.session(graph), &raw), std::string("ONNX Runtime binding of ") + graph);
-    Binding binding(api_, raw);
-    for (const auto& [name, value] : inputs) {
-        check(api_, api_->BindInput(raw, name, value), std::string("binding ") + graph + " input " + name);
+OrtValue* OrtEngine::value(const TensorSpec& tensor, const Target& target) {
+    Tensor& b = buffer(target.buffer);
+    if (target.slot < 0) return b.value();
+    // check_plan: the slot is in range and holds exactly this tensor.
+    char* at = static_cast<char*>(b.data()) + size_t(target.slot) * tensor.bytes();
+    OrtValue* view = nullptr;
+    check(api_, api_->CreateTensorWithDataAsOrtValue(model_.cpu(), at, tensor.bytes(), tensor.shape.data(),
+                                                     tensor.shape.size(), element_type(tensor), &view),
+          "ONNX Runtime view of slot " + std::to_string(target.slot) + " of " + target.buffer);
+    views_.emplace_back(api_, view);
+    return view;
+}
+
+const std::vector<OrtEngine::IoBinding>& OrtEngine::phase(const std::string& name) {
+    auto found = phases_.find(name);
+    if (found != phases_.end()) return found->second;
+    const Phase& p = plan_.phase(name);
+    const GraphSpec& spec = model_.spec(p.graph);
+    std::vector<IoBinding> bound;
+    for (const Binding& b : p.bindings) {
+        OrtIoBinding* raw = nullptr;
+        check(api_, api_->CreateIoBinding(model_.session(p.graph), &raw), "ONNX Runtime binding of " + p.graph);
+        IoBinding binding(api_, raw);
+        for (const auto& [tensor, target] : b.inputs) {
+            check(api_, api_->BindInput(raw, tensor.c_str(), value(spec.tensor(tensor), target)),
+                  "binding " + p.graph + " input " + tensor);
+        }
+        for (const auto& [tensor, target] : b.outputs) {
+            check(api_, api_->BindOutput(raw, tensor.c_str(), value(spec.tensor(tensor), target)),
+                  "binding " + p.graph + " output " + tensor);
+        }
+        bound.push_back(std::move(binding));
     }
-    for (const auto& [name, value] : outputs) {
-        check(api_, api_->BindOutput(raw, name, value), std::string("binding ") + graph + " output " + name);
-    }
-    return binding;
+    return phases_.emplace(name, std::move(bound)).first->second;
 }
 
 void OrtEngine::push(const float* latents) {
     if (!model_.has_ring()) Engine::push(latents);
-    if (!ring_) {
-        auto r = std::make_unique<Ring>(model_);
-        const TensorSpec& slot = model_.spec(kFrame).tensor("frame_kv");
-        const int frames = model_.dims().M;
-        for (int s = 0; s < frames; ++s) {
-            OrtValue* view = nullptr;
-            char* at = reinterpret_cast<char*>(r->ring.f32()) + size_t(s) * slot.bytes();
-            check(api_, api_->CreateTensorWithDataAsOrtValue(model_.cpu(), at, slot.bytes(), slot.shape.data(),
-                                                             slot.shape.size(), element_type(slot), &view),
-                  "ONNX Runtime view of ring slot " + std::to_string(s));
-            r->slots.emplace_back(api_, view);
-            r->pushes.push_back(bind_values(kFrame, {{"latents", r->latents.value()}}, {{"frame_kv", view}}));
-        }
-        r->read = bind(kRing, {{"ring", &r->ring}, {"oldest", &r->oldest}}, {{"kv_cache", &kv_}});
-        ring_ = std::move(r);
-    }
-    std::memcpy(ring_->latents.f32(), latents, ring_->latents.bytes());
-    run(kFrame, ring_->pushes[size_t(ring_->count % model_.dims().M)]);
-    ++ring_->count;
+    const std::vector<IoBinding>& pushes = phase("push");
+    phase("read");  // bound with push: the two run together
+    Tensor& in = buffer(plan_.target("push", "latents").buffer);
+    std::memcpy(in.f32(), latents, in.bytes());
+    run(kFrame, pushes[size_t(pushed_ % int64_t(pushes.size()))]);
+    ++pushed_;
 }
 
 void OrtEngine::read_window() {
     const int frames = model_.dims().M;
-    if (!ring_ || ring_->count < frames) {
-        throw Error(VGPT_NOT_READY, "the rolling window holds " + std::to_string(ring_ ? ring_->count : 0) +
-                                        " of its " + std::to_string(frames) + " frames: observe the whole window first");
+    if (pushed_ < frames) {
+        throw Error(VGPT_NOT_READY, "the rolling window holds " + std::to_string(pushed_) + " of its " +
+                                        std::to_string(frames) + " frames: observe the whole window first");
     }
-    ring_->oldest.i64()[0] = ring_->count % frames;
-    run(kRing, ring_->read);
+    buffer(plan_.target("read", "oldest").buffer).i64()[0] = pushed_ % frames;
+    run(kRing, phase("read")[0]);
 }
 
-void OrtEngine::run(const char* graph, const Binding& binding) {
+void OrtEngine::run(const char* graph, const IoBinding& binding) {
     const double start = seconds_now();
     check(api_, api_->RunWithBinding(model_.session(graph), run_options_.get(), binding.get()),
           std::string("ONNX Runtime failed running ") + graph + ".onnx");
@@ -289,26 +283,30 @@ void OrtEngine::run(const char* graph, const Binding& binding) {
 }
 
 const float* OrtEngine::encode() {
-    run(kEncoder, encode_);
-    return latent_.f32();
+    run(kEncoder, phases_.at("encode")[0]);
+    return buffer(io_.latent).f32();
 }
 
 void OrtEngine::prefill(const float* history) {
-    std::memcpy(history_.f32(), history, history_.bytes());
-    run(kPrefill, prefill_);
+    Tensor& in = buffer(io_.history);
+    std::memcpy(in.f32(), history, in.bytes());
+    run(kPrefill, phases_.at("prefill")[0]);
 }
 
 const float* OrtEngine::denoise(const float* noise) {
-    std::memcpy(z_[0].f32(), noise, z_[0].bytes());
-    step_[0].i64()[0] = 0;
-    for (int i = 0; i < steps_; ++i) run(kDenoise, steps_bound_[i & 1]);  // the hot loop: one bound run per step
-    return z_[steps_ & 1].f32();                                          // [1, G, C, h, w]
+    Tensor& z = buffer(io_.noise);
+    std::memcpy(z.f32(), noise, z.bytes());
+    buffer(io_.step).i64()[0] = 0;
+    const std::vector<IoBinding>& steps = phases_.at("denoise");
+    for (int i = 0; i < steps_; ++i) run(kDenoise, steps[size_t(i & 1)]);  // the hot loop: one bound run per step
+    return buffer(io_.result).f32();                                       // [1, G, C, h, w]
 }
 
 const float* OrtEngine::decode(const float* clip) {
-    std::memcpy(clip_.f32(), clip, clip_.bytes());
-    run(kDecoder, decode_);
-    return decoded_.f32();
+    Tensor& in = buffer(io_.clip);
+    std::memcpy(in.f32(), clip, in.bytes());
+    run(kDecoder, phases_.at("decode")[0]);
+    return buffer(io_.frames).f32();
 }
 
 std::unique_ptr<Engine> OrtModel::engine() const { return std::make_unique<OrtEngine>(*this); }
@@ -349,12 +347,14 @@ std::shared_ptr<const Model> OrtModel::load(const std::string& path, const Optio
     // calls would take cores from the rest of the process.
     check(api, api->AddSessionConfigEntry(so.get(), "session.intra_op.allow_spinning", options.allow_spinning ? "1" : "0"),
           "allow_spinning");
-    std::vector<const char*> graphs = {kEncoder, kPrefill, kDenoise, kDecoder};
-    if (man.graphs.count(kFrame) || man.graphs.count(kRing)) {
-        check_ring(man, m.dims_);
-        graphs.insert(graphs.end(), {kFrame, kRing});
+    // The graphs of the phases this runtime runs (export/registry.py: the C/C++ runtime's ONNX Runtime engine
+    // loads no append graph; its rolling window is GPDiT's exact one).
+    std::vector<std::string> graphs;
+    for (const char* phase : {"encode", "prefill", "denoise", "decode", "push", "read"}) {
+        if (man.plan.has(phase)) graphs.push_back(man.plan.phase(phase).graph);
     }
-    for (const char* graph : graphs) {
+    if (man.plan.has("push") || man.graphs.count(kFrame) || man.graphs.count(kRing)) check_ring(man, m.dims_);
+    for (const std::string& graph : graphs) {
         const GraphSpec& spec = man.graphs.at(graph);
         const std::string file = man.path(spec);
         OrtSession* session = nullptr;

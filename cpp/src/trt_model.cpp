@@ -128,7 +128,7 @@ class TrtEngine : public Engine {
 public:
     explicit TrtEngine(std::shared_ptr<const TrtModel> model);
     ~TrtEngine() override;
-    float* frame() override { return host("frame"); }
+    float* frame() override { return host(io().frame); }
     const float* encode() override;
     void prefill(const float* history) override;
     const float* denoise(const float* noise) override;
@@ -147,7 +147,7 @@ private:
     std::shared_ptr<const TrtModel> model_;
     const DeviceBuffers& buffers_;
     const int steps_;
-    const std::string result_;
+    const StreamIo& io() const { return buffers_.io; }
     // Destroyed in reverse: the graph, the contexts, then the memory they point at, then the stream.
     std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_{nullptr, &cudaStreamDestroy};
     std::map<std::string, DevicePtr> device_, host_;
@@ -159,7 +159,7 @@ private:
 };
 
 TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
-    : model_(std::move(model)), buffers_(model_->buffers()), steps_(model_->dims().S), result_(result_buffer(steps_)) {
+    : model_(std::move(model)), buffers_(model_->buffers()), steps_(model_->dims().S) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
     cudaStream_t s = nullptr;
     cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -170,9 +170,9 @@ TrtEngine::TrtEngine(std::shared_ptr<const TrtModel> model)
         device_.emplace(b.name, DevicePtr(p, &cudaFree));
         cuda(cudaMemset(p, 0, b.bytes), "cudaMemset of " + b.name);
     }
-    for (const std::string& name : {std::string("frame"), std::string("latent"), std::string("history"),
-                                    std::string("z0"), result_, std::string("clip"), std::string("frames_out")}) {
-        if (host_.count(name)) continue;  // the result may be z0
+    for (const std::string& name : {io().frame, io().latent, io().history, io().noise, io().result, io().clip,
+                                    io().frames}) {
+        if (host_.count(name)) continue;  // the result may be the noise's buffer
         void* p = nullptr;
         cuda(cudaMallocHost(&p, buffers_.buffer(name).bytes), "cudaMallocHost of " + name);
         host_.emplace(name, DevicePtr(p, &cudaFreeHost));
@@ -244,7 +244,7 @@ void TrtEngine::loop() {
 
 void TrtEngine::capture() {
     // TensorRT may allocate or set up on a context's first enqueue, which a capture must not record.
-    cuda(cudaMemsetAsync(device("step0"), 0, buffers_.buffer("step0").bytes, stream_.get()), "step reset");
+    cuda(cudaMemsetAsync(device(io().step), 0, buffers_.buffer(io().step).bytes, stream_.get()), "step reset");
     loop();
     finish();
     std::string failure;
@@ -283,17 +283,17 @@ void TrtEngine::capture() {
 
 const float* TrtEngine::encode() {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
-    upload("frame");
+    upload(io().frame);
     enqueue(*encoder_, "the encoder");
-    download("latent");
+    download(io().latent);
     finish();
-    return host("latent");
+    return host(io().latent);
 }
 
 void TrtEngine::prefill(const float* history) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
-    std::memcpy(host("history"), history, buffers_.buffer("history").bytes);
-    upload("history");
+    std::memcpy(host(io().history), history, buffers_.buffer(io().history).bytes);
+    upload(io().history);
     enqueue(*prefill_, "prefill");
     finish();  // the pinned history copy is free again, and the phase's time is its own
 }
@@ -302,9 +302,9 @@ const float* TrtEngine::denoise(const float* noise) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
     // Once per stream, before the noise goes in (the warm-up writes z0 and z1).
     if (!exec_ && !capture_failed_) capture();
-    std::memcpy(host("z0"), noise, buffers_.buffer("z0").bytes);
-    upload("z0");
-    cuda(cudaMemsetAsync(device("step0"), 0, buffers_.buffer("step0").bytes, stream_.get()), "step reset");
+    std::memcpy(host(io().noise), noise, buffers_.buffer(io().noise).bytes);
+    upload(io().noise);
+    cuda(cudaMemsetAsync(device(io().step), 0, buffers_.buffer(io().step).bytes, stream_.get()), "step reset");
     if (exec_) {
         const double start = seconds_now();
         cuda(cudaGraphLaunch(exec_.get(), stream_.get()), "CUDA graph launch of the denoising loop");
@@ -312,19 +312,19 @@ const float* TrtEngine::denoise(const float* noise) {
     } else {
         loop();  // enqueue() counts its own time
     }
-    download(result_);
+    download(io().result);
     finish();
-    return host(result_);
+    return host(io().result);
 }
 
 const float* TrtEngine::decode(const float* clip) {
     cuda(cudaSetDevice(model_->device()), "cudaSetDevice");
-    std::memcpy(host("clip"), clip, buffers_.buffer("clip").bytes);
-    upload("clip");
+    std::memcpy(host(io().clip), clip, buffers_.buffer(io().clip).bytes);
+    upload(io().clip);
     enqueue(*decoder_, "the decoder");
-    download("frames_out");
+    download(io().frames);
     finish();
-    return host("frames_out");
+    return host(io().frames);
 }
 
 std::unique_ptr<Engine> TrtModel::engine() const { return std::make_unique<TrtEngine>(shared_from_this()); }

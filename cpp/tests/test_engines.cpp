@@ -36,6 +36,36 @@ vgpt::TensorSpec spec(const std::string& name, std::vector<int64_t> shape, const
     return {name, std::move(shape), dtype};
 }
 
+// The binding plan vgpt-export writes for these four graphs (export/registry.py).
+json plan_json(const vgpt::Manifest& m) {
+    auto t = [](const char* buffer) { return json{{"buffer", buffer}}; };
+    auto buffer = [&](const char* name, const char* graph, const char* tensor) {
+        const vgpt::TensorSpec& s = m.graphs.at(graph).tensor(tensor);
+        return json{{"name", name}, {"shape", s.shape}, {"dtype", s.dtype}};
+    };
+    json steps = json::array();
+    for (int a = 0; a < 2; ++a) {
+        const std::string z = "z" + std::to_string(a), step = "step" + std::to_string(a);
+        const std::string z_next = "z" + std::to_string(1 - a), step_next = "step" + std::to_string(1 - a);
+        steps.push_back({{"inputs", {{"z", t(z.c_str())}, {"kv_cache", t("kv")}, {"step", t(step.c_str())}}},
+                         {"outputs", {{"z_next", t(z_next.c_str())}, {"step_next", t(step_next.c_str())}}}});
+    }
+    return {{"buffers",
+             {buffer("frame", "encoder", "frames"), buffer("latent", "encoder", "latents"),
+              buffer("history", "prefill", "history"), buffer("kv", "prefill", "kv_cache"), buffer("z0", "denoise", "z"),
+              buffer("z1", "denoise", "z_next"), buffer("step0", "denoise", "step"),
+              buffer("step1", "denoise", "step_next"), buffer("clip", "decoder", "latents"),
+              buffer("frames_out", "decoder", "frames")}},
+            {"phases",
+             {{"encode", {{"graph", "encoder"}, {"bindings", {{{"inputs", {{"frames", t("frame")}}},
+                                                               {"outputs", {{"latents", t("latent")}}}}}}}},
+              {"prefill", {{"graph", "prefill"}, {"bindings", {{{"inputs", {{"history", t("history")}}},
+                                                                {"outputs", {{"kv_cache", t("kv")}}}}}}}},
+              {"denoise", {{"graph", "denoise"}, {"bindings", steps}}},
+              {"decode", {{"graph", "decoder"}, {"bindings", {{{"inputs", {{"latents", t("clip")}}},
+                                                               {"outputs", {{"frames", t("frames_out")}}}}}}}}}}};
+}
+
 // A bundle manifest of M=2, G=3, C=4, h=w=2, 16x16 pixels, a [2, 1, 8, 24, 16] float16 KV cache.
 vgpt::Manifest bundle() {
     vgpt::Manifest m;
@@ -54,6 +84,8 @@ vgpt::Manifest bundle() {
                            {{"denoise.onnx", 10, "d0"}, {"denoise.onnx.data", 99, "d1"}}};
     m.graphs["decoder"] = {"decoder", "decoder.onnx", {spec("latents", {3, 4, 2, 2})}, {spec("frames", {3, 3, 16, 16})},
                            {{"decoder.onnx", 10, "c0"}}};
+    m.layout.history_frames = 2;
+    m.plan = vgpt::parse_plan(plan_json(m).dump());
     return m;
 }
 
@@ -173,13 +205,14 @@ TEST(Engines, RefusesEnginesOfOtherSourceGraphs) {
 }
 
 TEST(Engines, DeviceBuffersShareTheKvCacheAndPingPongTheSteps) {
-    const vgpt::DeviceBuffers buffers = vgpt::device_buffers(bundle());
+    const vgpt::Manifest m = bundle();
+    vgpt::check_plan(m.plan, m.graphs, 2, "/bundle/manifest.json");
+    const vgpt::DeviceBuffers buffers = vgpt::device_buffers(m);
     ASSERT_EQ(buffers.buffers.size(), 10u);
     const vgpt::DeviceBuffer& kv = buffers.buffer("kv");
     EXPECT_EQ(kv.bytes, 2u * 1 * 8 * 24 * 16 * 2);  // float16
-    ASSERT_EQ(kv.bindings.size(), 2u);
+    ASSERT_EQ(kv.bindings.size(), 1u);               // prefill's output; the steps' input is in their sets
     EXPECT_EQ(kv.bindings[0], (std::pair<std::string, std::string>{"prefill", "kv_cache"}));
-    EXPECT_EQ(kv.bindings[1], (std::pair<std::string, std::string>{"denoise", "kv_cache"}));
     EXPECT_EQ(buffers.buffer("z0").bytes, 3u * 4 * 2 * 2 * 4);
     EXPECT_EQ(buffers.buffer("step1").bytes, 8u);
     EXPECT_EQ(buffers.buffer("frames_out").bytes, 3u * 3 * 16 * 16 * 4);
@@ -194,10 +227,12 @@ TEST(Engines, DeviceBuffersShareTheKvCacheAndPingPongTheSteps) {
     }
     EXPECT_EQ(buffers.steps[0].at("kv_cache"), "kv");
     EXPECT_EQ(buffers.steps[1].at("kv_cache"), "kv");
-    // Where the clip is after S steps: step S - 1 wrote set S % 2's z.
-    EXPECT_STREQ(vgpt::result_buffer(50), "z0");
-    EXPECT_STREQ(vgpt::result_buffer(3), "z1");
-    EXPECT_EQ(buffers.steps[3 % 2].at("z"), vgpt::result_buffer(3));
+    // Where the clip is after S steps: step S - 1 wrote set S % 2's z (the bundle has 3 steps).
+    EXPECT_EQ(m.plan.result(50), "z0");
+    EXPECT_EQ(m.plan.result(3), "z1");
+    EXPECT_EQ(buffers.io.result, "z1");
+    EXPECT_EQ(buffers.io.noise, "z0");
+    EXPECT_EQ(buffers.io.frames, "frames_out");
     EXPECT_NE(error_of(VGPT_INTERNAL, [&] { buffers.buffer("nope"); }).find("no device buffer named nope"),
               std::string::npos);
 }
@@ -209,11 +244,25 @@ TEST(Engines, OneAlignedActivationBlockServesEveryContext) {
     EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [] { vgpt::activation_bytes({-1}); }).find("-1 bytes"), std::string::npos);
 }
 
-TEST(Engines, DeviceBuffersRefuseKvCachesThatDisagree) {
+TEST(Engines, ThePlanRefusesKvCachesThatDisagree) {
     vgpt::Manifest m = bundle();
     m.graphs["denoise"].inputs[1].dtype = "float32";
-    EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [&] { vgpt::device_buffers(m); })
-                  .find("prefill writes a KV cache of float16 [2, 1, 8, 24, 16], the denoising step reads float32"),
+    EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [&] { vgpt::check_plan(m.plan, m.graphs, 2, "/bundle/manifest.json"); })
+                  .find("phase 'denoise' binding 0: denoise's kv_cache is float32 [2, 1, 8, 24, 16], bound to kv: "
+                        "float16 [2, 1, 8, 24, 16]"),
+              std::string::npos);
+}
+
+TEST(Engines, ThePlanRefusesStepsThatDoNotFeedEachOther) {
+    vgpt::Manifest m = bundle();
+    std::swap(m.plan.phases["denoise"].bindings[0].inputs["step"], m.plan.phases["denoise"].bindings[0].outputs["step_next"]);
+    EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [&] { vgpt::check_plan(m.plan, m.graphs, 2, "/bundle/manifest.json"); })
+                  .find("binding 0's step_next is not binding 1's step: the steps must feed each other"),
+              std::string::npos);
+    m = bundle();
+    m.plan.phases.erase("decode");
+    EXPECT_NE(error_of(VGPT_BAD_BUNDLE, [&] { vgpt::check_plan(m.plan, m.graphs, 2, "/bundle/manifest.json"); })
+                  .find("lacks the phases ['decode']"),
               std::string::npos);
 }
 

@@ -41,7 +41,8 @@ json read_json(const std::filesystem::path& p) {
 // manifest's own hash are reached; test_tamper.cpp covers the hash itself.
 void write_json(const std::filesystem::path& p, json j) {
     j.erase("manifest_sha256");
-    if (j.value("format_version", 1) == 2) j["format_version"] = 1;
+    const int version = j.value("format_version", 1);
+    if (version == 2 || version == 3) j["format_version"] = 1;  // a newer one stays, to be refused as newer
     std::ofstream(p) << j.dump(1);
 }
 
@@ -89,13 +90,17 @@ TEST(Errors, ManifestShapeDisagreesWithGraph) {
     helpers::TempDir dir;
     const auto bundle = helpers::copy_tiny(dir);
     json m = read_json(bundle / "manifest.json");
-    // The KV cache one token longer on both sides: consistent in the manifest, not with the graphs.
-    for (const char* g : {"prefill", "denoise"}) {
+    // The KV cache one token longer on both sides and in the binding plan: consistent in the manifest, not
+    // with the graphs.
+    for (const char* g : {"prefill", "denoise", "append"}) {
         for (const char* side : {"inputs", "outputs"}) {
             for (json& t : graphs(m)[g][side]) {
-                if (t["name"] == "kv_cache") t["shape"][4] = t["shape"][4].get<int>() + 1;
+                if (t["shape"].size() == 6) t["shape"][4] = t["shape"][4].get<int>() + 1;  // kv_cache, kv_next
             }
         }
+    }
+    for (json& b : m["layouts"][0]["bindings"]["buffers"]) {
+        if (b["name"] == "kv" || b["name"] == "kv_alt") b["shape"][4] = b["shape"][4].get<int>() + 1;
     }
     write_json(bundle / "manifest.json", m);
     EXPECT_FAILURE(load(bundle.string()), VGPT_BAD_BUNDLE, "in the graph, the manifest says");
@@ -123,7 +128,7 @@ TEST(Errors, ManifestVersionsAndLayouts) {
     EXPECT_FAILURE(load(bundle.string()), VGPT_RUNTIME_LIBRARY, "newer than the loaded");
 
     json format = m;
-    format["format_version"] = 3;
+    format["format_version"] = 4;
     write_json(bundle / "manifest.json", format);
     EXPECT_FAILURE(load(bundle.string()), VGPT_BAD_BUNDLE, "exported by a newer vgpt");
 }

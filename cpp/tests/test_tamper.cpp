@@ -74,7 +74,7 @@ TEST(Tamper, TheSignedCopyLoadsWithItsKey) {
 
 TEST(Tamper, TrustedKeysThatAreNotKeysAreInvalidArguments) {
     const std::string signed_bundle = at(tamper().at("signed"));
-    Loaded r = load(signed_bundle, {at(tamper().at("signed")) + "/manifest.json"});
+    Loaded r = load(signed_bundle, {at(tamper().at("signed")) + "/signature.json"});  // JSON, not a PEM key
     EXPECT_EQ(r.code, VGPT_INVALID_ARGUMENT) << r.message;
     EXPECT_NE(r.message.find("is not an Ed25519 public key"), std::string::npos) << r.message;
     r = load(signed_bundle, {"/nonexistent/key.pub"});

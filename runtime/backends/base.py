@@ -1,5 +1,7 @@
-"""The backend interface: what the predictor asks of a loaded model (ONNX Runtime sessions, TensorRT
-engines or PyTorch modules).
+"""The backend interface, in two parts as the C/C++ runtime has them (model.hpp): a `Model` is what is loaded
+once and never changes (ONNX Runtime sessions, TensorRT engines, PyTorch modules; the layout and the
+sampler), shared by any number of streams; a `Backend` is one stream over it (`model.stream()`), what the
+predictor asks of a loaded model.
 
 A backend owns every buffer it needs, allocated once: the KV cache (written by prefill, read by every
 denoising step), the latent clip (two buffers that the steps alternate between) and the I/O of the
@@ -16,10 +18,34 @@ import numpy as np
 from vgpt.layout import Layout
 
 
+class Model(ABC):
+    """A loaded model: immutable, shared by every stream opened over it (the C/C++ runtime's `vgpt::Model`)."""
+
+    name: str
+    layout: Layout
+    steps: int
+
+    @abstractmethod
+    def stream(self) -> Backend:
+        """A new stream over this model: its own buffers, KV cache and bindings (or execution contexts)."""
+
+
 class Backend(ABC):
     name: str
     layout: Layout
     steps: int
+    model: Model  # what this stream runs over, shared with every other stream of it
+
+    @classmethod
+    def over(cls, model: Model) -> Backend:
+        """A new stream over a loaded model."""
+        backend = cls.__new__(cls)
+        backend._attach(model)
+        return backend
+
+    @abstractmethod
+    def _attach(self, model: Model) -> None:
+        """This stream's own state over `model`: its buffers, KV cache, bindings or contexts."""
 
     @abstractmethod
     def encode(self, frame: np.ndarray) -> np.ndarray:
@@ -59,7 +85,7 @@ class Backend(ABC):
     def stream(self) -> Backend:
         """A backend for another stream over the same loaded model: it shares what is immutable (sessions,
         engines, modules) and owns its buffers and KV cache, so that streams run concurrently."""
-        raise NotImplementedError(f"the {self.name} backend serves one stream; load it once per stream")
+        return self.model.stream()
 
     @abstractmethod
     def decode(self, latents: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""The ONNX Runtime backend: the bundle's four graphs, every buffer allocated and bound once.
+"""The ONNX Runtime backend: the bundle's graphs, every buffer allocated and bound once, by the layout's
+binding plan (vgpt.export.registry.BindingPlan, written into the manifest by vgpt-export).
 
 The KV cache is one buffer bound as the prefill graph's output and every denoising step's input. The
-latent clip and the step index live in two pairs of buffers; binding A reads pair 0 and writes pair 1,
-binding B the reverse, so the loop is S calls of `run_with_iobinding` and nothing else: no allocation,
+latent clip and the step index live in two pairs of buffers; step binding 0 reads pair 0 and writes pair 1,
+binding 1 the reverse, so the loop is S calls of `run_with_iobinding` and nothing else: no allocation,
 no host copy, no arithmetic on the host.
 
 Where the buffers live follows the execution provider: on the CPU they are numpy arrays that ONNX
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vgpt.engines.buffers import device_buffers
+from vgpt.engines.buffers import StreamIo
 from vgpt.errors import VgptError
 from vgpt.export.manifest import Bundle, BundleError
-from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, FRAME, PREFILL, RING, GraphSpec
-from vgpt.runtime.backends.base import Backend
+from vgpt.export.registry import ONNXRUNTIME, PHASE_GROUPS, REQUIRED_PHASES, loaded_graphs
+from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, FRAME, PREFILL, RING
+from vgpt.runtime.backends.base import Backend, Model
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +143,11 @@ def session_options(precision: str, threads: int | None, spin: bool | None = Non
     return options
 
 
-class OrtModel:
+class OrtModel(Model):
     """A loaded bundle: one InferenceSession per graph, immutable after load. ONNX Runtime sessions take
     concurrent runs with separate bindings, so any number of streams (`OrtBackend`s) share one model."""
+
+    name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, layout: str | None = None, threads: int | None = None,
                  providers: list[str] | None = None, spin: bool | None = None) -> None:  # fmt: skip
@@ -161,9 +165,9 @@ class OrtModel:
                               "(no bf16 kernels): build TensorRT engines of it (vgpt-build --precision bf16), or "
                               "export --dtype float32 or float16 for ONNX Runtime")  # fmt: skip
         self.placement = Placement.for_providers(self.providers)
+        self.plan = entry.bindings
         self.sessions, self.specs = {}, {}
-        graphs = [ENCODER, PREFILL, DENOISE, DECODER] + [g for g in (APPEND, FRAME, RING) if g in entry.graphs]
-        for graph in graphs:
+        for graph in loaded_graphs(entry, ONNXRUNTIME):
             path = entry.path(graph)
             try:
                 session = ort.InferenceSession(str(path), options, providers=self.providers)
@@ -172,26 +176,20 @@ class OrtModel:
             check_started(self.providers, session.get_providers(), path)
             self.sessions[graph], self.specs[graph] = session, entry.spec(graph)
 
+    def stream(self) -> OrtBackend:
+        return OrtBackend.over(self)
+
 
 class OrtBackend(Backend):
-    """One stream over an `OrtModel`: its own buffers, KV cache and bindings. `OrtBackend(bundle)` loads
-    the model and opens its first stream; `backend.stream()` opens another over the same sessions."""
+    """One stream over an `OrtModel`: its own buffers, KV cache and bindings, made by the layout's binding plan
+    (vgpt.export.registry.BindingPlan). `OrtBackend(bundle)` loads the model and opens its first stream;
+    `backend.stream()` opens another over the same sessions."""
 
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, layout: str | None = None, threads: int | None = None,
                  providers: list[str] | None = None, spin: bool | None = None) -> None:  # fmt: skip
         self._attach(OrtModel(bundle, layout, threads, providers, spin))
-
-    @classmethod
-    def over(cls, model: OrtModel) -> OrtBackend:
-        """A stream over a loaded model."""
-        backend = cls.__new__(cls)
-        backend._attach(model)
-        return backend
-
-    def stream(self) -> OrtBackend:
-        return OrtBackend.over(self.model)
 
     def _attach(self, model: OrtModel) -> None:
         self.model = model
@@ -201,170 +199,140 @@ class OrtBackend(Backend):
             model.manifest,
             model.precision,
         )
-        self.providers, self.placement = model.providers, model.placement
-        self._sessions, self._specs = model.sessions, model.specs
-        self._allocate()
+        self.providers, self.placement, self.plan = model.providers, model.placement, model.plan
+        self._sessions = model.sessions
+        self.io = StreamIo.of(self.plan, self.steps)
+        # Allocated and bound once: the phases every prediction runs. The rolling window's phases (append and
+        # its second KV cache, or GPDiT's push and read over the ring) are bound on first use.
+        self.buffers: dict[str, _Buffer] = {}
+        self._bound = {name: self._bind(name) for name in REQUIRED_PHASES}
+        self._steps_phase = "denoise"  # "denoise_alt" after an odd number of appends: the steps read the other cache
+        self._appends = self._pushes = 0
+        self._step_zero = np.zeros(self.buffers[self.io.step].shape, np.int64)
 
-    def _buffer(self, spec: GraphSpec, name: str) -> _Buffer:
-        t = spec.tensor(name)
-        return _Buffer(t.shape, _NP[t.dtype], self.placement)
+    @property
+    def latent(self) -> _Buffer:
+        """The encoder's output: one frame's latents [1, C, h, w]."""
+        return self.buffers[self.io.latent]
 
-    def _bind(self, graph: str, tensors: dict[str, _Buffer]):
-        """A binding of `graph`'s tensors (inputs and outputs, told apart by the graph's spec) to buffers."""
-        binding = self._sessions[graph].io_binding()
-        inputs = {t.name for t in self._specs[graph].inputs}
-        for name, buffer in tensors.items():
-            bind = binding.bind_ortvalue_input if name in inputs else binding.bind_ortvalue_output
-            bind(name, buffer.value)
-        return binding
+    def _buffer(self, name: str) -> _Buffer:
+        """The stream's buffer `name`, allocated the first time a phase binds it."""
+        if name not in self.buffers:
+            b = self.plan.buffer(name)
+            self.buffers[name] = _Buffer(b.shape, _NP[b.dtype], self.placement)
+        return self.buffers[name]
 
-    def _allocate(self) -> None:
-        """Every device buffer that the TensorRT backend also binds (`device_buffers`), allocated once
-        and bound once: one KV cache written by prefill and read by every step, two z and two step buffers
-        the steps alternate between, the codec's input and output."""
-        device = device_buffers(self._specs)
-        buffers = {b.name: _Buffer(b.shape, _NP[b.dtype], self.placement) for b in device.buffers}
-        self.frame, self.latent, self.history = buffers["frame"], buffers["latent"], buffers["history"]
-        self.clip, self.frames_out = buffers["clip"], buffers["frames_out"]
-        # Rolling mode adds a second KV cache and alternates (append reads one and writes the other); it
-        # is allocated on first use only.
-        self.kv = [buffers["kv"]]
-        self._kv_index = 0
-        self.z, self.step = [buffers["z0"], buffers["z1"]], [buffers["step0"], buffers["step1"]]
-        self._device, self._buffers = device, buffers
-        self._bindings = {
-            graph: self._bind(graph, {tensor: buffers[b.name] for b in device.buffers for g, tensor in b.bindings
-                                      if g == graph})
-            for graph in (ENCODER, PREFILL, DECODER)
-        }  # fmt: skip
-        self._steps = [self._step_bindings(0)]
-        self._step_zero = np.zeros(self.step[0].shape, np.int64)
-        if APPEND in self._sessions:
-            self.latent_in = self._buffer(self._specs[APPEND], "latents")
-        self._ring: _Ring | None = None
+    def _bind(self, name: str) -> list:
+        """The phase's bindings, each tensor bound to its buffer (or to one slot of it: a view at its offset, so
+        the graph writes into that block of the buffer itself)."""
+        phase = self.plan.phase(name)
+        spec = self.model.specs[phase.graph]
+        bindings = []
+        for b in phase.bindings:
+            binding = self._sessions[phase.graph].io_binding()
+            for tensor, target in (*b.inputs.items(), *b.outputs.items()):
+                buffer = self._buffer(target.buffer)
+                is_input = tensor in b.inputs
+                if target.slot is None:
+                    (binding.bind_ortvalue_input if is_input else binding.bind_ortvalue_output)(tensor, buffer.value)
+                    continue
+                t = spec.tensor(tensor)
+                address = buffer.value.data_ptr() + target.slot * t.nbytes
+                bind = binding.bind_input if is_input else binding.bind_output
+                bind(tensor, self.placement.device, self.placement.device_id, _NP[t.dtype], list(t.shape), address)
+            bindings.append(binding)
+        return bindings
+
+    def _phase(self, name: str) -> list:
+        if name not in self._bound:
+            for group in PHASE_GROUPS:  # a group's phases are bound together
+                if name in group:
+                    self._bound.update({p: self._bind(p) for p in group})
+        return self._bound[name]
 
     @property
     def exact_rolling(self) -> bool:
-        return RING in self._sessions
-
-    def _step_bindings(self, kv: int) -> list:
-        """The two alternating step bindings of the device buffers, reading KV cache `kv`."""
-        return [self._bind(DENOISE, {tensor: self.kv[kv] if name == "kv" else self._buffers[name]
-                                     for tensor, name in names.items()})
-                for names in self._device.step_bindings]  # fmt: skip
+        return "push" in self.plan.phases
 
     @property
     def supports_rolling(self) -> bool:
-        return APPEND in self._sessions or self.exact_rolling
-
-    def push(self, latents: np.ndarray) -> None:
-        if self._ring is None:
-            self._ring = _Ring(self)
-        self._ring.push(latents)
-
-    def read_window(self) -> None:
-        if self._ring is None:
-            raise RuntimeError("read_window() before push(): the ring holds no frame")
-        self._ring.read()
-        self._kv_index = 0
+        return "append" in self.plan.phases or self.exact_rolling
 
     def _run(self, graph: str, binding) -> None:
         self._sessions[graph].run_with_iobinding(binding)
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
-        self.frame.write(frame)
-        self._run(ENCODER, self._bindings[ENCODER])
+        self.buffers[self.io.frame].write(frame)
+        self._run(ENCODER, self._bound["encode"][0])
         return self.latent.read()
 
     def prefill(self, history: np.ndarray) -> None:
-        self.history.write(history)
-        self._run(PREFILL, self._bindings[PREFILL])
-        self._kv_index = 0
+        self.buffers[self.io.history].write(history)
+        self._run(PREFILL, self._bound["prefill"][0])
+        self._steps_phase = "denoise"
 
     def append(self, latents: np.ndarray) -> None:
-        if not self.supports_rolling:
+        if "append" not in self.plan.phases:
             raise BundleError("this bundle has no append.onnx (rolling mode); re-export it with this vgpt version")
-        if len(self.kv) == 1:
-            self.kv.append(self._buffer(self._specs[PREFILL], "kv_cache"))
-            self._steps.append(self._step_bindings(1))
-            self._appends = [
-                self._bind(APPEND, {"latents": self.latent_in, "kv_cache": self.kv[a], "kv_next": self.kv[1 - a]})
-                for a in (0, 1)
-            ]
-        self.latent_in.write(latents)
-        self._run(APPEND, self._appends[self._kv_index])
-        self._kv_index = 1 - self._kv_index
+        bindings = self._phase("append")
+        self._buffer(self.plan.target("append", "latents").buffer).write(latents)
+        # Binding 0 slides prefill's cache into the second, binding 1 back: the steps then read where it went.
+        a = 0 if self._steps_phase == "denoise" else 1
+        self._run(APPEND, bindings[a])
+        self._steps_phase = "denoise_alt" if a == 0 else "denoise"
+
+    def push(self, latents: np.ndarray) -> None:
+        """Exact rolling: this frame's keys/values, computed alone, into the ring slot of the oldest frame."""
+        if not self.exact_rolling:
+            Backend.push(self, latents)
+        bindings = self._phase("push")
+        self._buffer(self.plan.target("push", "latents").buffer).write(latents)
+        self._run(FRAME, bindings[self._pushes % len(bindings)])
+        self._pushes += 1
+
+    def read_window(self) -> None:
+        if not self.exact_rolling:
+            Backend.read_window(self)
+        frames = self.layout.history_frames
+        if self._pushes < frames:
+            raise RuntimeError(f"the ring holds {self._pushes} of its {frames} frames: push the whole window first")
+        (read,) = self._phase("read")
+        self.buffers[self.plan.target("read", "oldest").buffer].write(np.array([self._pushes % frames], np.int64))
+        self._run(RING, read)
+        self._steps_phase = "denoise"
 
     def cache(self) -> np.ndarray:
-        return self.kv[self._kv_index].read()
+        return self.buffers[self.plan.target(self._steps_phase, "kv_cache").buffer].read()
 
-    def _start_loop(self, z: np.ndarray) -> None:
-        self.z[0].write(z)
-        self.step[0].write(self._step_zero)
+    def _start_loop(self, z: np.ndarray) -> list:
+        self.buffers[self.io.noise].write(z)
+        self.buffers[self.io.step].write(self._step_zero)
+        return self._phase(self._steps_phase)
 
     def denoise(self, z: np.ndarray) -> np.ndarray:
-        self._start_loop(z)
-        session, steps = self._sessions[DENOISE], self._steps[self._kv_index]
+        steps, session = self._start_loop(z), self._sessions[DENOISE]
         for i in range(self.steps):  # the hot loop: one bound run per step
             session.run_with_iobinding(steps[i & 1])
-        return self.z[self.steps & 1].read()
+        return self.buffers[self.io.result].read()
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        self.clip.write(latents)
-        self._run(DECODER, self._bindings[DECODER])
-        return self.frames_out.read()
+        self.buffers[self.io.clip].write(latents)
+        self._run(DECODER, self._bound["decode"][0])
+        return self.buffers[self.io.frames].read()
 
     def step_once(self) -> None:
         """One bound denoising step (for benchmarks)."""
-        self._sessions[DENOISE].run_with_iobinding(self._steps[self._kv_index][0])
+        self._sessions[DENOISE].run_with_iobinding(self._phase(self._steps_phase)[0])
 
     def denoise_timed(self, z: np.ndarray) -> tuple[np.ndarray, float, float]:
         """`denoise` with every run call timed: (clip, seconds inside ONNX Runtime, loop seconds). The
         difference is the host overhead of the loop."""
         start = time.perf_counter()
-        self._start_loop(z)
-        session, steps = self._sessions[DENOISE], self._steps[self._kv_index]
+        steps, session = self._start_loop(z), self._sessions[DENOISE]
         inside = 0.0
         for i in range(self.steps):
             t0 = time.perf_counter()
             session.run_with_iobinding(steps[i & 1])
             inside += time.perf_counter() - t0
-        out = self.z[self.steps & 1].read()
+        out = self.buffers[self.io.result].read()
         return out, inside, time.perf_counter() - start
-
-
-class _Ring:
-    """GPDiT's exact rolling window over a stream's buffers (export/gpdit_graphs.py): a ring of M slots, one
-    frame's keys/values each, slot-major so that each slot is one contiguous block. The frame graph writes a
-    new frame's straight into the slot of the oldest (one binding per slot, its output bound at that slot's
-    address: no copy), and the ring graph reads the window into the KV cache that the denoising steps read."""
-
-    def __init__(self, backend: OrtBackend) -> None:
-        spec = backend._specs[RING].tensor("ring")
-        self.backend, self.frames = backend, spec.shape[0]
-        self.ring = backend._buffer(backend._specs[RING], "ring")
-        self.latents = backend._buffer(backend._specs[FRAME], "latents")
-        self.oldest = backend._buffer(backend._specs[RING], "oldest")
-        self.count = 0  # frames pushed
-        slot = backend._specs[FRAME].tensor("frame_kv")
-        base, size = self.ring.value.data_ptr(), slot.nbytes
-        element = _NP[slot.dtype]
-        self._pushes = []
-        for s in range(self.frames):
-            binding = backend._sessions[FRAME].io_binding()
-            binding.bind_ortvalue_input("latents", self.latents.value)
-            binding.bind_output("frame_kv", backend.placement.device, backend.placement.device_id, element,
-                                list(slot.shape), base + s * size)  # fmt: skip
-            self._pushes.append(binding)
-        self._read = backend._bind(RING, {"ring": self.ring, "oldest": self.oldest, "kv_cache": backend.kv[0]})
-
-    def push(self, latents: np.ndarray) -> None:
-        self.latents.write(latents)
-        self.backend._run(FRAME, self._pushes[self.count % self.frames])
-        self.count += 1
-
-    def read(self) -> None:
-        if self.count < self.frames:
-            raise RuntimeError(f"the ring holds {self.count} of its {self.frames} frames: push the whole window first")
-        self.oldest.write(np.array([self.count % self.frames], np.int64))
-        self.backend._run(RING, self._read)

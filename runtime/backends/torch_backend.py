@@ -2,49 +2,63 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
 from vgpt.codecs.base import LatentCodec
 from vgpt.commands import torch_threads
-from vgpt.export.gpdit_graphs import FrameGraph, RingGraph
-from vgpt.export.graphs import AppendGraph, DecoderGraph, DenoiseGraph, EncoderGraph, PrefillGraph
-from vgpt.export.spec import exact_rolling
+from vgpt.export.graphs import GraphContext, build_graph
+from vgpt.export.registry import entries
+from vgpt.export.spec import APPEND, DECODER, DENOISE, ENCODER, FRAME, PREFILL, RING, exact_rolling
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
-from vgpt.runtime.backends.base import Backend
+from vgpt.runtime.backends.base import Backend, Model
 from vgpt.sampler import SamplerConfig
 
 
-class TorchBackend(Backend):
+class TorchModel(Model):
+    """The graph modules export exports (vgpt.export.registry), run eagerly: read-only in inference, so every
+    stream shares them."""
+
     name = "torch"
 
     def __init__(self, model: VideoGPT, codec: LatentCodec, layout: Layout, sampler: SamplerConfig,
                  threads: int | None = None) -> None:  # fmt: skip
         torch_threads(threads)  # the default leaves the cores other processes use alone
         self.layout, self.steps = layout, sampler.steps
-        self._encoder = EncoderGraph(codec).eval()
-        self._prefill = PrefillGraph(model.eval(), layout, sampler)
-        self._denoise = DenoiseGraph(model, layout, sampler)
-        self._decoder = DecoderGraph(codec).eval()
-        self._append = AppendGraph(model, layout, sampler)
-        self._kv: torch.Tensor | None = None
+        context = GraphContext(model.eval(), codec.eval(), layout, sampler)
+        self.graphs = {e.name: build_graph(e, context) for e in entries(model.config)}
         # GPDiT's lightweight mask: the exact ring of the newest M frames' keys/values (export/gpdit_graphs.py).
         self.exact_rolling = exact_rolling(model.config)
+
+    def stream(self) -> TorchBackend:
+        return TorchBackend.over(self)
+
+
+class TorchBackend(Backend):
+    """One stream over a `TorchModel`: its KV cache and ring. `TorchBackend(model, codec, ...)` loads the model
+    and opens its first stream."""
+
+    name = "torch"
+
+    def __init__(self, model: VideoGPT, codec: LatentCodec, layout: Layout, sampler: SamplerConfig,
+                 threads: int | None = None) -> None:  # fmt: skip
+        self._attach(TorchModel(model, codec, layout, sampler, threads))
+
+    def _attach(self, model: TorchModel) -> None:
+        self.model, self.layout, self.steps, self.exact_rolling = model, model.layout, model.steps, model.exact_rolling
+        g = model.graphs
+        self._encoder, self._prefill, self._denoise, self._decoder = g[ENCODER], g[PREFILL], g[DENOISE], g[DECODER]
+        self._append = g.get(APPEND)
         if self.exact_rolling:
-            self._frame, self._read = FrameGraph(model, layout), RingGraph(model, layout)
+            self._frame, self._read = g[FRAME], g[RING]
+        self._kv: torch.Tensor | None = None
         self._ring: torch.Tensor | None = None  # [M, layers, 2, 1, nkv, block, hd]
         self._count = 0  # frames pushed into the ring
 
-    supports_rolling = True
-
-    def stream(self) -> TorchBackend:
-        """Another stream: the same graph modules (read-only in inference), its own KV cache and ring."""
-        other = copy.copy(self)
-        other._kv, other._ring, other._count = None, None, 0
-        return other
+    @property
+    def supports_rolling(self) -> bool:
+        return self._append is not None or self.exact_rolling
 
     @torch.no_grad()
     def push(self, latents: np.ndarray) -> None:
@@ -76,6 +90,8 @@ class TorchBackend(Backend):
 
     @torch.no_grad()
     def append(self, latents: np.ndarray) -> None:
+        if self._append is None:
+            super().append(latents)
         self._kv = self._append(torch.from_numpy(latents), self._kv)
 
     @torch.no_grad()

@@ -3,9 +3,10 @@ S-step denoising loop of a clip captured in one CUDA graph and replayed per clip
 
 Device memory, the streams and the CUDA graph come from PyTorch's CUDA runtime (a CUDA build of torch
 is on every machine that has TensorRT and vgpt); TensorRT and CUDA are imported when this backend is
-opened, never by `import vgpt`. The device buffers (`vgpt.engines.buffers.device_buffers`) bind the KV
-cache once to both the prefill and the denoising engine, and give the steps two z and two step buffers to
-alternate between, so the captured loop needs no host write: the step index advances on the device.
+opened, never by `import vgpt`. The device buffers and what binds to each come from the layout's binding
+plan in the manifest (vgpt.export.registry.BindingPlan): one KV cache bound to both the prefill and the
+denoising engine, and two z and two step buffers the steps alternate between, so the captured loop needs no
+host write: the step index advances on the device.
 
 Threads: `encode` may run while `denoise` runs in another thread (the predictor's observe() and
 predict()), so the encoder has its own CUDA stream and activation block; the capture is thread-local
@@ -15,82 +16,105 @@ capture fails, the steps run without a graph (as trtexec does), with one warning
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vgpt.engines.buffers import (
+    ENGINE_PHASES,
     SHARED_ACTIVATION_GRAPHS,
-    DeviceBuffers,
+    StreamIo,
     aligned_bytes,
-    device_buffers,
-    result_buffer,
+    engine_buffers,
     shared_activation_bytes,
 )
 from vgpt.engines.build import gpu_identity, import_tensorrt
 from vgpt.engines.manifest import ENGINE_GRAPHS, check_engine_folder, engine_folder
 from vgpt.export.contract import EngineError
+from vgpt.export.registry import BindingPlan
 from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
 from vgpt.layout import Layout
-from vgpt.runtime.backends.base import Backend
+from vgpt.runtime.backends.base import Backend, Model
 
 log = logging.getLogger(__name__)
 
 
-class TensorRTBackend(Backend):
+@dataclass(frozen=True, eq=False)
+class TensorRTModel(Model):
+    """Deserialized engines (read-only once built) and the binding plan every stream binds them by, shared by
+    every stream; `stream()` opens one (its own contexts, device buffers and CUDA streams)."""
+
+    trt: Any
+    torch: Any
+    engines: dict
+    plan: BindingPlan
+    layout: Layout
+    steps: int
+    device: Any
+    use_cuda_graph: bool = True
+    manifest: Any = None  # the engines folder's EngineManifest
+    logger: Any = None  # TensorRT's runtime logs through it while the engines live
     name = "tensorrt"
 
-    def __init__(self, source: str | Path, bundle: str | Path | None = None, use_cuda_graph: bool = True) -> None:
+    @classmethod
+    def load(cls, source: str | Path, bundle: str | Path | None = None, use_cuda_graph: bool = True) -> TensorRTModel:
+        """The engines of a vgpt-build folder (or its model.plan), checked (check_engine_folder) and
+        deserialized; `bundle`: where the bundle they were built from is now."""
         import torch
 
         folder = engine_folder(source)  # a missing engine manifest is reported before a missing TensorRT
         trt = import_tensorrt()
         manifest, entry = check_engine_folder(folder, trt.__version__, *gpu_identity(), bundle=bundle)
-        specs = {g: entry.spec(g) for g in ENGINE_GRAPHS}
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self._logger)
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
         engines = {}
-        for graph in specs:
+        for graph in ENGINE_GRAPHS:
             engine = runtime.deserialize_cuda_engine((folder / manifest.plans[graph].file).read_bytes())
             if engine is None:
                 raise EngineError(f"TensorRT cannot deserialize {graph}'s engine; rebuild with vgpt-build")
             engines[graph] = engine
-        self.manifest = manifest
-        self._open(trt, torch, engines, device_buffers(specs), entry.layout, manifest.sampler.steps,
-                   torch.device("cuda"), use_cuda_graph)  # fmt: skip
+        return cls(trt, torch, engines, entry.bindings, entry.layout, manifest.sampler.steps, torch.device("cuda"),
+                   use_cuda_graph, manifest, logger)  # fmt: skip
+
+    def stream(self) -> TensorRTBackend:
+        return TensorRTBackend.over(self)
+
+
+class TensorRTBackend(Backend):
+    """One stream over a `TensorRTModel`. `TensorRTBackend(folder)` deserializes the engines and opens their
+    first stream."""
+
+    name = "tensorrt"
+
+    def __init__(self, source: str | Path, bundle: str | Path | None = None, use_cuda_graph: bool = True) -> None:
+        self._attach(TensorRTModel.load(source, bundle, use_cuda_graph))
 
     @classmethod
-    def from_engines(cls, trt, torch, engines: dict, buffers: DeviceBuffers, layout: Layout, steps: int,
+    def from_engines(cls, trt, torch, engines: dict, plan: BindingPlan, layout: Layout, steps: int,
                      device, use_cuda_graph: bool = True) -> TensorRTBackend:  # fmt: skip
         """The backend over engines already deserialized (what `__init__` ends with; the tests give it
         stand-ins of TensorRT's engines and of torch's CUDA runtime)."""
-        backend = cls.__new__(cls)
-        backend._open(trt, torch, engines, buffers, layout, steps, device, use_cuda_graph)
-        return backend
-
-    def _open(self, trt, torch, engines, buffers, layout, steps, device, use_cuda_graph) -> None:
-        # Shared by every stream and never changed: the engines (read-only once built), the buffer plan.
-        self._trt, self._torch, self._cuda = trt, torch, torch.cuda
-        self._engines = engines
-        self.device_buffers, self.layout, self.steps, self.device = buffers, layout, steps, device
-        self._use_cuda_graph = use_cuda_graph
-        self._attach()
+        return cls.over(TensorRTModel(trt, torch, engines, plan, layout, steps, device, use_cuda_graph))
 
     def stream(self) -> TensorRTBackend:
         """Another stream over the same deserialized engines: its own execution contexts, device
         buffers, activation memory, CUDA streams and captured graph."""
         if not self._engines:
             raise EngineError("this TensorRT backend is closed: open the engines again for another stream")
-        other = copy.copy(self)  # shares the engines and the buffer plan; _attach replaces the rest
-        other._attach()
-        return other
+        return self.model.stream()
 
-    def _attach(self) -> None:
+    def _attach(self, model: TensorRTModel) -> None:
         """This stream's state: contexts with their tensor addresses and activation memory set once,
         every buffer once on the device, two CUDA streams, and (on first use) the captured loop."""
+        self.model, self.manifest = model, model.manifest
+        self._trt, self._torch, self._cuda, self._engines = model.trt, model.torch, model.torch.cuda, model.engines
+        self.plan, self.layout, self.steps, self.device = model.plan, model.layout, model.steps, model.device
+        self.io = StreamIo.of(model.plan, model.steps)
+        self._use_cuda_graph = model.use_cuda_graph
         torch, trt = self._torch, self._trt
         self.cuda_stream = self._cuda.Stream()  # prefill, the steps, the decoder
         self._encode_stream = self._cuda.Stream()  # the encoder: observe() runs while predict() runs
@@ -109,15 +133,14 @@ class TensorRTBackend(Backend):
         for ctx, block in [*((c, shared) for c in users), (self._contexts[ENCODER], own)]:
             ctx.set_device_memory(block.data_ptr(), block.numel())
         self.buffers = {b.name: torch.zeros(b.shape, dtype=getattr(torch, b.dtype), device=self.device)
-                        for b in self.device_buffers.buffers}  # fmt: skip
-        for b in self.device_buffers.buffers:
-            for graph, tensor in b.bindings:
-                if graph != DENOISE:
-                    self._bind(self._contexts[graph], f"{graph}'s {tensor}", tensor, b.name)
-        for ctx, names in zip(self._steps, self.device_buffers.step_bindings, strict=True):
-            for tensor, buffer in names.items():
-                self._bind(ctx, f"the step's {tensor}", tensor, buffer)
-        self._out = result_buffer(self.steps)
+                        for b in engine_buffers(self.plan)}  # fmt: skip
+        # Every address once, as the plan binds them: each phase's context, the two step contexts.
+        for name in ENGINE_PHASES:
+            phase = self.plan.phase(name)
+            contexts = self._steps if phase.graph == DENOISE else [self._contexts[phase.graph]]
+            for ctx, binding in zip(contexts, phase.bindings, strict=True):
+                for tensor, target in (*binding.inputs.items(), *binding.outputs.items()):
+                    self._bind(ctx, f"{phase.graph}'s {tensor}", tensor, target.buffer)
         self._graph = None
         self._capture_failed = False
 
@@ -142,7 +165,7 @@ class TensorRTBackend(Backend):
         run without a graph."""
         cuda = self._cuda
         with cuda.stream(self.cuda_stream):
-            self.buffers["step0"].zero_()
+            self.buffers[self.io.step].zero_()
             self._loop()
         self.cuda_stream.synchronize()
         graph = cuda.CUDAGraph()
@@ -168,7 +191,7 @@ class TensorRTBackend(Backend):
         """The S steps of one clip on the stream, from step 0: the step index is reset on the device
         before the graph's replay (or the plain loop), so every clip indexes the schedule 0..S-1."""
         with self._cuda.stream(self.cuda_stream):
-            self.buffers["step0"].zero_()
+            self.buffers[self.io.step].zero_()
             if self._graph is not None:
                 self._graph.replay()
             else:
@@ -184,26 +207,26 @@ class TensorRTBackend(Backend):
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
         with self._capture_lock:
-            self._upload("frame", frame, self._encode_stream)
+            self._upload(self.io.frame, frame, self._encode_stream)
             self._run(ENCODER, self._encode_stream)
-            return self._download("latent", self._encode_stream)
+            return self._download(self.io.latent, self._encode_stream)
 
     def prefill(self, history: np.ndarray) -> None:
-        self._upload("history", history, self.cuda_stream)
+        self._upload(self.io.history, history, self.cuda_stream)
         self._run(PREFILL, self.cuda_stream)
 
     def denoise(self, z: np.ndarray) -> np.ndarray:
         # Host work per clip: copy the noise in, reset the step index, launch, copy the clip out.
         if self._use_cuda_graph and self._graph is None and not self._capture_failed:
             self._capture()
-        self._upload("z0", z, self.cuda_stream)
+        self._upload(self.io.noise, z, self.cuda_stream)
         self.launch()
-        return self._download(self._out, self.cuda_stream)
+        return self._download(self.io.result, self.cuda_stream)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        self._upload("clip", latents, self.cuda_stream)
+        self._upload(self.io.clip, latents, self.cuda_stream)
         self._run(DECODER, self.cuda_stream)
-        return self._download("frames_out", self.cuda_stream)
+        return self._download(self.io.frames, self.cuda_stream)
 
     def close(self) -> None:
         """Release this stream: its graph and contexts, then its memory. The engines stay with the other

@@ -176,9 +176,9 @@ def test_verification_ignores_a_rounding_flip_but_not_a_wrong_scale(quantized):
     on any CPU by nudging one element of the eager side across its nearest boundary."""
     from vgpt.calibration.quantize import qdq, qdq_export, quantizer_scale
     from vgpt.calibration.verify import compare_quantized_with_eager
-    from vgpt.export.bundle import PREFILL, TOLERANCES, sample_inputs
+    from vgpt.export.bundle import PREFILL, sample_inputs
     from vgpt.export.graphs import PrefillGraph
-    from vgpt.export.spec import graph_specs
+    from vgpt.export.registry import ENTRIES, graph_specs
     from vgpt.export.verify import compare_with_eager
 
     precision, out, _, layout = quantized
@@ -187,7 +187,7 @@ def test_verification_ignores_a_rounding_flip_but_not_a_wrong_scale(quantized):
     spec = graph_specs(model.config, layout)[PREFILL]
     module = PrefillGraph(model, layout, SAMPLER)
     feeds = sample_inputs(spec, layout, SAMPLER, None, 2)
-    atol, rtol = TOLERANCES["float32"][PREFILL]
+    atol, rtol = ENTRIES[PREFILL].tolerance["float32"]
     quantizer = _first_activation_quantizer(model)
     scale, zero_point, axis = quantizer_scale(quantizer)
 

@@ -83,6 +83,30 @@ def wrong_shape(bundle: Path, outside: Path) -> None:
     _write(bundle, m)
 
 
+def _steps(m: dict) -> list:
+    return _layout(m)["bindings"]["phases"]["denoise"]["bindings"]
+
+
+def plan_unknown_buffer(bundle: Path, outside: Path) -> None:
+    m = _manifest(bundle)
+    _steps(m)[0]["inputs"]["kv_cache"]["buffer"] = "nowhere"
+    _write(bundle, m)
+
+
+def plan_steps_not_fed(bundle: Path, outside: Path) -> None:
+    """Step binding 0 reads step1 and writes step0: the next step would not read the index it wrote."""
+    m = _manifest(bundle)
+    inputs, outputs = _steps(m)[0]["inputs"], _steps(m)[0]["outputs"]
+    inputs["step"], outputs["step_next"] = outputs["step_next"], inputs["step"]
+    _write(bundle, m)
+
+
+def plan_missing(bundle: Path, outside: Path) -> None:
+    m = _manifest(bundle)
+    del _layout(m)["bindings"]
+    _write(bundle, m)
+
+
 def graph_file_outside(bundle: Path, outside: Path) -> None:
     """The audit's `../../outside/evil.onnx`: a graph loaded from outside the bundle, recorded as hashed."""
     m = _manifest(bundle)
@@ -159,6 +183,19 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], bool, str, str]] = {
     "flipped-graph-bytes": (flipped_graph_bytes, False, "does not match the sha256", "does not match"),
     "truncated-graph": (truncated_graph, False, "bytes, the manifest says", "bytes, the manifest says"),
     "wrong-shape": (wrong_shape, False, "but model_config and the layout give", "needs float32"),
+    "plan-unknown-buffer": (
+        plan_unknown_buffer,
+        False,
+        "kv_cache is bound to buffer 'nowhere', which the plan",
+        "kv_cache is bound to buffer 'nowhere', which the plan",
+    ),
+    "plan-steps-not-fed": (
+        plan_steps_not_fed,
+        False,
+        "binding 0's step_next is not binding 1's step",
+        "binding 0's step_next is not binding 1's step",
+    ),
+    "plan-missing": (plan_missing, False, r"lacks \['bindings'\]", "has no binding plan"),
     "graph-file-outside": (graph_file_outside, False, "is stored as 'encoder.onnx'", "inside its own folder"),
     "graph-file-not-hashed": (graph_file_not_hashed, False, "is stored as 'encoder.onnx'", "has no record of"),
     "layout-outside": (layout_outside, False, "but its layout is", "inside its own folder"),

@@ -9,9 +9,9 @@ import pytest
 from vgpt.config import get_preset
 from vgpt.engines.buffers import (
     SHARED_ACTIVATION_GRAPHS,
+    StreamIo,
     aligned_bytes,
-    device_buffers,
-    result_buffer,
+    engine_buffers,
     shared_activation_bytes,
 )
 from vgpt.engines.manifest import (
@@ -39,7 +39,8 @@ from vgpt.export.contract import (
     GpuRecord,
     SamplerRecord,
 )
-from vgpt.export.spec import DENOISE, PREFILL, graph_specs, kv_cache_shape
+from vgpt.export.registry import binding_plan, graph_specs
+from vgpt.export.spec import DENOISE, PREFILL, kv_cache_shape
 from vgpt.layout import Layout
 
 
@@ -147,20 +148,23 @@ def test_profiles_are_the_static_shapes(specs):
     assert shapes["z"][0] == (1, 4, 4, 8, 8)
 
 
-def test_device_buffers_share_the_kv_cache_and_alternate_the_steps(specs):
+def test_a_tensorrt_stream_shares_the_kv_cache_and_alternates_the_steps(specs):
     config, layout, s = specs
-    device = device_buffers(s)
-    kv = device.buffer("kv")
+    plan = binding_plan(s, layout)
+    buffers = engine_buffers(plan)  # the append graph's buffers are not a TensorRT stream's
+    assert [b.name for b in buffers] == ["frame", "latent", "history", "kv", "z0", "z1", "step0", "step1", "clip",
+                                         "frames_out"]  # fmt: skip
+    kv = plan.buffer("kv")
     assert kv.shape == kv_cache_shape(config, layout)
-    assert set(kv.bindings) == {(PREFILL, "kv_cache"), (DENOISE, "kv_cache")}  # one allocation, both bound
-    names = [b.name for b in device.buffers]
-    assert len(names) == len(set(names)) == 10
-    even, odd = device.step_bindings
-    assert even["z_next"] == odd["z"] and odd["z_next"] == even["z"]  # each step writes what the next reads
-    assert even["step_next"] == odd["step"] and even["kv_cache"] == odd["kv_cache"] == "kv"
-    assert result_buffer(50) == "z0" and result_buffer(3) == "z1"
-    assert device.buffer("step0").nbytes == 8
-    assert device.total_bytes == sum(b.nbytes for b in device.buffers) > kv.nbytes
+    # One allocation, bound as prefill's output and both steps' input.
+    assert plan.target("prefill", "kv_cache") == plan.target("denoise", "kv_cache", 0)
+    assert plan.target("denoise", "kv_cache", 1).buffer == "kv"
+    even, odd = plan.phase("denoise").bindings
+    assert even.outputs["z_next"] == odd.inputs["z"] and odd.outputs["z_next"] == even.inputs["z"]
+    assert even.outputs["step_next"] == odd.inputs["step"]
+    assert StreamIo.of(plan, 50).result == "z0" and StreamIo.of(plan, 3).result == "z1"
+    assert plan.buffer("step0").nbytes == 8
+    assert sum(b.nbytes for b in buffers) > kv.nbytes
 
 
 def _manifest(tmp_path):

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from vgpt.config import get_preset
-from vgpt.engines.buffers import device_buffers, shared_activation_bytes
+from vgpt.engines.buffers import shared_activation_bytes
 from vgpt.export.contract import EngineError
-from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL, graph_specs
+from vgpt.export.registry import binding_plan, graph_specs
+from vgpt.export.spec import DECODER, DENOISE, ENCODER, PREFILL
 from vgpt.layout import Layout
 from vgpt.runtime.backends.trt_backend import TensorRTBackend
 
@@ -159,7 +160,7 @@ def sim():
 def open_backend(sim: Sim, use_cuda_graph: bool = True) -> TensorRTBackend:
     config = get_preset("tiny")
     layout = Layout.for_model(config, 3, 2, 4, 4)
-    buffers = device_buffers(graph_specs(config, layout))
+    buffers = binding_plan(graph_specs(config, layout), layout)
     sim.steps_seen = []
     engines = {g: Engine(sim, g) for g in (ENCODER, PREFILL, DENOISE, DECODER)}
     backend = TensorRTBackend.from_engines(TRT, TorchWithFakeCuda(FakeCuda(sim)), engines, buffers, layout, STEPS,
@@ -169,7 +170,7 @@ def open_backend(sim: Sim, use_cuda_graph: bool = True) -> TensorRTBackend:
 
 
 def noise(backend) -> np.ndarray:
-    return np.zeros(backend.device_buffers.buffer("z0").shape, np.float32)
+    return np.zeros(backend.plan.buffer(backend.io.noise).shape, np.float32)
 
 
 def test_every_clip_starts_at_step_0_and_the_replay_is_the_loop(sim):

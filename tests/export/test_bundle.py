@@ -4,8 +4,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from vgpt.export.bundle import TOLERANCES, ExportConfig, export_bundle
+from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import BundleError, load_bundle
+from vgpt.export.registry import ENTRIES
 from vgpt.export.spec import DENOISE, PREFILL
 from vgpt.export.verify import VerificationError
 from vgpt.layout import Layout
@@ -105,7 +106,7 @@ def test_a_two_part_kv_attention_bundle_steps_like_the_concatenating_one(tiny_pa
 
 def test_failed_verification_leaves_no_bundle(tiny_parts, tmp_path, monkeypatch):
     model, codec = tiny_parts
-    monkeypatch.setitem(TOLERANCES["float32"], DENOISE, (0.0, 0.0))
+    monkeypatch.setitem(ENTRIES[DENOISE].tolerance, "float32", (0.0, 0.0))
     layout = Layout.for_model(model.config, 2, 1, 2, 2)
     with pytest.raises(VerificationError, match=r"denoise.onnx: ONNX Runtime disagrees with PyTorch on z_next"):
         export_bundle(model, codec, tmp_path / "b", ExportConfig(layouts=(layout,), sampler=SAMPLER))

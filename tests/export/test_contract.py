@@ -10,6 +10,7 @@ import pytest
 
 from vgpt.export.contract import (
     FORMAT,
+    FORMAT_VERSION,
     MANIFEST_HASH,
     BuildSettings,
     BundleError,
@@ -117,6 +118,22 @@ def test_a_graph_record_is_written_flat_as_its_spec_and_the_schema_says_so():
     assert set(SCHEMA["$defs"]["graph"]["properties"]) == fields | spec_keys
 
 
+def _phase(document, name: str) -> list:
+    return document["layouts"][0]["bindings"]["phases"][name]["bindings"]
+
+
+def _swap_steps(binding: dict) -> None:
+    """The step reads step1 and writes step0: the next step would not read the index this one wrote."""
+    binding["inputs"]["step"], binding["outputs"]["step_next"] = (
+        binding["outputs"]["step_next"],
+        binding["inputs"]["step"],
+    )
+
+
+def _buffer(document, name: str) -> dict:
+    return next(b for b in document["layouts"][0]["bindings"]["buffers"] if b["name"] == name)
+
+
 def _broken(document, edit):
     data = copy.deepcopy(document)
     edit(data)
@@ -144,12 +161,52 @@ def _broken(document, edit):
         (lambda d: d["rope_factor_set"].pop("m3-g2-4x4"), r"field 'rope_factor_set' names layouts"),
         (lambda d: d["codec"].update(latent_channels=3), r"field 'codec\.latent_channels' is 3; the model takes"),
         (lambda d: d["layouts"][0]["layout"].update(patch_size=0), r"field 'layouts\[0\]\.layout' is not valid"),
-        (lambda d: d.update(format_version=3), r"written by a newer vgpt \(format 3\)"),
+        (lambda d: d.update(format_version=4), r"written by a newer vgpt \(format 4\)"),
+        (lambda d: d["layouts"][0].pop("bindings"), r"field 'layouts\[0\]' lacks \['bindings'\]"),
+        (
+            lambda d: _phase(d, "denoise")[0]["inputs"]["kv_cache"].update(buffer="nowhere"),
+            r"'layouts\[0\]\.bindings' .*denoise's kv_cache is bound to buffer 'nowhere', which the plan does not",
+        ),
+        (
+            lambda d: _swap_steps(_phase(d, "denoise")[0]),
+            r"binding 0's step_next is not binding 1's step: the steps must feed each other",
+        ),
+        (lambda d: d["layouts"][0]["bindings"]["phases"].pop("decode"), r"lacks the phases \['decode'\]"),
+        (lambda d: _buffer(d, "kv")["shape"].__setitem__(0, 9), r"prefill's kv_cache is float32 \[.*\], bound to kv"),
+        (lambda d: _phase(d, "append").pop(), r"phase 'append' has 1 bindings; it cycles through 2"),
+        (
+            lambda d: _phase(d, "encode")[0]["outputs"]["latents"].update(slot=0),
+            r"encoder's latents is float32 \[1, .*\], bound to a slot of latent: float32",
+        ),
     ],
 )
 def test_each_malformed_field_is_one_error_that_names_it(document, edit, message):
     with pytest.raises(BundleError, match=message):
         BundleManifest.from_dict(_broken(document, edit), "b/manifest.json")
+
+
+def test_a_format_2_manifest_is_given_the_plan_of_its_graphs(document):
+    """Format 2 had no binding plan: its layouts get the one this vgpt writes, which is how every runtime
+    bound them before the plan was written down."""
+    fresh = BundleManifest.from_dict(document)
+    old = copy.deepcopy(document)
+    old["format_version"] = 2
+    for layout in old["layouts"]:
+        del layout["bindings"]
+    migrated = BundleManifest.from_dict(_rehash(old))
+    assert [e.bindings for e in migrated.layouts] == [e.bindings for e in fresh.layouts]
+    assert migrated.to_dict() == fresh.to_dict()  # written back as format 3, plan included
+
+
+def test_an_edited_plan_that_still_binds_is_refused_as_not_this_vgpts(document):
+    """Renaming a buffer everywhere keeps the plan bindable, but it is not what this vgpt's export writes."""
+    text = (
+        json.dumps(document)
+        .replace('"buffer": "clip"', '"buffer": "clip2"')
+        .replace('"name": "clip"', '"name": "clip2"')
+    )
+    with pytest.raises(BundleError, match=r"is not the plan this vgpt writes for its graphs"):
+        BundleManifest.from_dict(_rehash(json.loads(text)))
 
 
 def test_an_edit_without_a_new_hash_is_refused_before_any_field(document):
@@ -158,10 +215,14 @@ def test_an_edit_without_a_new_hash_is_refused_before_any_field(document):
         BundleManifest.from_dict(document)
 
 
-def test_format_1_is_read_and_written_as_format_2(document):
-    old = {k: v for k, v in document.items() if k not in ("format_version", MANIFEST_HASH)}
+def test_format_1_is_read_and_written_as_the_current_format(document):
+    old = {k: v for k, v in copy.deepcopy(document).items() if k not in ("format_version", MANIFEST_HASH)}
+    for layout in old["layouts"]:
+        del layout["bindings"]  # format 3's
     assert old["format"] == FORMAT
     manifest = BundleManifest.from_dict(old)
     written = manifest.to_dict()
-    assert written["format_version"] == 2 and written[MANIFEST_HASH] == canonical_sha256(written, MANIFEST_HASH)
+    assert written["format_version"] == FORMAT_VERSION == 3 and written[MANIFEST_HASH] == canonical_sha256(
+        written, MANIFEST_HASH
+    )
     assert BundleManifest.from_dict(written) == manifest

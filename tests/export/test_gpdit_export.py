@@ -13,7 +13,8 @@ from vgpt.codecs import LightCodec
 from vgpt.config import get_preset
 from vgpt.export.bundle import ExportConfig, export_bundle
 from vgpt.export.manifest import load_bundle
-from vgpt.export.spec import APPEND, FRAME, RING, graph_specs
+from vgpt.export.registry import graph_specs
+from vgpt.export.spec import APPEND, FRAME, RING
 from vgpt.layout import Layout
 from vgpt.runtime.backends.ort_backend import OrtBackend
 from vgpt.runtime.backends.torch_backend import TorchBackend

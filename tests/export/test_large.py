@@ -10,7 +10,8 @@ import torch
 from vgpt.config import get_preset
 from vgpt.export.graphs import DenoiseGraph, PrefillGraph
 from vgpt.export.onnx_export import export_onnx
-from vgpt.export.spec import DENOISE, graph_specs
+from vgpt.export.registry import graph_specs
+from vgpt.export.spec import DENOISE
 from vgpt.layout import Layout
 from vgpt.model import VideoGPT
 from vgpt.sampler import SamplerConfig

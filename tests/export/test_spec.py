@@ -1,18 +1,17 @@
 import pytest
 
 from vgpt.config import get_preset
+from vgpt.export.registry import GRAPHS, graph_specs
 from vgpt.export.spec import (
     APPEND,
     DECODER,
     DENOISE,
     ENCODER,
     FRAME,
-    GRAPHS,
     PREFILL,
     RING,
     GraphSpec,
     TensorSpec,
-    graph_specs,
     kv_cache_shape,
     layout_name,
 )

@@ -291,8 +291,9 @@ def test_rolling_mode_on_a_bundle_without_append_is_one_clear_error(model_folder
     copy = tmp_path / "bundle"
     shutil.copytree(next(p for p in cache_root().iterdir() if p.is_dir()), copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    for layout in manifest["layouts"]:  # a bundle from before rolling mode: no append graph
-        del layout["graphs"]["append"]
+    manifest["format_version"] = 2  # a bundle from before rolling mode: no append graph, no binding plan
+    for layout in manifest["layouts"]:
+        del layout["graphs"]["append"], layout["bindings"]
         (copy / layout["name"] / "append.onnx").unlink()
     manifest[MANIFEST_HASH] = canonical_sha256(manifest, MANIFEST_HASH)
     (copy / "manifest.json").write_text(json.dumps(manifest))

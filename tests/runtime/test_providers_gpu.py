@@ -21,7 +21,7 @@ def test_a_gpu_provider_keeps_the_buffers_on_the_device_and_matches_the_cpu(prov
     backend = gpu.backend
     assert backend.providers[0] == name and backend.placement.device == "cuda"
     # Every bound buffer is device memory: a step copies nothing between host and device.
-    for buffer in (backend.kv[0], *backend.z, *backend.step, backend.history):
+    for buffer in backend.buffers.values():
         assert buffer.host is None and buffer.value.device_name().lower() == "cuda"
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (backend.layout.history_frames, 64, 64, 3), np.uint8)

@@ -361,12 +361,12 @@ def test_frames_dir_naming_a_file_is_refused_before_anything_is_written(clip_vid
 
 
 def test_a_damaged_cached_export_is_rebuilt_with_a_note(model_folder, clip_video, tmp_path, caplog):
-    from vgpt.runtime.loading import cache_root
+    from vgpt.runtime.loading import cache_root, cached_export
 
     common = ["--input", str(clip_video), "--output", str(tmp_path / "o.mp4"), "--engine", str(model_folder),
               "--clips", "1"]  # fmt: skip
     assert _run(*common).exit_code == 0
-    entry = next(p for p in cache_root().iterdir() if p.is_dir() and not p.name.startswith("."))
+    entry = cached_export(model_folder, None, None)  # the export that run used (the cache holds other tests' too)
     graph = next(entry.rglob("decoder.onnx"))
     graph.write_bytes(graph.read_bytes()[:100])  # truncated, as a full disk or a killed copy leaves it
     (cache_root() / f".{entry.name}.abc.tmp").mkdir()  # a temporary folder of an export that was killed
