@@ -68,7 +68,9 @@ class Teacher:
 
 def load_teacher(config: DistillConfig) -> Teacher:
     """The teacher of a config, with the sampler it is distilled at (the config's, else its own defaults)."""
-    checkpoint, codec, defaults = resolve_checkpoint(config.teacher, config.codec)
+    # The bundled default teaches with its teacher, whichever bundled model the commands take by default.
+    model = "teacher" if config.teacher is None else None
+    checkpoint, codec, defaults = resolve_checkpoint(config.teacher, config.codec, model=model)
     loaded = load_checkpoint(checkpoint)
     if loaded.student is not None:
         raise ConfigError(f"teacher {checkpoint} is itself a distilled student; give the guided teacher it came from")

@@ -248,3 +248,14 @@ def test_shipped_distillation_stages_chain():
     assert two.init == one.out_dir and one.student_steps == two.student_steps == 4
     assert one.latent_cache_dir.resolve() == two.latent_cache_dir.resolve()
     assert one.teacher is None and two.teacher is None, "the bundled default teaches"
+
+
+def test_the_bundled_default_teaches_with_its_teacher_even_when_the_student_is_the_default(monkeypatch):
+    """With no teacher named, the bundled teacher teaches, never the model the commands take by default (once
+    a shipped student meets the bar that is the student, which cannot be a teacher)."""
+    from vgpt.checkpoint import recorded_identity
+    from vgpt.default_model import DefaultModel, default_model
+
+    monkeypatch.setattr(DefaultModel, "preferred_model", lambda self: "student")
+    teacher = load_teacher(load_distill_config("distill-consistency"))
+    assert teacher.weights_sha256 == recorded_identity(default_model().model_path("teacher"))[0]
