@@ -177,8 +177,9 @@ def cached_export(
     key_fields = {"weights": weights_sha256, "codec": codec_id(codec_dir), "layout": layout.to_dict(),
                   "sampler": [sampler.steps, sampler.shift, sampler.guidance], "versions": _versions(),
                   "format": FORMAT_VERSION}  # fmt: skip
-    if student is not None:  # a teacher's key stays as it was: its cached exports stay valid
+    if student is not None:
         key_fields["student"] = student.to_dict()
+    key_fields = json.loads(json.dumps(key_fields))  # as the manifest holds it (lists, not tuples), to compare
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     out = cache_root() / key
     with _cache_lock(out, checkpoint) as writable:  # concurrent first runs: one exports, the others wait and reuse it

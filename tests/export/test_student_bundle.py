@@ -189,3 +189,16 @@ def test_vgpt_eval_runs_a_student_bundle(student, tmp_path):
     report = json.loads((tmp_path / "e.json").read_text())
     assert (report["steps"], report["guidance"], report["network_evaluations"]) == (K, 1.0, K)
     assert StudentSampler.from_dict(report["distilled"]) == record
+
+
+def test_a_students_cached_export_is_reused(student_folder, tmp_path, monkeypatch):
+    """The cache key holds the student's record; read back from the manifest it must compare equal, or every
+    run would export the student again (it did: its timesteps were a tuple in the key, a list on disk)."""
+    from vgpt.runtime import loading
+
+    monkeypatch.setenv("VGPT_CACHE", str(tmp_path / "cache"))
+    first = loading.cached_export(student_folder / "student", None, None)
+    exports = []
+    monkeypatch.setattr("vgpt.export.bundle.export_bundle", lambda *a, **k: exports.append(a))
+    assert loading.cached_export(student_folder / "student", None, None) == first
+    assert exports == [], "the second use exported the student again"
