@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 vgpt-synth --out data/synthetic-train --count 600 --frames 32 --seed-start 0
 # The codec: 1000 steps of an 8000-step schedule at lr 2e-3, then a fresh 3500-step schedule at 1e-3
 # from there (how the shipped codec was made: the first schedule was cut short to save CPU time).
-vgpt-train-codec --data data/synthetic-train --out runs/codec-warm --steps 8000 --lr 2e-3 --stop-after 1000
-vgpt-train-codec --data data/synthetic-train --out runs/codec --init runs/codec-warm --steps 3500 --lr 1e-3
+vgpt-train-codec --data data/synthetic-train --out runs/codec-warm --steps 8000 --lr 2e-3 --stop-after 1000 \
+  --resume auto
+vgpt-train-codec --data data/synthetic-train --out runs/codec --init runs/codec-warm --steps 3500 --lr 1e-3 \
+  --resume auto
 # Stage A: the small transformer from scratch on the 600 scenes (4000 steps, constant lr 1e-3).
 vgpt-train --config bundled --codec runs/codec --resume auto
 # Stage B: from stage A on 3000 scenes, cosine decay and an average of the weights (5000 steps).

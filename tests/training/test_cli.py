@@ -156,3 +156,70 @@ def test_the_help_names_every_shipped_stage():
     stages = sorted(p.stem for p in STAGES_DIR.glob("*.json") if not p.stem.startswith("distill-"))
     assert "bundled-refine" in stages and f"shipped stage: {', '.join(stages)}." in text
     assert "shipped stage: distill-consistency, distill-self-forcing." in words(distill_main)  # its own ones
+
+
+def _codec_args(videos, out, *extra):
+    return ["--data", str(videos), "--out", str(out), "--steps", "6", "--batch-size", "2", "--size", "32",
+            "--eval-count", "2", "--checkpoint-every", "2", "--no-progress", *extra]  # fmt: skip
+
+
+def test_an_interrupted_codec_run_resumes_to_the_weights_of_the_uninterrupted_one(videos, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    assert CliRunner().invoke(train_codec_main, _codec_args(videos, straight)).exit_code == 0
+    # The same run killed in step 5, after the checkpoint of step 4 (which drew the batches of steps 1-4).
+    import vgpt.training.codec as codec_training
+
+    loss, calls = codec_training.reconstruction_loss, []
+
+    def dies_in_step_5(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return loss(*args, **kwargs)
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(codec_training, "reconstruction_loss", dies_in_step_5)
+    assert CliRunner().invoke(train_codec_main, _codec_args(videos, out)).exit_code != 0
+    monkeypatch.setattr(codec_training, "reconstruction_loss", loss)
+    root = codec_training.checkpoints_dir(out)
+    assert (root / "latest").read_text().strip() == "step-0000004" and not out.exists()
+    # A fresh run into it is refused (it would throw the run away), and so is a resume with other settings.
+    result = CliRunner().invoke(train_codec_main, _codec_args(videos, out))
+    assert result.exit_code == 1 and "--resume auto" in result.output, result.output
+    result = CliRunner().invoke(train_codec_main, _codec_args(videos, out, "--resume", "auto", "--lr", "0.002"))
+    assert result.exit_code == 1 and "lr 0.001 (now 0.002)" in result.output, result.output
+    result = CliRunner().invoke(train_codec_main, _codec_args(videos, out, "--resume", "auto"))
+    assert result.exit_code == 0 and "round trip keeps" in result.output, result.output
+    # Exact: every weight and the scaling factor as the uninterrupted run has them; the checkpoints are gone.
+    a, b = LightCodec.load(straight), LightCodec.load(out)
+    assert a.scaling_factor == b.scaling_factor
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    assert not root.exists()
+    # Resumed again after it finished: nothing to do, the codec untouched.
+    before = (out / "manifest.json").read_bytes()
+    result = CliRunner().invoke(train_codec_main, _codec_args(videos, out, "--resume", "auto"))
+    assert result.exit_code == 0 and "nothing to do" in result.output, result.output
+    assert (out / "manifest.json").read_bytes() == before
+
+
+def test_codec_training_reports_the_round_trip_as_vgpt_eval_scores_it(videos, tmp_path):
+    from tests.conftest import random_model
+    from vgpt.checkpoint import save_checkpoint
+    from vgpt.config import get_preset
+
+    out = tmp_path / "codec"
+    assert CliRunner().invoke(train_codec_main, _codec_args(videos, out, "--size", "64")).exit_code == 0
+    trip = json.loads((out / "manifest.json").read_text())["extra"]["round_trip"]
+    assert len(trip["presence_by_horizon"]) == 8 and trip["scored"] > 0
+    # vgpt-eval's codec round trip at 4 observed frames and 2 clips of 4, on the same 2 held-out scenes.
+    save_checkpoint(random_model(get_preset("tiny")), tmp_path / "model")
+    report = tmp_path / "eval.json"
+    args = ["--checkpoint", str(tmp_path / "model"), "--codec", str(out), "--count", "2", "--layout", "4,4",
+            "--num-clips", "2", "--steps", "1", "--json", str(report), "--no-progress"]  # fmt: skip
+    assert CliRunner().invoke(eval_main, args).exit_code == 0
+    expected = json.loads(report.read_text())["codec_round_trip"]
+    # The same frames through the same codec, encoded per scene here and in batches there: the decoded
+    # pixels agree to float32 round-off, far inside the presence rule's tolerances.
+    assert trip["presence_by_horizon"] == expected["presence_by_horizon"] and trip["scored"] == expected["scored"]
+    assert trip["colour_error"] == pytest.approx(expected["colour_error"], abs=1e-5)

@@ -188,17 +188,37 @@ def distill_main(config_path, teacher, init, data, out, codec, student_steps, st
     show_default=True,
     help="Extra loss weight on pixels far from the frame's dominant colour (small objects).",
 )
-@click.option("--force", is_flag=True, help="Replace a codec already in --out.")
+@click.option("--force", is_flag=True, help="Replace a codec already in --out (and an unfinished run's checkpoints).")
+@click.option(
+    "--checkpoint-every",
+    type=NON_NEGATIVE,
+    default=500,
+    show_default=True,
+    help="Training state into OUT.checkpoints/ every N steps (0: never); removed once the codec is saved.",
+)
+@click.option(
+    "--resume",
+    type=click.Choice(["auto"]),
+    default=None,
+    help="'auto': continue the run into --out from its latest checkpoint, exactly (nothing to do if it finished).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (on a terminal).")
 def train_codec_main(data, topic, fps, out, steps, batch_size, frames, size, lr, seed, eval_count, save_every, init,
-                     latent_channels, stop_after, decoder_only, foreground_weight, force,
+                     latent_channels, stop_after, decoder_only, foreground_weight, force, checkpoint_every, resume,
                      progress) -> None:  # fmt: skip
     """Train the light codec (8x down-sampling, 4 latent channels by default) and report its
-    reconstruction PSNR."""
+    reconstruction PSNR and the balls its round trip keeps (the most any model on its latents can show)."""
     import torch
 
     from vgpt.frames import fit_frames
-    from vgpt.training.codec import CodecTrainConfig, codec_psnr, save_trained_codec, train_codec
+    from vgpt.training.codec import (
+        CodecTrainConfig,
+        codec_psnr,
+        finished_codec,
+        round_trip_objects,
+        save_trained_codec,
+        train_codec,
+    )
     from vgpt.training.data import DataConfig
 
     if decoder_only and init is None:
@@ -209,19 +229,32 @@ def train_codec_main(data, topic, fps, out, steps, batch_size, frames, size, lr,
                               out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                               save_every=save_every, init=init, latent_channels=latent_channels,
                               stop_after=stop_after, decoder_only=decoder_only, foreground_weight=foreground_weight,
-                              force=force, progress=progress)  # fmt: skip
+                              force=force, checkpoint_every=checkpoint_every, resume=resume,
+                              progress=progress)  # fmt: skip
+    done = finished_codec(config)
+    if done is not None:
+        click.echo(f"{out} is this run's codec already ({done['steps']} steps): nothing to do")
+        return
     codec, report = _run(train_codec, config)
     scene = SceneConfig(height=size, width=size, frames=8)
     held_out = torch.cat([fit_frames(render_video(s, scene), size, size)
                           for s in range(EVAL_SEED_START, EVAL_SEED_START + eval_count)])  # fmt: skip
     report["psnr_db"] = codec_psnr(codec, held_out)
     report["psnr_set"] = f"{eval_count} synthetic scenes x 8 frames, seeds from {EVAL_SEED_START}"
+    report["round_trip"] = trip = round_trip_objects(codec, eval_count, size)
     report["steps"] = stop_after or steps
     report["schedule_steps"] = steps
     report["init"] = init
     report["foreground_weight"] = foreground_weight
     save_trained_codec(codec, out, report)
-    click.echo(f"codec PSNR {report['psnr_db']:.2f} dB on {report['psnr_set']}; saved {out}")
+
+    def fmt(x, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    by_frame = " ".join(fmt(p, ".2f") for p in trip["presence_by_horizon"])
+    click.echo(f"codec PSNR {report['psnr_db']:.2f} dB on {report['psnr_set']}; round trip keeps "
+               f"{fmt(trip['presence'], '.3f')} of {trip['scored']} balls (by frame {by_frame}), colour error "
+               f"{fmt(trip['colour_error'], '.3f')}, on {trip['set']}; saved {out}")  # fmt: skip
 
 
 @command
