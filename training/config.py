@@ -53,6 +53,9 @@ class TrainConfig(RunConfig):
     # sizes adding up to data.num_frames, e.g. [4, 4]: a model specialised to the layout it runs at.
     partition: Literal["random", "per_frame"] | tuple[int, ...] = "random"
     context_noise_beta: float = 0.9
+    # Extra weight of the latent positions that differ from their frame's background (0: the reference's
+    # plain mean squared error; objective.foreground_weights says how).
+    foreground_weight: float = 0.0
     # Optimiser: AdamW with the reference hyper-parameters.
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
@@ -103,6 +106,8 @@ class TrainConfig(RunConfig):
             raise ConfigError(f"TrainConfig: lr={self.lr} must be > 0 and warmup_steps={self.warmup_steps} >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"TrainConfig.ema_decay={self.ema_decay}: must be in [0, 1) (0 turns the average off)")
+        if self.foreground_weight < 0:
+            raise ConfigError(f"TrainConfig.foreground_weight={self.foreground_weight}: must be >= 0 (0: plain MSE)")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
         if self.data.num_frames < 2:

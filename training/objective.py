@@ -4,6 +4,10 @@ A sample of n frames is split into K clips; each clip gets one noise level t ~ U
 is [noisy clip 1, clean clip 1, ..., noisy clip K] under the hierarchical mask; clean context frames
 are lightly noised (s ~ U[beta, 1]); the model predicts the clean latents and the loss is the mean
 squared error on the noisy frames (mean per frame, then over frames).
+
+`foreground_weight` (0: the reference's plain mean) weights each latent position's squared error by
+foreground_weights(): small objects on a plain background cover a few positions of a frame, so the plain mean
+spends most of its gradient on background the model already draws.
 """
 
 from __future__ import annotations
@@ -52,12 +56,28 @@ def training_call(config: ModelConfig, sizes: tuple[int, ...], tokens_per_frame:
     return forward_call(config, build_sequence(training_frames(sizes), tokens_per_frame))
 
 
+def foreground_weights(latents: torch.Tensor, weight: float) -> torch.Tensor:
+    """[B, n, C, h, w] clean latents -> [B, n, h, w] weights with mean 1 over each frame's positions.
+
+    A position's weight is 1 + weight * d^2 / mean(d^2), d its distance (over channels) from the frame's
+    median latent, the background's; then scaled by 1 / (1 + weight), so the loss keeps its scale and a
+    frame without any object (d equal everywhere) keeps the plain mean.
+    """
+    x = latents.to(torch.float32)
+    background = x.flatten(3).median(dim=3).values[..., None, None]  # [B, n, C, 1, 1]
+    d2 = (x - background).pow(2).sum(dim=2)  # [B, n, h, w]
+    mean = d2.mean(dim=(2, 3), keepdim=True)
+    share = torch.where(mean > 1e-12, d2 / mean.clamp_min(1e-12), torch.ones_like(d2))
+    return (1 + weight * share) / (1 + weight)
+
+
 def next_clip_loss(
     model: VideoGPT,
     latents: torch.Tensor,
     generator: torch.Generator,
     mode: PartitionMode = "random",
     beta: float = 0.9,
+    foreground_weight: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     """Loss of one batch of clean latents [B, n, C, h, w]; returns (loss, tokens in the sequence).
 
@@ -82,5 +102,8 @@ def next_clip_loss(
     eps_ctx = torch.randn((B, context, C, h, w), generator=generator).to(dev)
     clean = s * x[:, :context] + (1 - s) * eps_ctx
     pred = model(call, clean=clean, noisy=noisy, t=t)  # [B, n, C, h, w], x-prediction
-    per_frame = (pred.to(torch.float32) - x).pow(2).mean(dim=(2, 3, 4))  # [B, n]
+    err = (pred.to(torch.float32) - x).pow(2)  # [B, n, C, h, w]
+    if foreground_weight:
+        err = err * foreground_weights(x, foreground_weight)[:, :, None]
+    per_frame = err.mean(dim=(2, 3, 4))  # [B, n]
     return per_frame.mean(), B * len(call.frames) * call.block

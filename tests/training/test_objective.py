@@ -4,7 +4,7 @@ from torch import nn
 
 from vgpt.config import get_preset
 from vgpt.tokens import training_frames
-from vgpt.training.objective import next_clip_loss, sample_partition
+from vgpt.training.objective import foreground_weights, next_clip_loss, sample_partition
 
 
 @pytest.mark.parametrize("n", [2, 3, 8, 16])
@@ -76,4 +76,49 @@ def test_loss_is_the_per_frame_mse_of_noisy_frames():
     x = torch.randn(2, 4, 4, 4, 4)
     loss, _ = next_clip_loss(Recorder("zeros"), x, torch.Generator().manual_seed(1))
     expected = x.pow(2).mean(dim=(2, 3, 4)).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def _scene(batch=2, frames=4, channels=4, size=8):
+    """Latents of a plain background with one 2 x 2 'object' per frame at a different place."""
+    x = torch.full((batch, frames, channels, size, size), 0.3)
+    x += 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    for f in range(frames):
+        x[:, f, :, f : f + 2, 2:4] = torch.tensor([2.0, -1.0, 1.5, 0.5])[:, None, None]
+    return x
+
+
+def test_foreground_weights_favour_objects_and_keep_the_frame_mean():
+    x = _scene()
+    w = foreground_weights(x, 4.0)
+    assert w.shape == (2, 4, 8, 8)
+    # Mean 1 over each frame's positions, so the loss keeps its scale whatever the weight.
+    torch.testing.assert_close(w.mean(dim=(2, 3)), torch.ones(2, 4))
+    for f in range(4):
+        inside = w[:, f, f : f + 2, 2:4]
+        outside = torch.cat([w[:, f, :f].flatten(1), w[:, f, f + 2 :].flatten(1)], dim=1)
+        assert inside.min() > 3.0 and outside.max() < 0.25  # the object's 4 positions of 64 carry most weight
+    # A frame with nothing on its background keeps the plain mean.
+    torch.testing.assert_close(foreground_weights(torch.full((1, 2, 4, 8, 8), 0.3), 4.0), torch.ones(1, 2, 8, 8))
+
+
+def test_foreground_weighted_loss_charges_an_object_more_than_the_background():
+    x = _scene()
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731  same draws for every call
+    for weight in (0.0, 4.0):
+        model = Recorder("truth")
+        model.target = x.clone()
+        model.target[:, :, :, 0, 7] += 1.0  # background error: one position of every frame
+        background, _ = next_clip_loss(model, x, gen(), foreground_weight=weight)
+        model.target = x.clone()
+        model.target[:, :, :, 1, 2] += 1.0  # the same error on the object (frames 0 and 1 hold it there)
+        on_object, _ = next_clip_loss(model, x, gen(), foreground_weight=weight)
+        if weight == 0:
+            torch.testing.assert_close(on_object, background)  # the plain mean: a position is a position
+        else:
+            assert on_object > 5 * background
+    # The weighted loss is the weighted per-frame mean, written out.
+    model = Recorder("zeros")
+    loss, _ = next_clip_loss(model, x, gen(), foreground_weight=4.0)
+    expected = (x.pow(2) * foreground_weights(x, 4.0)[:, :, None]).mean(dim=(2, 3, 4)).mean()
     torch.testing.assert_close(loss, expected)
