@@ -310,12 +310,14 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             recent.append(frame)
             del recent[:-M]
             newest_stamp[0] = stamp
+            rate.add(stamp, i + 1 + frames.dropped)  # drop-oldest: every dropped frame came before this one
             if outputs.streams:
                 outputs.observed(stamp, _fit([frame], layout)[0])
             yield frame
 
     outputs = _outputs(config, source)
-    stats = _StatsLog(config.stats, G, source.fps) if config.stats else None
+    rate = ArrivalRate(source.fps)
+    stats = _StatsLog(config.stats, G, rate) if config.stats else None
     try:
         for _, prediction in predictor.stream(watched(), every=G, return_latents=config.latents is not None):
             clips += 1
@@ -325,7 +327,8 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             newest = _fit(recent[-1:], layout)[0]  # only the frame shown; the sheet fits the rest once, at the end
             outputs.show([side_by_side(newest, f, "latest observed", f"predicted +{k + 1}")
                           for k, f in enumerate(prediction.frames)])  # fmt: skip
-            ahead = _ahead(newest_stamp[0], len(prediction.frames), source.fps)
+            # a camera's clock: the predicted frames are stamped at the rate its frames arrive, not the declared one
+            ahead = _ahead(newest_stamp[0], len(prediction.frames), rate.fps if source.live else source.fps)
             outputs.predicted(prediction.frames, prediction.latents, ahead)
             _clip_stats(outputs, clips, ahead, observed=predictor.observed, dropped=frames.dropped,
                         clip_seconds=prediction.seconds_per_clip, step_seconds=prediction.seconds_per_step)  # fmt: skip
@@ -387,26 +390,54 @@ def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.
     log.info("wrote %s", path)
 
 
+class ArrivalRate:
+    """The rate frames arrive at, measured from their stamps: a camera's or stream's capture clock, a file's
+    frame times. `fps` is the declared rate until two frames have come; HTTP MJPEG streams carry no rate,
+    and OpenCV declares 25 fps for them whatever the camera sends."""
+
+    def __init__(self, declared: float) -> None:
+        self.declared = declared
+        self.first = self.last = None
+        self.arrived = 0
+
+    def add(self, stamp: int, arrived: int) -> None:
+        """A frame stamped `stamp` (ns) came, the `arrived`-th one (the dropped ones before it counted)."""
+        self.first = stamp if self.first is None else self.first
+        self.last, self.arrived = stamp, arrived
+
+    @property
+    def fps(self) -> float:
+        if self.arrived < 2 or self.last <= self.first:
+            return self.declared
+        return (self.arrived - 1) * 1e9 / (self.last - self.first)
+
+
 class _StatsLog:
     """`--stats`: one JSON object per line, flushed per clip, so a monitor (or scripts/soak.py) can follow
     a live run while it goes and what was logged survives a kill. Each line also says whether the clip
-    was predicted faster than it lasts at the stream's fps (`clip_lasts`: G / fps seconds), the condition
-    for keeping up with the camera."""
+    was predicted faster than it lasts at the rate the frames arrive (`clip_lasts`: G / `arrival_fps`
+    seconds, measured since the first frame; `fps` is the rate the source declares), the condition for
+    keeping up with the camera."""
 
-    def __init__(self, path: str, clip_frames: int, fps: float) -> None:
+    def __init__(self, path: str, clip_frames: int, rate: ArrivalRate) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a", buffering=1)  # line-buffered: each clip is on disk as it is logged
         self._start = time.monotonic()
-        self.fps, self.clip_lasts = fps, clip_frames / fps
+        self.rate, self.clip_frames = rate, clip_frames
         self.clips = self.kept_up = 0
         self.slowest = 0.0
+
+    @property
+    def clip_lasts(self) -> float:
+        return self.clip_frames / self.rate.fps
 
     def write(self, **fields) -> None:
         keeps_up = fields["clip_seconds"] < self.clip_lasts
         self.clips, self.kept_up = self.clips + 1, self.kept_up + keeps_up
         self.slowest = max(self.slowest, fields["clip_seconds"])
-        fields = {"seconds": round(time.monotonic() - self._start, 3), **fields, "fps": self.fps,
-                  "clip_lasts": round(self.clip_lasts, 4), "keeps_up": keeps_up}  # fmt: skip
+        fields = {"seconds": round(time.monotonic() - self._start, 3), **fields, "fps": self.rate.declared,
+                  "arrival_fps": round(self.rate.fps, 3), "clip_lasts": round(self.clip_lasts, 4),
+                  "keeps_up": keeps_up}  # fmt: skip
         self._file.write(json.dumps(fields) + "\n")
 
     def verdict(self) -> str:
@@ -414,9 +445,10 @@ class _StatsLog:
         if not self.clips:
             return "no clip was predicted: nothing to say about keeping up"
         word = "kept up with" if self.kept_up == self.clips else "did NOT keep up with"
+        declared = "" if abs(self.rate.fps - self.rate.declared) < 0.05 else f" (declared {self.rate.declared:g})"
         return (
-            f"{word} the {self.fps:g} fps stream: {self.kept_up} of {self.clips} clips predicted faster than "
-            f"they last ({self.clip_lasts:.3f} s; slowest {self.slowest:.3f} s)"
+            f"{word} the stream's {self.rate.fps:.3g} fps{declared}: {self.kept_up} of {self.clips} clips predicted "
+            f"faster than they last ({self.clip_lasts:.3f} s; slowest {self.slowest:.3f} s)"
         )
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from vgpt.cli.run import run_main
 from vgpt.default_model import bundled_model_note
 from vgpt.runtime import run as run_module
+from vgpt.runtime.run import ArrivalRate, _StatsLog
 from vgpt.runtime.sources import FrameSource, SourceDisconnected
 from vgpt.synthetic import SceneConfig, render_video
 from vgpt.video import probe, read_frames, write_video
@@ -282,7 +283,9 @@ def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp
     seen_while_running = []
 
     def camera():
-        yield from frames[:20]
+        for frame in frames[:20]:
+            time.sleep(0.01)  # at most 100 fps: clip_lasts stays well above the log's 4 digits
+            yield frame
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not list(tmp_path.glob(".live.*.mp4.tmp")):
             time.sleep(0.05)  # the predictor catches up with the 20 frames and starts writing
@@ -304,11 +307,15 @@ def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp
     stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert [s["clips"] for s in stats] == list(range(1, predicted // 2 + 1))  # G = 2 frames per clip
     assert all(s["clip_seconds"] > 0 and s["observed"] >= 3 for s in stats)
-    # a clip of G = 2 frames lasts 0.2 s at the camera's 10 fps: each line says whether it was faster
-    assert all(s["fps"] == 10.0 and s["clip_lasts"] == 0.2 for s in stats)
-    assert all(s["keeps_up"] == (s["clip_seconds"] < 0.2) for s in stats)
+    # a clip of G = 2 frames lasts 2 / arrival_fps seconds, at the rate the frames came (this camera sends 20
+    # quickly, then waits): each line says whether it was predicted faster; fps is the rate it declared
+    assert all(s["fps"] == 10.0 and s["arrival_fps"] > 0 for s in stats)
+    assert all(s["clip_lasts"] == pytest.approx(2 / s["arrival_fps"], abs=1e-4) for s in stats)  # 4 digits
+    close = 1e-3  # the log rounds to 4 digits: a clip within that of its length may read either way
+    assert all(s["keeps_up"] == (s["clip_seconds"] < s["clip_lasts"]) for s in stats
+               if abs(s["clip_seconds"] - s["clip_lasts"]) > close)  # fmt: skip
     kept = sum(s["keeps_up"] for s in stats)
-    assert f"{kept} of {len(stats)} clips predicted faster than they last (0.200 s" in caplog.text
+    assert f"{kept} of {len(stats)} clips predicted faster than they last" in caplog.text
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
@@ -399,3 +406,28 @@ def test_a_broken_bundle_manifest_is_one_error_line_and_a_broken_cached_one_is_r
     (entry / "manifest.json").write_text(text, errors="surrogateescape")
     assert _run(*common, "--engine", str(model_folder)).exit_code == 0  # exported again
     assert _run(*common, "--engine", str(model_folder), "--trust-cache").exit_code == 0
+
+
+def test_arrival_rate_is_measured_from_the_stamps_and_dropped_frames_count():
+    rate = ArrivalRate(25.0)  # what OpenCV declares for an HTTP MJPEG stream
+    assert rate.fps == 25.0  # nothing measured yet
+    rate.add(0, 1)
+    assert rate.fps == 25.0  # one frame: no interval yet
+    rate.add(100_000_000, 2)
+    rate.add(300_000_000, 4)  # the frame at 200 ms was dropped: 4 came in 300 ms
+    assert rate.fps == pytest.approx(10.0)
+
+
+def test_stats_say_whether_clips_keep_up_with_the_measured_rate(tmp_path):
+    rate = ArrivalRate(25.0)
+    for k in range(9):
+        rate.add(k * 100_000_000, k + 1)  # a 10 fps camera
+    stats = _StatsLog(str(tmp_path / "s.jsonl"), 4, rate)  # a clip of 4 frames lasts 0.4 s at 10 fps
+    stats.write(clip_seconds=0.3)  # faster than it lasts at 10 fps, though not at the declared 25 (0.16 s)
+    stats.write(clip_seconds=0.5)
+    stats.close()
+    lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [(s["fps"], s["arrival_fps"], s["clip_lasts"], s["keeps_up"]) for s in lines] == [
+        (25.0, 10.0, 0.4, True), (25.0, 10.0, 0.4, False)]  # fmt: skip
+    assert stats.verdict() == ("did NOT keep up with the stream's 10 fps (declared 25): 1 of 2 clips predicted "
+                               "faster than they last (0.400 s; slowest 0.500 s)")  # fmt: skip
