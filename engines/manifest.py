@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vgpt.engines.settings import tensorrt_release
 from vgpt.export.contract import (
     ENGINE_MANIFEST,
     BuildSettings,
@@ -75,10 +76,12 @@ def read_engine_manifest(folder: str | Path) -> EngineManifest:
 
 def check_engine_manifest(manifest: EngineManifest, tensorrt_version: str, gpu_name: str,
                           capability: tuple[int, int]) -> None:  # fmt: skip
-    """Refuse engines built by another TensorRT version or for another GPU: TensorRT plans are neither
-    portable across versions nor across GPU models."""
+    """Refuse engines built by another TensorRT release (major.minor.patch, compared as the C/C++ runtime
+    compares them) or for another GPU: TensorRT plans are neither portable across versions nor across GPU
+    models."""
     built = manifest.tensorrt_version
-    if built != tensorrt_version:
+    release = tensorrt_release(built)
+    if len(release) != 3 or release != tensorrt_release(tensorrt_version):
         raise EngineError(f"these engines were built with TensorRT {built}, this is TensorRT {tensorrt_version}: "
                           "rebuild them with vgpt-build on this machine")  # fmt: skip
     gpu = manifest.gpu

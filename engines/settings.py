@@ -42,6 +42,18 @@ def parse_tensorrt_version(text: str) -> tuple[int, int]:
     return version
 
 
+def tensorrt_release(text: str) -> tuple[int, ...]:
+    """(major, minor, patch) of a TensorRT version string, build suffixes dropped ('10.7.0.post1' and '10.7.0'
+    are one release, as the C/C++ runtime reads getInferLibVersion()); fewer numbers where the text has fewer."""
+    numbers = []
+    for piece in text.split(".")[:3]:
+        digits = len(piece) - len(piece.lstrip("0123456789"))
+        if not digits:
+            break
+        numbers.append(int(piece[:digits]))
+    return tuple(numbers)
+
+
 def build_settings(bundle_precision: str, bundle_dtype: str, requested: str, tensorrt: tuple[int, int],
                    optimization_level: int = 3, workspace_bytes: int = 4 << 30) -> BuildSettings:  # fmt: skip
     """What to ask TensorRT for, given the bundle (precision, weights dtype), the requested engine

@@ -205,8 +205,11 @@ def test_engine_manifest_refuses_other_versions_other_gpus_and_truncated_plans(t
     manifest = EngineManifest(**{**manifest.__dict__, "plans": plans})  # only the written file
     assert manifest.builder.strongly_typed and manifest.bundle_precision == "fp8" and manifest.precision == "fp8"
     check_engine_manifest(manifest, "10.15.1", "NVIDIA H100", (9, 0))
-    with pytest.raises(EngineError, match=r"TensorRT 10\.15\.1.*rebuild"):
-        check_engine_manifest(manifest, "10.16.0", "NVIDIA H100", (9, 0))
+    # the same release with a wheel's build suffix: the C/C++ runtime compares major.minor.patch too
+    check_engine_manifest(manifest, "10.15.1.post1", "NVIDIA H100", (9, 0))
+    for other in ("10.16.0", "10.15.2", "10.15"):
+        with pytest.raises(EngineError, match=r"TensorRT 10\.15\.1.*rebuild"):
+            check_engine_manifest(manifest, other, "NVIDIA H100", (9, 0))
     with pytest.raises(EngineError, match=r"built for NVIDIA H100.*rebuild"):
         check_engine_manifest(manifest, "10.15.1", "NVIDIA L4", (8, 9))
     check_plan_files(manifest, tmp_path)
