@@ -56,6 +56,9 @@ class TrainConfig(RunConfig):
     # Extra weight of the latent positions that differ from their frame's background (0: the reference's
     # plain mean squared error; objective.foreground_weights says how).
     foreground_weight: float = 0.0
+    # Noise levels drawn as a sampler with this shift spaces its steps (1: the reference's t ~ U[0, 1]; the
+    # bundled default samples with shift 3).
+    timestep_shift: float = 1.0
     # Optimiser: AdamW with the reference hyper-parameters.
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
@@ -106,6 +109,8 @@ class TrainConfig(RunConfig):
             raise ConfigError(f"TrainConfig: lr={self.lr} must be > 0 and warmup_steps={self.warmup_steps} >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"TrainConfig.ema_decay={self.ema_decay}: must be in [0, 1) (0 turns the average off)")
+        if self.timestep_shift <= 0:
+            raise ConfigError(f"TrainConfig.timestep_shift={self.timestep_shift}: must be > 0 (1: t ~ U[0, 1])")
         if self.foreground_weight < 0:
             raise ConfigError(f"TrainConfig.foreground_weight={self.foreground_weight}: must be >= 0 (0: plain MSE)")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

@@ -117,8 +117,9 @@ def _train(config: TrainConfig, info: distributed.DistInfo) -> Path:
             sync = micro == config.grad_accum - 1 or not info.enabled or config.strategy != "ddp"
             with contextlib.nullcontext() if sync else optimizer_model.no_sync(), autocast:
                 loss, tokens = next_clip_loss(
-                    optimizer_model, latents, gen, config.partition, config.context_noise_beta, config.foreground_weight
-                )
+                    optimizer_model, latents, gen, config.partition, config.context_noise_beta,
+                    config.foreground_weight, config.timestep_shift,
+                )  # fmt: skip
                 (loss / config.grad_accum).backward()
             total += loss.item() / config.grad_accum
             tokens_seen += tokens

@@ -5,6 +5,8 @@ is [noisy clip 1, clean clip 1, ..., noisy clip K] under the hierarchical mask; 
 are lightly noised (s ~ U[beta, 1]); the model predicts the clean latents and the loss is the mean
 squared error on the noisy frames (mean per frame, then over frames).
 
+`timestep_shift` (1: the reference's t ~ U[0, 1]) draws t as the sampler's shifted schedule spaces its steps
+(vgpt.sampler.shift_time of a uniform draw), so training spends its samples where sampling spends its steps.
 `foreground_weight` (0: the reference's plain mean) weights each latent position's squared error by
 foreground_weights(): small objects on a plain background cover a few positions of a frame, so the plain mean
 spends most of its gradient on background the model already draws.
@@ -21,6 +23,7 @@ import torch
 from vgpt.config import ModelConfig
 from vgpt.forward import ForwardCall, forward_call
 from vgpt.model import VideoGPT
+from vgpt.sampler import shift_time
 from vgpt.tokens import build_sequence, training_frames
 
 # "random" (the paper's), "per_frame" (stage 1), or fixed clip sizes such as (4, 4): the layout a model
@@ -78,6 +81,7 @@ def next_clip_loss(
     mode: PartitionMode = "random",
     beta: float = 0.9,
     foreground_weight: float = 0.0,
+    timestep_shift: float = 1.0,
 ) -> tuple[torch.Tensor, int]:
     """Loss of one batch of clean latents [B, n, C, h, w]; returns (loss, tokens in the sequence).
 
@@ -92,6 +96,8 @@ def next_clip_loss(
     dev = x.device
     # One noise level per clip, repeated over the clip's frames.
     t_clip = torch.rand(B, len(sizes), generator=generator)
+    if timestep_shift != 1.0:
+        t_clip = shift_time(t_clip, timestep_shift)
     t = t_clip.repeat_interleave(torch.tensor(sizes), dim=1).to(dev)  # [B, n]
     eps = torch.randn(x.shape, generator=generator).to(dev)
     tt = t[:, :, None, None, None]

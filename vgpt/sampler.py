@@ -15,10 +15,15 @@ from vgpt.config import SamplerConfig, Target
 __all__ = ["SamplerConfig", "euler_step", "guide", "sample", "schedule", "sigma_table", "velocity"]
 
 
+def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """t / (t + s - s*t): s > 1 moves noise levels toward t = 0 (pure noise), s = 1 is the identity."""
+    return t / (t + shift - shift * t)
+
+
 def schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
-    """sigma_i = i / S for i = 0..S, shifted by t / (t + s - s*t). [S + 1] fp32."""
+    """sigma_i = i / S for i = 0..S, shifted by shift_time. [S + 1] fp32."""
     t = torch.arange(steps + 1, dtype=torch.float64) / steps
-    return (t / (t + shift - shift * t)).to(torch.float32)
+    return shift_time(t, shift).to(torch.float32)
 
 
 def sigma_table(config: SamplerConfig) -> torch.Tensor:

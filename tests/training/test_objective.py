@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from vgpt.config import get_preset
+from vgpt.sampler import shift_time
 from vgpt.tokens import training_frames
 from vgpt.training.objective import foreground_weights, next_clip_loss, sample_partition
 
@@ -122,3 +123,15 @@ def test_foreground_weighted_loss_charges_an_object_more_than_the_background():
     loss, _ = next_clip_loss(model, x, gen(), foreground_weight=4.0)
     expected = (x.pow(2) * foreground_weights(x, 4.0)[:, :, None]).mean(dim=(2, 3, 4)).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def test_timestep_shift_draws_noise_levels_as_the_shifted_sampler_spaces_its_steps():
+    x = torch.randn(64, 8, 4, 4, 4)
+    drawn = {}
+    for shift in (1.0, 3.0):
+        model = Recorder("zeros")
+        next_clip_loss(model, x, torch.Generator().manual_seed(2), (4, 4), timestep_shift=shift)
+        drawn[shift] = model.calls[0][3]
+    torch.testing.assert_close(drawn[3.0], shift_time(drawn[1.0], 3.0))  # the same draws, shifted
+    # shift 3 puts half the clips below t = 0.25 (noisier), where the uniform draw puts a quarter
+    assert (drawn[1.0] < 0.25).float().mean() < 0.35 < (drawn[3.0] < 0.25).float().mean()
