@@ -170,9 +170,12 @@ def consistency_target(z: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.T
 
 
 def consistency_loss(student: VideoGPT, target: VideoGPT, teacher: Teacher, latents: torch.Tensor, history: int,
-                     clip: int, generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+                     clip: int, generator: torch.Generator,
+                     data_weight: float = 0.0) -> dict[str, torch.Tensor]:  # fmt: skip
     """Stage 1 on clean latents [B, >= M + G, C, h, w]: the student's x0 at (z_n, sigma_n) against the EMA
-    target's after the teacher's guided Euler step (`consistency_target`); n uniform per sample."""
+    target's after the teacher's guided Euler step (`consistency_target`); n uniform per sample. Returns
+    {"loss": what to minimise, "consistency": that term, "data": the x0 error to the true clip}; `loss` adds
+    data_weight times the last."""
     past, x = latents[:, :history], latents[:, history : history + clip].to(torch.float32)
     B = x.shape[0]
     sigmas = schedule(teacher.sampler.steps, teacher.sampler.shift)
@@ -185,7 +188,10 @@ def consistency_loss(student: VideoGPT, target: VideoGPT, teacher: Teacher, late
         aim = consistency_target(z, sigma, sigma_next, branches, lambda zn, sn: one_branch_x0(target, past, zn, sn),
                                  teacher.sampler.guidance, teacher.model.config.prediction)  # fmt: skip
     predicted = one_branch_x0(student, past, z, sigma)
-    return (predicted - aim).pow(2).mean()
+    consistency = (predicted - aim).pow(2).mean()
+    data = (predicted - x).pow(2).mean()
+    return {"loss": consistency + data_weight * data if data_weight else consistency, "consistency": consistency,
+            "data": data}  # fmt: skip
 
 
 @dataclass
@@ -320,9 +326,12 @@ def _distill(config: DistillConfig, info: distributed.DistInfo) -> Path:
         gen = torch.Generator().manual_seed(step_seed(config.seed, state.step, info.rank, 0))
         optimizer.zero_grad(set_to_none=True)
         if config.stage == "consistency":
-            loss = consistency_loss(student, helper, teacher, latents, config.history, config.clip, gen)
-            loss.backward()
-            figures = {"loss": loss.item()}
+            terms = consistency_loss(student, helper, teacher, latents, config.history, config.clip, gen,
+                                     config.data_weight)  # fmt: skip
+            terms["loss"].backward()
+            figures = {"loss": terms["loss"].item()}
+            if config.data_weight:
+                figures.update(consistency=terms["consistency"].item(), data=terms["data"].item())
         else:
             figures = _self_forcing_step(config, student, record, teacher, critic, critic_optimizer, latents, gen,
                                          state.step, info)  # fmt: skip

@@ -38,6 +38,11 @@ class DistillConfig(RunConfig):
     # Stage 1: the consistency target is an EMA copy of the student, theta- <- decay theta- + (1 - decay) theta
     # (LCM's 0.95); the student's own weights are what is saved and shipped.
     target_decay: float = 0.95
+    # Stage 1: weight of a ground-truth term, the squared error of the student's x0 prediction to the true
+    # clip after the true history, added to the consistency loss (0: consistency alone). The teacher is
+    # scored against the true frames too; this term pulls the student toward them where the teacher's
+    # trajectory end misses them.
+    data_weight: float = 0.0
     # Stage 2: clips rolled out per sample (the second onwards conditions on the student's own clips), the
     # noise levels at which the distribution-matching gradient is taken, and the critic (the student's
     # "fake" score, a copy of the teacher that keeps learning to denoise the student's clips).
@@ -86,6 +91,9 @@ class DistillConfig(RunConfig):
             raise ConfigError(f"DistillConfig.guidance={self.guidance}: must be >= 1.0 (1.0 = no guidance)")
         if self.shift is not None and self.shift <= 0:
             raise ConfigError(f"DistillConfig.shift={self.shift}: must be > 0")
+        if self.data_weight < 0 or (self.data_weight and self.stage != "consistency"):
+            raise ConfigError(f"DistillConfig.data_weight={self.data_weight}: a weight >= 0 of stage 1's ground-truth "
+                              "term (stage 2 has no true clip to compare with)")  # fmt: skip
         if not 0.0 <= self.target_decay < 1.0:
             raise ConfigError(f"DistillConfig.target_decay={self.target_decay}: must be in [0, 1)")
         lo, hi = self.dmd_sigma

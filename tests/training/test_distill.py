@@ -14,6 +14,7 @@ from vgpt.student import StudentSampler, student_indices
 from vgpt.training.data import DataConfig
 from vgpt.training.distill import (
     Teacher,
+    consistency_loss,
     consistency_target,
     distill,
     load_teacher,
@@ -178,6 +179,29 @@ def test_tiny_stage1_lowers_its_loss(consistency_config, caplog):
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
 
 
+def test_the_ground_truth_term_adds_the_students_error_to_the_true_clip(teacher_dir):
+    model = load_checkpoint(teacher_dir).model
+    teacher = Teacher(model, SamplerConfig(8, 3.0, 2.0), "0" * 64, "")
+    latents = torch.randn(2, 4, 4, 8, 8)
+    terms = {w: consistency_loss(model, model, teacher, latents, 2, 2, torch.Generator().manual_seed(4), w)
+             for w in (0.0, 0.5)}  # fmt: skip
+    plain, mixed = terms[0.0], terms[0.5]
+    torch.testing.assert_close(plain["loss"], plain["consistency"])
+    torch.testing.assert_close(mixed["consistency"], plain["consistency"])  # the same draws
+    torch.testing.assert_close(mixed["loss"], mixed["consistency"] + 0.5 * mixed["data"])
+    # another quantity than the consistency term: random latents are farther from what a random model
+    # predicts (7x here) than its prediction is from its own prediction one teacher step later
+    assert mixed["data"] > 2 * mixed["consistency"]
+
+
+def test_stage1_with_the_ground_truth_term_lowers_it(consistency_config, caplog):
+    with caplog.at_level(logging.INFO, logger="vgpt.training.distill"):
+        distill(consistency_config.replace(steps=30, checkpoint_every=30, lr=3e-3, data_weight=1.0))
+    data = [float(r.getMessage().split(" data ")[1].split()[0]) for r in caplog.records if " data " in r.getMessage()]
+    assert len(data) == 30
+    assert sum(data[-10:]) / 10 < 0.7 * sum(data[:10]) / 10
+
+
 def test_stage2_rollout_fills_the_cache_as_inference_does(teacher_dir):
     student = load_checkpoint(teacher_dir).model
     teacher = Teacher(student, SamplerConfig(8, 3.0, 2.0), "0" * 64, "")
@@ -212,6 +236,8 @@ def test_config_errors_are_one_line(consistency_config, tmp_path):
         ({"history": 4}, "data.num_frames=4: stage consistency reads 6 frames"),
         ({"dmd_sigma": (0.5, 0.2)}, "dmd_sigma=\\[0.5, 0.2\\]: need 0 < low < high < 1"),
         ({"teacher_steps": 1}, "teacher_steps=1: fewer than the student's 2 steps"),
+        ({"data_weight": -1.0}, "data_weight=-1.0: a weight >= 0 of stage 1's ground-truth term"),
+        ({"data_weight": 0.5, "stage": "self_forcing"}, "stage 2 has no true clip to compare with"),
     ]
     for change, message in cases:
         with pytest.raises(ConfigError, match=message) as err:
