@@ -26,6 +26,7 @@ FIGURES = (
     ("presence_by_horizon", "balls present (higher is better)", "fraction of scored balls", ".2f"),
     ("centroid_error_by_horizon", "centroid error of present balls", "error (px)", ".1f"),
     ("colour_error_by_horizon", "colour error of present balls", "error", ".3f"),
+    ("stray_by_horizon", "stray pixels per true ball pixel (lower is better)", "stray px per ball px", ".2f"),
     ("psnr_by_horizon", "PSNR (higher is better)", "PSNR (dB)", ".1f"),
 )
 
@@ -129,6 +130,8 @@ def write_comparison_plot(result: dict, path: str | Path) -> Path:
         ax.set_ylabel(ylabel)
         ax.set_xticks(horizons, [f"+{h}" for h in horizons])
         ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     title = (f"vgpt-eval, teacher and students: {result['clips']} scenes, {result['history']} observed frames -> "
              f"{result['num_clips']} clips of {result['clip']} ({result['source']})")  # fmt: skip

@@ -297,16 +297,20 @@ def write_plot(result: dict, path: str | Path) -> Path:
               ("ssim_by_horizon", "SSIM (higher is better)", "SSIM")]  # fmt: skip
     if result.get("objects") is not None:
         panels = [("presence_by_horizon", "balls present (higher is better)", "fraction of scored balls"),
-                  ("centroid_error_by_horizon", "centroid error of present balls", "error (px)"), *panels]  # fmt: skip
+                  ("centroid_error_by_horizon", "centroid error of present balls", "error (px)"),
+                  ("stray_by_horizon", "stray pixels: smears, ghosts, tints (lower is better)",
+                   "stray px per true ball px"), *panels]  # fmt: skip
     series = {"model": {**(result.get("objects") or {}), **result}, **_references(result)}
     styles = {"model": ("C0", "o", "-"), "copy_last": ("C1", "s", "--"), "constant_velocity": ("C2", "^", ":"),
               ROUND_TRIP: ("0.45", "D", "-.")}  # fmt: skip
     horizons = result["horizons"]
     misses = (result.get("objects") or {}).get("misses")
-    rows = len(panels) // 2 + (misses is not None)
+    rows = math.ceil(len(panels) / 2) + (misses is not None)
     fig, axes = plt.subplots(rows, 2, figsize=(10, 3.8 * rows + 0.4), squeeze=False)
     if misses is not None:
         plot_misses(axes[-1], misses, horizons)
+    if len(panels) % 2:
+        axes.flat[len(panels)].axis("off")
     for ax, (key, title, ylabel) in zip(axes.flat[: len(panels)], panels, strict=True):
         for name, figures in series.items():
             values = [math.nan if v is None else v for v in figures.get(key) or []]
@@ -410,6 +414,7 @@ def horizon_table(result: dict) -> str:
         columns += [
             ("presence", lambda n, j: _fmt(object_series[n]["presence_by_horizon"][j], ".2f")),
             ("centroid px", lambda n, j: _fmt(object_series[n]["centroid_error_by_horizon"][j], ".1f")),
+            ("stray px/ball px", lambda n, j: _fmt(object_series[n]["stray_by_horizon"][j], ".2f")),
         ]
     columns += [("PSNR dB", lambda n, j: _fmt(series[n]["psnr_by_horizon"][j], ".1f")),
                 ("SSIM", lambda n, j: _fmt(series[n]["ssim_by_horizon"][j], ".3f"))]  # fmt: skip
@@ -425,7 +430,8 @@ def horizon_table(result: dict) -> str:
     if result.get("objects") is not None:
         overall = " ".join(_fmt(object_series[n]["presence"], ".2f").rjust(cell) for n in names)
         centroid = " ".join(_fmt(object_series[n]["centroid_error_px"], ".1f").rjust(cell) for n in names)
-        lines.append(f"{'all':<7} {overall} | {centroid}")
+        stray = " ".join(_fmt(object_series[n]["stray"], ".2f").rjust(cell) for n in names)
+        lines.append(f"{'all':<7} {overall} | {centroid} | {stray}")
     else:
         lines.append(f"object scores skipped: {result['scoresskipped']}")
     return "\n".join(lines)

@@ -39,9 +39,14 @@ SEARCH_RADII = 2.0
 # 0..1), the codec's median round-trip error, or dark low-contrast balls could never be found.
 BLEND_TOLERANCE = 0.25
 MIN_TOLERANCE = 0.04
-# The background and pillar are flat colours; this tolerance only decides which observed pixels
-# the constant-velocity baseline takes for them.
+# The background and pillar are flat colours; this tolerance decides which observed pixels the
+# constant-velocity baseline takes for them, and which predicted pixels show them (stray pixels).
 FLAT_TOLERANCE = 0.1
+# Stray: a predicted pixel that shows neither the background nor the pillar, farther than a ball's radius
+# and this margin from every ball's true centre (hidden balls included): a smear, a ghost or a tint that
+# presence cannot see, since a blob spread over two balls' places counts for both. Two pixels: the
+# codec's blur of a rim.
+STRAY_MARGIN_PX = 2.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class ObjectScores:
     present: np.ndarray  # [F, n] bool: scored and shown by the prediction
     centroid_error: np.ndarray  # [F, n] px
     colour_error: np.ndarray  # [F, n] RGB distance in 0..1
+    stray: np.ndarray  # [F] int: stray pixels of each predicted frame (STRAY_MARGIN_PX)
+    ball_area: np.ndarray  # [F] int: pixels the truth shows of its balls
 
 
 def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +129,14 @@ def score_objects(predicted: np.ndarray, truth: np.ndarray, scene: SceneObjects,
     present = np.zeros((F, n), bool)
     centroid_error = np.full((F, n), np.nan)
     colour_error = np.full((F, n), np.nan)
+    stray = np.zeros(F, int)
+    ball_area = scene.visible[first : first + F].sum(axis=(1, 2, 3))  # [F]
     for f in range(F):
         labels = palette.labels(predicted[f])  # [H, W]
+        centres, radii = scene.centre[first + f], scene.radius
+        off_balls = np.all(np.hypot(xs[..., None] - centres[:, 0], ys[..., None] - centres[:, 1])
+                           > radii + STRAY_MARGIN_PX, axis=-1)  # fmt: skip
+        stray[f] = int((off_balls & (labels != n) & (labels != n + 1)).sum())
         for i in range(n):
             visible = scene.visible[first + f, i]
             area = int(visible.sum())
@@ -139,7 +152,7 @@ def score_objects(predicted: np.ndarray, truth: np.ndarray, scene: SceneObjects,
                 centroid = np.array([xs[shown].mean(), ys[shown].mean()])
                 centroid_error[f, i] = float(np.linalg.norm(centroid - true_centroid))
                 colour_error[f, i] = float(np.linalg.norm(predicted[f][shown].mean(0) - truth[f][visible].mean(0)))
-    return ObjectScores(scored, present, centroid_error, colour_error)
+    return ObjectScores(scored, present, centroid_error, colour_error, stray, ball_area)
 
 
 def _mean_or_none(x: np.ndarray) -> float | None:
@@ -155,9 +168,14 @@ def summarise_objects(scores: list[ObjectScores]) -> dict:
     present = np.concatenate([s.present for s in scores], axis=1)
     centroid = np.concatenate([s.centroid_error for s in scores], axis=1)
     colour = np.concatenate([s.colour_error for s in scores], axis=1)
+    stray = np.stack([s.stray for s in scores], axis=1)  # [F, clips]
+    area = np.stack([s.ball_area for s in scores], axis=1)
 
     def presence(p: np.ndarray, s: np.ndarray) -> float | None:
         return float(p.sum() / s.sum()) if s.sum() else None
+
+    def per_ball_pixel(x: np.ndarray, a: np.ndarray) -> float | None:
+        return float(x.sum() / a.sum()) if a.sum() else None
 
     return {
         "presence": presence(present, scored),
@@ -166,6 +184,10 @@ def summarise_objects(scores: list[ObjectScores]) -> dict:
         "centroid_error_by_horizon": [_mean_or_none(c) for c in centroid],
         "colour_error": _mean_or_none(colour),
         "colour_error_by_horizon": [_mean_or_none(c) for c in colour],
+        # stray pixels per pixel of the true balls: 0 for a clean prediction, ~1 where it smears as much
+        # as the balls cover
+        "stray": per_ball_pixel(stray, area),
+        "stray_by_horizon": [per_ball_pixel(stray[j], area[j]) for j in range(len(stray))],
         "scored": int(scored.sum()),
         "scored_by_horizon": scored.sum(axis=1).tolist(),
     }

@@ -176,3 +176,28 @@ def test_errors_name_the_bad_input():
         score_objects(truth, truth, _scene([(30.0, 24.0)]), 1)
     with pytest.raises(ValueError, match="SSIM needs frames of at least 11x11 px"):
         ssim(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 3)))
+
+
+def test_stray_pixels_count_what_the_prediction_shows_away_from_every_ball():
+    truth = _frame((30.0, 24.0))
+    scene = _scene([(30.0, 24.0)])
+    clean = score_objects(truth[None], truth[None], scene, 0)
+    assert clean.stray[0] == 0 and clean.ball_area[0] == scene.visible[0].sum()
+    # a ghost of the ball far from it (a disc of radius 4 px at (10, 50)) and a smear beside it: presence
+    # still counts the ball, the stray pixels count the ghost and what of the smear lies off the ball
+    ghost = truth.copy()
+    ghost[_inside((10.0, 50.0), 4.0)] = RED
+    smear = ghost.copy()
+    smear[20:28, 38:46] = 0.5 * RED + 0.5 * np.array([0.1, 0.9, 0.1])  # a blend the scene does not have
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    off_ball = np.hypot(xs - 30.0, ys - 24.0) > 6.0 + 2.0
+    ghost_px = int((_inside((10.0, 50.0), 4.0) & off_ball).sum())
+    smear_px = ghost_px + int(off_ball[20:28, 38:46].sum())
+    for frame, expected in ((ghost, ghost_px), (smear, smear_px)):
+        scores = score_objects(frame[None], truth[None], scene, 0)
+        assert scores.present[0, 0] and scores.stray[0] == expected > 0
+    summary = summarise_objects([score_objects(smear[None], truth[None], scene, 0), clean])
+    assert summary["stray_by_horizon"] == [pytest.approx(smear_px / (2 * scene.visible[0].sum()))]
+    # a background tinted beyond the flat tolerance is stray everywhere off the ball
+    tinted = truth + np.where(truth == BACKGROUND, 0.15, 0.0)
+    assert score_objects(tinted[None], truth[None], scene, 0).stray[0] == off_ball.sum()
