@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
@@ -316,7 +317,7 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             yield frame
 
     outputs = _outputs(config, source)
-    rate = ArrivalRate(source.fps)
+    rate = ArrivalRate(source.fps, live=source.live)
     stats = _StatsLog(config.stats, G, rate) if config.stats else None
     try:
         for _, prediction in predictor.stream(watched(), every=G, return_latents=config.latents is not None):
@@ -391,40 +392,45 @@ def write_sheet(path: str, shown: list[np.ndarray], history: int, predicted: np.
 
 
 class ArrivalRate:
-    """The rate frames arrive at, measured from their stamps: a camera's or stream's capture clock, a file's
-    frame times. `fps` is the declared rate until two frames have come; HTTP MJPEG streams carry no rate,
-    and OpenCV declares 25 fps for them whatever the camera sends."""
+    """The rate a live source's frames arrive at, measured from their capture stamps over the newest `window`
+    frames (dropped ones counted): a burst (the frames a stream buffered while the model loaded) is forgotten
+    once that many have come, and until the window is full the rate is not `measured`. HTTP MJPEG streams
+    carry no rate, and OpenCV declares 25 fps for them whatever the camera sends. A recording's frames
+    come at the rate it declares (`live=False`: no measurement)."""
 
-    def __init__(self, declared: float) -> None:
-        self.declared = declared
-        self.first = self.last = None
-        self.arrived = 0
+    def __init__(self, declared: float, live: bool = True, window: int = 40) -> None:
+        self.declared, self.live, self.window = declared, live, window
+        self._recent: collections.deque[tuple[int, int]] = collections.deque(maxlen=window)
 
     def add(self, stamp: int, arrived: int) -> None:
         """A frame stamped `stamp` (ns) came, the `arrived`-th one (the dropped ones before it counted)."""
-        self.first = stamp if self.first is None else self.first
-        self.last, self.arrived = stamp, arrived
+        self._recent.append((stamp, arrived))
+
+    @property
+    def measured(self) -> bool:
+        return not self.live or len(self._recent) == self.window
 
     @property
     def fps(self) -> float:
-        if self.arrived < 2 or self.last <= self.first:
+        if not self.live or len(self._recent) < 2:
             return self.declared
-        return (self.arrived - 1) * 1e9 / (self.last - self.first)
+        (first, n0), (last, n1) = self._recent[0], self._recent[-1]
+        return (n1 - n0) * 1e9 / (last - first) if last > first else self.declared
 
 
 class _StatsLog:
     """`--stats`: one JSON object per line, flushed per clip, so a monitor (or scripts/soak.py) can follow
     a live run while it goes and what was logged survives a kill. Each line also says whether the clip
     was predicted faster than it lasts at the rate the frames arrive (`clip_lasts`: G / `arrival_fps`
-    seconds, measured since the first frame; `fps` is the rate the source declares), the condition for
-    keeping up with the camera."""
+    seconds, ArrivalRate; `fps` is the rate the source declares), the condition for keeping up with the
+    camera; `keeps_up` is null until the rate is measured (a live source's first frames)."""
 
     def __init__(self, path: str, clip_frames: int, rate: ArrivalRate) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a", buffering=1)  # line-buffered: each clip is on disk as it is logged
         self._start = time.monotonic()
         self.rate, self.clip_frames = rate, clip_frames
-        self.clips = self.kept_up = 0
+        self.clips = self.judged = self.kept_up = 0
         self.slowest = 0.0
 
     @property
@@ -432,9 +438,11 @@ class _StatsLog:
         return self.clip_frames / self.rate.fps
 
     def write(self, **fields) -> None:
-        keeps_up = fields["clip_seconds"] < self.clip_lasts
-        self.clips, self.kept_up = self.clips + 1, self.kept_up + keeps_up
-        self.slowest = max(self.slowest, fields["clip_seconds"])
+        keeps_up = fields["clip_seconds"] < self.clip_lasts if self.rate.measured else None
+        self.clips += 1
+        if keeps_up is not None:
+            self.judged, self.kept_up = self.judged + 1, self.kept_up + keeps_up
+            self.slowest = max(self.slowest, fields["clip_seconds"])
         fields = {"seconds": round(time.monotonic() - self._start, 3), **fields, "fps": self.rate.declared,
                   "arrival_fps": round(self.rate.fps, 3), "clip_lasts": round(self.clip_lasts, 4),
                   "keeps_up": keeps_up}  # fmt: skip
@@ -442,13 +450,16 @@ class _StatsLog:
 
     def verdict(self) -> str:
         """One line for the end of the run: whether every clip was predicted faster than it lasts."""
-        if not self.clips:
-            return "no clip was predicted: nothing to say about keeping up"
-        word = "kept up with" if self.kept_up == self.clips else "did NOT keep up with"
+        if not self.judged:
+            return (f"{self.clips} clip(s) predicted before the stream's rate was measured (its first "
+                    f"{self.rate.window} frames): nothing to say about keeping up")  # fmt: skip
+        word = "kept up with" if self.kept_up == self.judged else "did NOT keep up with"
         declared = "" if abs(self.rate.fps - self.rate.declared) < 0.05 else f" (declared {self.rate.declared:g})"
+        before = self.clips - self.judged
+        first = f"; {before} clip(s) before the rate was measured" if before else ""
         return (
-            f"{word} the stream's {self.rate.fps:.3g} fps{declared}: {self.kept_up} of {self.clips} clips predicted "
-            f"faster than they last ({self.clip_lasts:.3f} s; slowest {self.slowest:.3f} s)"
+            f"{word} the stream's {self.rate.fps:.3g} fps{declared}: {self.kept_up} of {self.judged} clips "
+            f"predicted faster than they last ({self.clip_lasts:.3f} s; slowest {self.slowest:.3f} s){first}"
         )
 
     def close(self) -> None:

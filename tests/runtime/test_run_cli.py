@@ -311,11 +311,17 @@ def test_live_mode_streams_every_output_to_disk_as_it_predicts(model_folder, tmp
     # quickly, then waits): each line says whether it was predicted faster; fps is the rate it declared
     assert all(s["fps"] == 10.0 and s["arrival_fps"] > 0 for s in stats)
     assert all(s["clip_lasts"] == pytest.approx(2 / s["arrival_fps"], abs=1e-4) for s in stats)  # 4 digits
+    # judged once the newest 40 frames measure the rate (observed and dropped: this camera sends 40)
+    judged = [s for s in stats if s["observed"] + s["dropped"] >= 40]
+    assert all(s["keeps_up"] is None for s in stats if s not in judged)
     close = 1e-3  # the log rounds to 4 digits: a clip within that of its length may read either way
-    assert all(s["keeps_up"] == (s["clip_seconds"] < s["clip_lasts"]) for s in stats
+    assert all(s["keeps_up"] == (s["clip_seconds"] < s["clip_lasts"]) for s in judged
                if abs(s["clip_seconds"] - s["clip_lasts"]) > close)  # fmt: skip
-    kept = sum(s["keeps_up"] for s in stats)
-    assert f"{kept} of {len(stats)} clips predicted faster than they last" in caplog.text
+    if judged:
+        kept = sum(s["keeps_up"] for s in judged)
+        assert f"{kept} of {len(judged)} clips predicted faster than they last" in caplog.text
+    else:
+        assert f"{len(stats)} clip(s) predicted before the stream's rate was measured" in caplog.text
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
@@ -409,25 +415,42 @@ def test_a_broken_bundle_manifest_is_one_error_line_and_a_broken_cached_one_is_r
 
 
 def test_arrival_rate_is_measured_from_the_stamps_and_dropped_frames_count():
-    rate = ArrivalRate(25.0)  # what OpenCV declares for an HTTP MJPEG stream
-    assert rate.fps == 25.0  # nothing measured yet
+    rate = ArrivalRate(25.0, window=3)  # 25: what OpenCV declares for an HTTP MJPEG stream
+    assert rate.fps == 25.0 and not rate.measured  # nothing measured yet
     rate.add(0, 1)
     assert rate.fps == 25.0  # one frame: no interval yet
     rate.add(100_000_000, 2)
+    assert not rate.measured
     rate.add(300_000_000, 4)  # the frame at 200 ms was dropped: 4 came in 300 ms
-    assert rate.fps == pytest.approx(10.0)
+    assert rate.fps == pytest.approx(10.0) and rate.measured
+    recording = ArrivalRate(25.0, live=False)  # a file's frames come at the rate it declares
+    recording.add(0, 1)
+    assert recording.measured and recording.fps == 25.0
+    # a burst (frames buffered while the model loaded), then a 10 fps camera: once the window holds only
+    # the camera's frames, the burst is forgotten
+    burst = ArrivalRate(25.0, window=5)
+    for k in range(20):
+        burst.add(k * 1_000_000, k + 1)  # 20 frames in 19 ms
+    assert burst.fps > 500
+    for k in range(1, 6):
+        burst.add(19_000_000 + k * 100_000_000, 20 + k)
+    assert burst.fps == pytest.approx(10.0)
 
 
 def test_stats_say_whether_clips_keep_up_with_the_measured_rate(tmp_path):
-    rate = ArrivalRate(25.0)
-    for k in range(9):
-        rate.add(k * 100_000_000, k + 1)  # a 10 fps camera
+    rate = ArrivalRate(25.0, window=9)
     stats = _StatsLog(str(tmp_path / "s.jsonl"), 4, rate)  # a clip of 4 frames lasts 0.4 s at 10 fps
+    assert "before the stream's rate was measured" in stats.verdict()
+    for k in range(8):
+        rate.add(k * 100_000_000, k + 1)  # a 10 fps camera
+    stats.write(clip_seconds=0.9)  # 8 frames of 9: not judged yet
+    rate.add(800_000_000, 9)
     stats.write(clip_seconds=0.3)  # faster than it lasts at 10 fps, though not at the declared 25 (0.16 s)
     stats.write(clip_seconds=0.5)
     stats.close()
     lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [(s["fps"], s["arrival_fps"], s["clip_lasts"], s["keeps_up"]) for s in lines] == [
-        (25.0, 10.0, 0.4, True), (25.0, 10.0, 0.4, False)]  # fmt: skip
+        (25.0, 10.0, 0.4, None), (25.0, 10.0, 0.4, True), (25.0, 10.0, 0.4, False)]  # fmt: skip
     assert stats.verdict() == ("did NOT keep up with the stream's 10 fps (declared 25): 1 of 2 clips predicted "
-                               "faster than they last (0.400 s; slowest 0.500 s)")  # fmt: skip
+                               "faster than they last (0.400 s; slowest 0.500 s); 1 clip(s) before the rate "
+                               "was measured")  # fmt: skip
