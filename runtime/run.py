@@ -328,8 +328,8 @@ def _run_live(config: RunConfig, predictor, source) -> RunSummary:
             newest = _fit(recent[-1:], layout)[0]  # only the frame shown; the sheet fits the rest once, at the end
             outputs.show([side_by_side(newest, f, "latest observed", f"predicted +{k + 1}")
                           for k, f in enumerate(prediction.frames)])  # fmt: skip
-            # a camera's clock: the predicted frames are stamped at the rate its frames arrive, not the declared one
-            ahead = _ahead(newest_stamp[0], len(prediction.frames), rate.fps if source.live else source.fps)
+            # a camera's predicted frames are stamped at the rate its frames arrive (a recording's: its declared rate)
+            ahead = _ahead(newest_stamp[0], len(prediction.frames), rate.fps)
             outputs.predicted(prediction.frames, prediction.latents, ahead)
             _clip_stats(outputs, clips, ahead, observed=predictor.observed, dropped=frames.dropped,
                         clip_seconds=prediction.seconds_per_clip, step_seconds=prediction.seconds_per_step)  # fmt: skip

@@ -190,8 +190,7 @@ def consistency_loss(student: VideoGPT, target: VideoGPT, teacher: Teacher, late
     predicted = one_branch_x0(student, past, z, sigma)
     consistency = (predicted - aim).pow(2).mean()
     data = (predicted - x).pow(2).mean()
-    return {"loss": consistency + data_weight * data if data_weight else consistency, "consistency": consistency,
-            "data": data}  # fmt: skip
+    return {"loss": consistency + data_weight * data, "consistency": consistency, "data": data}
 
 
 @dataclass

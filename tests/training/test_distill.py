@@ -189,9 +189,14 @@ def test_tiny_stage1_lowers_its_loss(consistency_config, caplog):
     assert _falls(_logged_figure(config, caplog, "loss"), 40, 0.5)
 
 
+def _tiny_teacher(teacher_dir) -> Teacher:
+    """The random tiny teacher with an 8-step guided sampler (guidance 2, shift 3)."""
+    return Teacher(load_checkpoint(teacher_dir).model, SamplerConfig(8, 3.0, 2.0), "0" * 64, "")
+
+
 def test_the_ground_truth_term_adds_the_students_error_to_the_true_clip(teacher_dir):
-    model = load_checkpoint(teacher_dir).model
-    teacher = Teacher(model, SamplerConfig(8, 3.0, 2.0), "0" * 64, "")
+    teacher = _tiny_teacher(teacher_dir)
+    model = teacher.model
     latents = torch.randn(2, 4, 4, 8, 8)
     terms = {w: consistency_loss(model, model, teacher, latents, 2, 2, torch.Generator().manual_seed(4), w)
              for w in (0.0, 0.5)}  # fmt: skip
@@ -210,8 +215,8 @@ def test_stage1_with_the_ground_truth_term_lowers_it(consistency_config, caplog)
 
 
 def test_stage2_rollout_fills_the_cache_as_inference_does(teacher_dir):
-    student = load_checkpoint(teacher_dir).model
-    teacher = Teacher(student, SamplerConfig(8, 3.0, 2.0), "0" * 64, "")
+    teacher = _tiny_teacher(teacher_dir)
+    student = teacher.model
     record = student_record(teacher, 2, "self_forcing")
     history = torch.randn(2, 2, 4, 8, 8)
     seen = []
