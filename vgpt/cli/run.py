@@ -87,7 +87,8 @@ _RUN = RunConfig(input="")
     "--stats",
     default=None,
     help="Live mode: append one JSON line per predicted clip here (seconds since start, frames observed and "
-    "dropped, the clip's compute time), flushed as it goes: for monitoring and soak tests.",
+    "dropped, the clip's compute time, the rate frames arrive at over the newest 40 and whether the clip was "
+    "predicted faster than it lasts at that rate), flushed as it goes: for monitoring and soak tests.",
 )
 @click.option("--clips", type=POSITIVE, default=_RUN.clips, show_default=True, help="Clips to predict (offline mode).")
 @click.option(
